@@ -1,0 +1,1 @@
+//! criterion benchmarks for the multus crates; see the `[[bench]]` targets.

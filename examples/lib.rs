@@ -1,0 +1,1 @@
+//! Examples of embedding the multus crates; see the `[[example]]` targets.

@@ -1,0 +1,1 @@
+//! multus-core (being written)

@@ -1,0 +1,1 @@
+//! multus-dpdk (being written)

@@ -1,0 +1,1 @@
+//! multus-ipam (being written)

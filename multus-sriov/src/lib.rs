@@ -1,0 +1,1 @@
+//! multus-sriov (being written)
