@@ -1,1 +1,33 @@
-//! multus-core (being written)
+//! # multus-core
+//!
+//! The heart of a Rust Multus CNI: the CNI protocol (spec 1.1.0, reading 0.3.0 through 1.1.0), the
+//! [`Delegate`](delegate::Delegate) trait that every plugin implements, a [`Registry`](delegate::Registry)
+//! resolving plugin types to built-in delegates or plugin binaries, and the attach [`pipeline`] that gives a
+//! pod its interfaces in order and takes them away again without leaving anything behind.
+//!
+//! ```
+//! use multus_core::cni::{CniResult, NetworkConfig};
+//! use multus_core::pipeline::Attachment;
+//!
+//! // A conflist, kept whole: every key reaches the plugin.
+//! let net = NetworkConfig::from_slice(br#"{
+//!     "cniVersion": "1.0.0", "name": "macnet",
+//!     "plugins": [{"type": "macvlan", "master": "eth0", "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}]
+//! }"#).unwrap();
+//! let att = Attachment::new(net, "net1");
+//! assert_eq!(att.network.plugins()[0].get("master").unwrap(), "eth0");
+//!
+//! // Results convert between spec versions.
+//! let r = CniResult::from_json(br#"{"cniVersion":"1.0.0","ips":[{"address":"10.9.0.2/24"}]}"#).unwrap();
+//! assert_eq!(r.to_value("0.3.1").unwrap()["ips"][0]["version"], "4");
+//! ```
+//!
+//! Running the pipeline needs a [`Context`](delegate::Context) (container ID, netns, ifname, the registry)
+//! and async: see `examples/` in the repository.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cni;
+pub mod delegate;
+pub mod netns;
+pub mod pipeline;

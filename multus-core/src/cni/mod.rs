@@ -1,0 +1,19 @@
+//! The CNI protocol, spec 1.1.0, accepting configs and results of 0.3.0 through 1.1.0.
+//!
+//! - [`config`]: plugin configs and conflists, kept whole.
+//! - [`env`]: the `CNI_*` environment.
+//! - [`result`]: results and their conversion between spec versions.
+//! - [`error`]: error codes and the JSON error object.
+//! - [`version`]: versions and the `VERSION` reply.
+
+pub mod config;
+pub mod env;
+pub mod error;
+pub mod result;
+pub mod version;
+
+pub use config::{AttachmentRef, NetConfList, NetworkConfig, PluginConf};
+pub use env::{CniArgs, CniEnv, Command};
+pub use error::{CniError, ErrorCode};
+pub use result::{CniResult, Dns, Interface, IpConfig, Route};
+pub use version::{Version, VersionInfo, CURRENT_VERSION, SUPPORTED_VERSIONS};

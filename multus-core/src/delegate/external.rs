@@ -1,0 +1,221 @@
+//! Running a plugin binary exactly as a container runtime does: `CNI_*` environment, the config on stdin,
+//! a result or a CNI error on stdout, stderr into our log, and a timeout.
+
+use super::{Context, Delegate};
+use crate::cni::{CniError, CniResult, Command, ErrorCode, PluginConf};
+use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A plugin binary on disk.
+#[derive(Debug, Clone)]
+pub struct ExternalPlugin {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+/// What one run of a plugin binary gave back.
+#[derive(Debug)]
+struct Output {
+    stdout: Vec<u8>,
+}
+
+impl ExternalPlugin {
+    /// A plugin at `path`, killed after `timeout`.
+    pub fn new(path: PathBuf, timeout: Duration) -> Self {
+        ExternalPlugin { path, timeout }
+    }
+
+    /// The binary's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Runs the binary for `command` with `stdin` and the context's environment.
+    async fn exec(
+        &self,
+        ctx: &Context,
+        command: Command,
+        stdin: &[u8],
+    ) -> Result<Output, CniError> {
+        let name = self.name();
+        let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.env("CNI_COMMAND", command.as_str());
+        for k in [
+            "CNI_CONTAINERID",
+            "CNI_NETNS",
+            "CNI_IFNAME",
+            "CNI_ARGS",
+            "CNI_PATH",
+        ] {
+            cmd.env_remove(k);
+        }
+        if command.is_per_attachment() {
+            cmd.env("CNI_CONTAINERID", &ctx.container_id)
+                .env("CNI_IFNAME", &ctx.ifname);
+            if let Some(ns) = &ctx.netns {
+                cmd.env("CNI_NETNS", ns);
+            }
+            if !ctx.args.is_empty() {
+                cmd.env("CNI_ARGS", ctx.args.render());
+            }
+        }
+        let path: Vec<String> = ctx
+            .registry
+            .bin_dirs_for_path()
+            .iter()
+            .chain(ctx.cni_path.iter())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        cmd.env("CNI_PATH", path.join(":"));
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| CniError::io(format!("cannot run plugin {}: {e}", self.path.display())))?;
+        let mut child_in = child.stdin.take();
+        let mut child_out = child.stdout.take();
+        let mut child_err = child.stderr.take();
+        let input = stdin.to_vec();
+        let run = async move {
+            let write = async {
+                if let Some(mut w) = child_in.take() {
+                    // A plugin may exit without reading its stdin (VERSION); a broken pipe is not an error.
+                    let _ = w.write_all(&input).await;
+                    let _ = w.shutdown().await;
+                }
+            };
+            let read_out = async {
+                let mut buf = Vec::new();
+                if let Some(r) = child_out.as_mut() {
+                    let _ = r.read_to_end(&mut buf).await;
+                }
+                buf
+            };
+            let read_err = async {
+                let mut buf = Vec::new();
+                if let Some(r) = child_err.as_mut() {
+                    let _ = r.read_to_end(&mut buf).await;
+                }
+                buf
+            };
+            let ((), out, err) = tokio::join!(write, read_out, read_err);
+            let status = child.wait().await;
+            (status, out, err)
+        };
+        let (status, stdout, stderr) = match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(CniError::new(
+                    ErrorCode::DelegateTimeout,
+                    format!(
+                        "plugin {name} did not finish {command} within {:?} and was killed",
+                        self.timeout
+                    ),
+                ))
+            }
+        };
+        let stderr_text = String::from_utf8_lossy(&stderr);
+        for line in stderr_text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(plugin = %name, command = %command, "{line}");
+        }
+        let status = status.map_err(|e| CniError::io(format!("waiting for plugin {name}: {e}")))?;
+        if status.success() {
+            return Ok(Output { stdout });
+        }
+        if let Some(mut e) = CniError::from_json(&stdout) {
+            if e.msg.is_empty() {
+                e.msg = format!("plugin {name} failed");
+            }
+            return Err(e);
+        }
+        let how = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                format!("was killed by signal {}", status.signal().unwrap_or(0))
+            }
+        };
+        let mut msg = format!("plugin {name} {how} without a CNI error");
+        let tail = stderr_text.trim();
+        if !tail.is_empty() {
+            let start = tail.len().saturating_sub(400);
+            let start = (start..tail.len())
+                .find(|&i| tail.is_char_boundary(i))
+                .unwrap_or(tail.len());
+            msg.push_str(&format!("; stderr: {}", &tail[start..]));
+        }
+        Err(CniError::new(ErrorCode::DelegateFailed, msg).with_details(snippet(&stdout)))
+    }
+}
+
+/// A printable start of some bytes, for error details.
+fn snippet(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    let s = s.trim();
+    match s.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[async_trait]
+impl Delegate for ExternalPlugin {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
+        let out = self.exec(ctx, Command::Add, &conf.to_bytes()).await?;
+        let mut result = CniResult::from_json(&out.stdout).map_err(|e| {
+            CniError::new(
+                ErrorCode::DelegateBadOutput,
+                format!(
+                    "plugin {} returned a result that cannot be decoded: {}",
+                    self.name(),
+                    e.msg
+                ),
+            )
+            .with_details(snippet(&out.stdout))
+        })?;
+        if result.cni_version.is_empty() {
+            result.cni_version = conf.cni_version().unwrap_or_default().to_string();
+        }
+        Ok(result)
+    }
+
+    async fn check(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        self.exec(ctx, Command::Check, &conf.to_bytes())
+            .await
+            .map(|_| ())
+    }
+
+    async fn del(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        self.exec(ctx, Command::Del, &conf.to_bytes())
+            .await
+            .map(|_| ())
+    }
+
+    async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        self.exec(ctx, Command::Status, &conf.to_bytes())
+            .await
+            .map(|_| ())
+    }
+
+    async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        self.exec(ctx, Command::Gc, &conf.to_bytes())
+            .await
+            .map(|_| ())
+    }
+}

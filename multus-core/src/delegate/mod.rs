@@ -1,0 +1,127 @@
+//! Delegates: the plugins Multus runs for each attachment.
+//!
+//! A [`Delegate`] is one plugin `type`: a built-in one (macvlan, ipvlan, host-local, ...) running in-process,
+//! or an [`ExternalPlugin`] binary run exactly as a container runtime would. The [`Registry`] resolves a
+//! `type` to a built-in delegate first and to a binary in `binDir` / `CNI_PATH` otherwise, and
+//! [`chain`] runs a whole network (a single config or a conflist) through it.
+
+pub mod chain;
+pub mod external;
+pub mod registry;
+
+pub use external::ExternalPlugin;
+pub use registry::Registry;
+
+use crate::cni::{CniArgs, CniError, CniResult, Command, PluginConf};
+use async_trait::async_trait;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything about one invocation except the plugin's own config.
+#[derive(Clone)]
+pub struct Context {
+    /// The verb being run.
+    pub command: Command,
+    /// `CNI_CONTAINERID` (empty for STATUS and GC).
+    pub container_id: String,
+    /// `CNI_NETNS`, when there is one.
+    pub netns: Option<PathBuf>,
+    /// `CNI_IFNAME` for this delegate (empty for STATUS and GC).
+    pub ifname: String,
+    /// `CNI_ARGS` for this delegate.
+    pub args: CniArgs,
+    /// `CNI_PATH`: where plugin binaries are looked for (after the registry's own `binDir`s).
+    pub cni_path: Vec<PathBuf>,
+    /// The registry, so that a delegate can run its IPAM plugin (or any other) through it.
+    pub registry: Arc<Registry>,
+}
+
+impl Context {
+    /// A context for a per-attachment verb.
+    pub fn new(
+        command: Command,
+        container_id: &str,
+        netns: Option<PathBuf>,
+        ifname: &str,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Context {
+            command,
+            container_id: container_id.to_string(),
+            netns,
+            ifname: ifname.to_string(),
+            args: CniArgs::default(),
+            cni_path: Vec::new(),
+            registry,
+        }
+    }
+
+    /// The same context for another verb.
+    pub fn with_command(&self, command: Command) -> Self {
+        Context {
+            command,
+            ..self.clone()
+        }
+    }
+
+    /// The same context for another interface name.
+    pub fn with_ifname(&self, ifname: &str) -> Self {
+        Context {
+            ifname: ifname.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The timeout applied to external plugins.
+    pub fn timeout(&self) -> Duration {
+        self.registry.timeout()
+    }
+
+    /// Runs the IPAM plugin named by `conf.ipam.type` for this context's verb, as the reference plugins do:
+    /// the IPAM plugin receives the whole parent config on stdin. Returns the result for ADD.
+    pub async fn run_ipam(&self, conf: &PluginConf) -> Result<Option<CniResult>, CniError> {
+        let ipam_type = conf
+            .ipam()
+            .and_then(|i| i.get("type"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| CniError::invalid_config("\"ipam.type\" is missing"))?;
+        let ipam = self.registry.resolve(ipam_type, &self.cni_path)?;
+        match self.command {
+            Command::Add => ipam.add(self, conf).await.map(Some),
+            Command::Check => ipam.check(self, conf).await.map(|_| None),
+            Command::Del => ipam.del(self, conf).await.map(|_| None),
+            Command::Status => ipam.status(self, conf).await.map(|_| None),
+            Command::Gc => ipam.gc(self, conf).await.map(|_| None),
+            Command::Version => Ok(None),
+        }
+    }
+}
+
+/// One CNI plugin type, built-in or external. Each verb receives the plugin's full invocation config
+/// (with `name`, `cniVersion`, `runtimeConfig` and `prevResult` already injected).
+#[async_trait]
+pub trait Delegate: Send + Sync {
+    /// A short description for logs (`"built-in macvlan"`, `"/usr/lib/cni/bridge"`).
+    fn describe(&self) -> String;
+
+    /// ADD: attach and return the result.
+    async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError>;
+
+    /// CHECK: verify the attachment against `prevResult`.
+    async fn check(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError>;
+
+    /// DEL: detach; must succeed when there is nothing left to remove.
+    async fn del(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError>;
+
+    /// STATUS: whether the plugin is ready for ADD.
+    async fn status(&self, _ctx: &Context, _conf: &PluginConf) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    /// GC: release what belongs to attachments not in the config's `cni.dev/valid-attachments`.
+    async fn gc(&self, _ctx: &Context, _conf: &PluginConf) -> Result<(), CniError> {
+        Ok(())
+    }
+}

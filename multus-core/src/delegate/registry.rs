@@ -1,0 +1,182 @@
+//! Resolving a plugin `type` to a delegate: built-in first, then a binary in `binDir`, then in `CNI_PATH`.
+
+use super::external::ExternalPlugin;
+use super::Delegate;
+use crate::cni::CniError;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The default timeout of one external plugin run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The set of delegates a pipeline can run.
+pub struct Registry {
+    builtins: BTreeMap<String, Arc<dyn Delegate>>,
+    bin_dirs: Vec<PathBuf>,
+    timeout: Duration,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("builtins", &self.builtins.keys().collect::<Vec<_>>())
+            .field("bin_dirs", &self.bin_dirs)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Checks that a plugin type names a file and not a path (`bridge`, not `../x` or `/bin/sh`).
+pub fn validate_plugin_type(t: &str) -> Result<(), CniError> {
+    if t.is_empty() || t == "." || t == ".." || t.contains('/') || t.contains('\0') {
+        return Err(CniError::invalid_config(format!(
+            "plugin type {t:?} is not a valid plugin name"
+        )));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// An empty registry: no built-ins, no `binDir`, the default timeout.
+    pub fn new() -> Self {
+        Registry {
+            builtins: BTreeMap::new(),
+            bin_dirs: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Registers a built-in delegate for a `type`.
+    pub fn register(&mut self, plugin_type: &str, delegate: Arc<dyn Delegate>) -> &mut Self {
+        self.builtins.insert(plugin_type.to_string(), delegate);
+        self
+    }
+
+    /// Removes a built-in, so that `type` resolves to a binary again.
+    pub fn unregister(&mut self, plugin_type: &str) -> &mut Self {
+        self.builtins.remove(plugin_type);
+        self
+    }
+
+    /// Directories searched before `CNI_PATH` (Multus' `binDir`).
+    pub fn set_bin_dirs(&mut self, dirs: Vec<PathBuf>) -> &mut Self {
+        self.bin_dirs = dirs;
+        self
+    }
+
+    /// The timeout of one external plugin run.
+    pub fn set_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The timeout of one external plugin run.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The `binDir`s, which are put in front of `CNI_PATH` for the plugins we run.
+    pub fn bin_dirs_for_path(&self) -> &[PathBuf] {
+        &self.bin_dirs
+    }
+
+    /// The built-in types.
+    pub fn builtin_types(&self) -> Vec<&str> {
+        self.builtins.keys().map(String::as_str).collect()
+    }
+
+    /// Finds a plugin binary in `binDir`s then `cni_path`.
+    pub fn find_binary(
+        &self,
+        plugin_type: &str,
+        cni_path: &[PathBuf],
+    ) -> Result<PathBuf, CniError> {
+        validate_plugin_type(plugin_type)?;
+        let dirs: Vec<&Path> = self
+            .bin_dirs
+            .iter()
+            .chain(cni_path.iter())
+            .map(PathBuf::as_path)
+            .collect();
+        for d in &dirs {
+            let p = d.join(plugin_type);
+            if is_executable(&p) {
+                return Ok(p);
+            }
+        }
+        Err(CniError::invalid_config(format!(
+            "failed to find plugin {plugin_type:?} in path {:?} (it is not built in either)",
+            dirs
+        )))
+    }
+
+    /// Resolves a `type`: the built-in delegate, or the binary found in `binDir` / `cni_path`.
+    pub fn resolve(
+        &self,
+        plugin_type: &str,
+        cni_path: &[PathBuf],
+    ) -> Result<Arc<dyn Delegate>, CniError> {
+        validate_plugin_type(plugin_type)?;
+        if let Some(d) = self.builtins.get(plugin_type) {
+            return Ok(d.clone());
+        }
+        let path = self.find_binary(plugin_type, cni_path)?;
+        Ok(Arc::new(ExternalPlugin::new(path, self.timeout)))
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_paths_as_types() {
+        let r = Registry::new();
+        for bad in ["", "..", "../bridge", "/bin/sh", "a\0b"] {
+            assert_eq!(
+                r.resolve(bad, &[]).err().map(|e| e.code.code()),
+                Some(7),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_binaries_in_bin_dir_first() {
+        use std::os::unix::fs::PermissionsExt;
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for d in [a.path(), b.path()] {
+            let p = d.join("plug");
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(b.path().join("noexec"), "").unwrap();
+        let mut r = Registry::new();
+        r.set_bin_dirs(vec![a.path().to_path_buf()]);
+        assert_eq!(
+            r.find_binary("plug", &[b.path().to_path_buf()]).unwrap(),
+            a.path().join("plug")
+        );
+        let e = r
+            .find_binary("noexec", &[b.path().to_path_buf()])
+            .unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        assert!(e.msg.contains("noexec"));
+    }
+}
