@@ -1,0 +1,307 @@
+//! Helpers shared by the VM tests (`tests/vm_*.rs`). They run only inside the VM test bed (`tests/vm/run.sh`):
+//! a real 6.12 kernel with an emulated igb SR-IOV NIC, an IOMMU, ipvlan, macvlan, dummy and 8021q.
+//! Kernel state is read back with `ip -j` and sysfs, never through the code under test.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where the reference CNI plugins (delegates) live, on the host and so in the guest.
+pub const CNI_PATH: &str = "/usr/lib/cni";
+
+/// Panics unless this runs inside the VM test bed. Never a silent skip: a VM test outside the VM is a mistake.
+pub fn require_vm() {
+    if std::env::var("MULTUS_IN_VM").as_deref() != Ok("1") {
+        panic!(
+            "this is a VM test: it needs the VM test bed's kernel (igb SR-IOV NIC, IOMMU, ipvlan) and must be run \
+             with `tests/vm/run.sh` (which sets MULTUS_IN_VM=1 in the guest), not directly"
+        );
+    }
+    assert!(nix::unistd::geteuid().is_root(), "VM tests run as root in the guest");
+}
+
+/// Runs a command, returns its output whatever the exit status.
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd} {args:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = run(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed with {}: stdout {:?} stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip -j <args>` parsed.
+pub fn ip_json(args: &[&str]) -> Value {
+    let mut all = vec!["-j"];
+    all.extend_from_slice(args);
+    let text = run_ok("ip", &all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip {all:?} printed invalid JSON ({e}): {text}"))
+}
+
+/// Prints `ip <args>` so the suite's output shows the kernel state it asserted on.
+pub fn show(args: &[&str]) {
+    let out = run("ip", args);
+    println!(
+        "$ ip {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads a sysfs attribute, trimmed.
+pub fn read_attr(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// Basename of the target of a sysfs symlink (e.g. `device/driver` -> `igb`).
+pub fn link_name(path: impl AsRef<Path>) -> Option<String> {
+    fs::read_link(path.as_ref())
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+/// The igb physical function: the netdev whose driver is igb and whose device reports `sriov_totalvfs` > 0.
+/// It is brought up (macvlan/ipvlan on it need no carrier, but an up master is the realistic case).
+pub fn igb_pf() -> String {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/sys/class/net").expect("read /sys/class/net") {
+        let name = entry.expect("dir entry").file_name().to_string_lossy().into_owned();
+        let dev = PathBuf::from("/sys/class/net").join(&name).join("device");
+        if link_name(dev.join("driver")).as_deref() != Some("igb") {
+            continue;
+        }
+        let total = fs::read_to_string(dev.join("sriov_totalvfs")).unwrap_or_default();
+        if total.trim().parse::<u32>().unwrap_or(0) > 0 {
+            found.push(name);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one igb PF with SR-IOV in the guest, found {found:?}; links: {}",
+        run_ok("ip", &["-br", "link"])
+    );
+    let pf = found.remove(0);
+    run_ok("ip", &["link", "set", &pf, "up"]);
+    pf
+}
+
+/// Polls `cond` every 50 ms until it is true or `timeout` passes; returns whether it became true.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+pub struct Netns {
+    /// The namespace's name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates a fresh namespace, replacing a leftover of the same name.
+    pub fn new(name: &str) -> Self {
+        let _ = run("ip", &["netns", "del", name]);
+        run_ok("ip", &["netns", "add", name]);
+        run_ok("ip", &["-n", name, "link", "set", "lo", "up"]);
+        Netns { name: name.to_string() }
+    }
+
+    /// The path given to plugins as CNI_NETNS.
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// How the tests reach the plugins: through the `multus` binary (the default, and what the suite is for), or, while
+/// developing, straight to the reference plugin named by the delegate's `type` (`MULTUS_VM_PLUGIN=direct`).
+pub enum Plugin {
+    /// The multus meta-plugin at this path, given a multus config wrapping the delegate.
+    Multus(PathBuf),
+    /// The reference plugin `/usr/lib/cni/<type>`, given the delegate config itself.
+    Direct,
+}
+
+impl Plugin {
+    /// From the environment: `MULTUS_VM_PLUGIN` (`direct`, or a path to a multus-compatible binary), else
+    /// `MULTUS_BIN` (set by run.sh), else `<workspace>/target/release/multus`.
+    pub fn from_env() -> Self {
+        let p = match std::env::var("MULTUS_VM_PLUGIN") {
+            Ok(v) if v == "direct" => {
+                println!("NOTE: MULTUS_VM_PLUGIN=direct: calling the reference plugins directly, not multus");
+                return Plugin::Direct;
+            }
+            Ok(v) if !v.is_empty() => PathBuf::from(v),
+            _ => match std::env::var("MULTUS_BIN") {
+                Ok(v) if !v.is_empty() => PathBuf::from(v),
+                _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/multus"),
+            },
+        };
+        assert!(p.is_file(), "multus binary {} not found (run.sh builds it)", p.display());
+        println!("plugin under test: {}", p.display());
+        Plugin::Multus(p)
+    }
+
+    /// The config sent on stdin: the delegate wrapped in a kubeconfig-less multus config, or the delegate alone.
+    pub fn config(&self, delegate: &Value) -> Value {
+        match self {
+            Plugin::Multus(_) => serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": "multus-vm",
+                "type": "multus",
+                "binDir": CNI_PATH,
+                "delegates": [delegate],
+            }),
+            Plugin::Direct => delegate.clone(),
+        }
+    }
+
+    fn exe(&self, delegate: &Value) -> PathBuf {
+        match self {
+            Plugin::Multus(p) => p.clone(),
+            Plugin::Direct => Path::new(CNI_PATH).join(delegate["type"].as_str().expect("delegate type")),
+        }
+    }
+
+    /// Runs one CNI command. `prev_result` is added to the config (as a runtime does for CHECK).
+    pub fn cni(&self, command: &str, container_id: &str, ns: &Netns, delegate: &Value, prev: Option<&Value>) -> Cni {
+        let mut conf = self.config(delegate);
+        if let Some(prev) = prev {
+            conf["prevResult"] = prev.clone();
+        }
+        let exe = self.exe(delegate);
+        let mut child = Command::new(&exe)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", container_id)
+            .env("CNI_NETNS", ns.path())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", CNI_PATH)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(conf.to_string().as_bytes())
+            .expect("write config");
+        let out = child.wait_with_output().expect("wait for plugin");
+        let cni = Cni {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        println!("{command} {container_id} -> exit {:?} stdout {}", cni.code, cni.stdout.trim());
+        cni
+    }
+}
+
+/// What one CNI invocation returned.
+#[derive(Debug)]
+pub struct Cni {
+    /// Exit code (None if killed by a signal).
+    pub code: Option<i32>,
+    /// Stdout (the result or error JSON).
+    pub stdout: String,
+    /// Stderr (logs).
+    pub stderr: String,
+}
+
+impl Cni {
+    /// Asserts exit 0 and returns the stdout parsed as JSON (or Null when empty).
+    pub fn ok(&self, what: &str) -> Value {
+        assert_eq!(self.code, Some(0), "{what} failed: {self:?}");
+        if self.stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}): {self:?}"))
+        }
+    }
+}
+
+/// The first address (`a.b.c.d/len`) of a CNI 1.0 result.
+pub fn result_ip(result: &Value) -> String {
+    assert_eq!(result["cniVersion"], "1.0.0", "result version: {result}");
+    result["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ips[0].address in result {result}"))
+        .to_string()
+}
+
+/// `ip -n <ns> -d -j link show <ifname>`'s single entry.
+pub fn link_in(ns: &Netns, ifname: &str) -> Value {
+    let v = ip_json(&["-n", &ns.name, "-d", "link", "show", ifname]);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "one link {ifname} in {}: {v}", ns.name);
+    v[0].clone()
+}
+
+/// Whether `ifname` exists in `ns`.
+pub fn link_exists(ns: &Netns, ifname: &str) -> bool {
+    run("ip", &["-n", &ns.name, "link", "show", ifname]).status.success()
+}
+
+/// The `a.b.c.d/len` IPv4 addresses on `ifname` in `ns`.
+pub fn addrs_in(ns: &Netns, ifname: &str) -> Vec<String> {
+    let v = ip_json(&["-n", &ns.name, "-4", "addr", "show", ifname]);
+    v[0]["addr_info"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| format!("{}/{}", i["local"].as_str().unwrap_or(""), i["prefixlen"]))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The IPs reserved in a host-local store (`<dataDir>/<network>/<ip>` files; `lock` and `last_reserved_ip.*` are
+/// bookkeeping).
+pub fn reserved_ips(data_dir: &Path, network: &str) -> Vec<String> {
+    let dir = data_dir.join(network);
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut ips: Vec<String> = rd
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))
+        .collect();
+    ips.sort();
+    ips
+}

@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# The VM test bed: boots a Debian 6.12 kernel under QEMU (software emulation) with an emulated igb SR-IOV NIC behind
+# a PCIe root port, an emulated Intel IOMMU and the host's root filesystem shared read-only over 9p (with a tmpfs
+# overlay on top), loads igb/igbvf/ipvlan/8021q/dummy/macvlan/vfio-pci, and runs the project's VM tests (the
+# `multus-cni/tests/vm_*.rs` test binaries, built on the host with `--features vm-tests`) inside, as root.
+#
+# Usage:
+#   tests/vm/run.sh                 build, boot, run every VM test; exit status is the suite's
+#   tests/vm/run.sh <filter>        run only the tests whose name contains <filter> (libtest filter)
+#   tests/vm/run.sh --shell         boot to an interactive root shell in the guest (exit the shell to power off)
+#   tests/vm/run.sh --setup         only install what is missing and build the initramfs
+#
+# Environment:
+#   VM_CACHE            where the initramfs and run files go (default: <repo>/.vm-cache)
+#   VM_TIMEOUT          seconds before the whole VM is killed (default 900)
+#   VM_MEM              guest memory in MiB (default 2048)
+#   VM_KERNEL_VERSION   which installed kernel to boot (default: newest one in /lib/modules with a /boot/vmlinuz)
+#   CARGO_TARGET_DIR    respected (default <repo>/target)
+#   MULTUS_VM_PLUGIN    passed to the guest: a plugin to run instead of target/release/multus (development only)
+#   VM_SKIP_INSTALL=1   never run apt-get (fail if something is missing)
+set -euo pipefail
+
+say() { printf '[vm] %s\n' "$*" >&2; }
+die() { printf '[vm] ERROR: %s\n' "$*" >&2; exit 1; }
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VM_CACHE=${VM_CACHE:-$REPO/.vm-cache}
+VM_TIMEOUT=${VM_TIMEOUT:-900}
+VM_MEM=${VM_MEM:-2048}
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+
+MODE=test
+FILTER=""
+case "${1:-}" in
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --shell) MODE=shell ;;
+    --setup) MODE=setup ;;
+    --*) die "unknown option $1 (try --help)" ;;
+    "") ;;
+    *) FILTER=$1 ;;
+esac
+[ $# -le 1 ] || die "at most one argument (a test name filter, --shell or --setup)"
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. Install what is missing.
+# ---------------------------------------------------------------------------------------------------------------------
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "not root and no sudo: cannot install packages"
+    SUDO=(sudo)
+fi
+
+pkg_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]; }
+
+newest_kernel() {
+    local v best=""
+    for d in /lib/modules/*/; do
+        [ -d "$d" ] || continue
+        v=$(basename "$d")
+        [ -f "/boot/vmlinuz-$v" ] || continue
+        if [ -z "$best" ] || [ "$(printf '%s\n%s\n' "$best" "$v" | sort -V | tail -n1)" = "$v" ]; then best=$v; fi
+    done
+    printf '%s' "$best"
+}
+
+APT_UPDATED=0
+apt_update_once() {
+    if [ "$APT_UPDATED" = 0 ]; then
+        say "apt-get update"
+        "${SUDO[@]}" apt-get update -qq >&2
+        APT_UPDATED=1
+    fi
+}
+
+install_missing() {
+    local missing=() bp_missing=()
+    command -v qemu-system-x86_64 >/dev/null || bp_missing+=(qemu-system-x86)
+    local kver
+    kver=${VM_KERNEL_VERSION:-$(newest_kernel)}
+    if [ -z "$kver" ] || [ ! -f "/boot/vmlinuz-$kver" ] || [ ! -d "/lib/modules/$kver/kernel" ]; then
+        bp_missing+=(linux-image-amd64)
+    fi
+    pkg_installed busybox-static || missing+=(busybox-static)
+    [ -x /usr/lib/cni/ipvlan ] && [ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
+    command -v modprobe >/dev/null || [ -x /sbin/modprobe ] || missing+=(kmod)
+    command -v cpio >/dev/null || missing+=(cpio)
+    command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+    command -v xz >/dev/null || missing+=(xz-utils)
+    command -v zstd >/dev/null || missing+=(zstd)
+
+    if [ ${#missing[@]} -eq 0 ] && [ ${#bp_missing[@]} -eq 0 ]; then
+        say "all host packages present (qemu, kernel $kver, busybox-static, CNI plugins)"
+        return
+    fi
+    [ "${VM_SKIP_INSTALL:-0}" = 1 ] && die "missing: ${bp_missing[*]} ${missing[*]} (and VM_SKIP_INSTALL=1)"
+    if [ ${#bp_missing[@]} -gt 0 ]; then
+        if ! grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            say "adding bookworm-backports to /etc/apt/sources.list.d/bookworm-backports.list"
+            echo 'deb http://deb.debian.org/debian bookworm-backports main' |
+                "${SUDO[@]}" tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+        fi
+        apt_update_once
+        say "installing from bookworm-backports: ${bp_missing[*]} (takes a minute or two)"
+        # `pkg/bookworm-backports` takes only these packages (and what they strictly need) from backports,
+        # rather than `-t bookworm-backports`, which also upgrades e.g. systemd/udev on the host.
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${bp_missing[@]/%//bookworm-backports}" >&2
+    fi
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_update_once
+        say "installing: ${missing[*]}"
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >&2
+    fi
+}
+
+install_missing
+KVER=${VM_KERNEL_VERSION:-$(newest_kernel)}
+[ -n "$KVER" ] && [ -f "/boot/vmlinuz-$KVER" ] || die "no bootable kernel found in /boot after install"
+KERNEL=/boot/vmlinuz-$KVER
+[ -r "$KERNEL" ] || die "$KERNEL is not readable (run as root)"
+MODPROBE=$(command -v modprobe || echo /sbin/modprobe)
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2. The initramfs: static busybox, the modules needed to mount the host root (9p over virtio, overlay), an init.
+# ---------------------------------------------------------------------------------------------------------------------
+mkdir -p "$VM_CACHE"
+INITRD=$VM_CACHE/initramfs-$KVER.cpio.gz
+INIT_SRC=$REPO/tests/vm/init.sh
+
+build_initramfs() {
+    local root=$VM_CACHE/initramfs-$KVER.d
+    rm -rf "$root"
+    mkdir -p "$root"/{bin,dev,proc,sys,mnt,newroot,lib/modules}
+    cp /bin/busybox "$root/bin/busybox"
+    file -b /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
+        ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' || die "/bin/busybox is not static (install busybox-static)"
+    cp "$INIT_SRC" "$root/init"
+    chmod 755 "$root/init"
+    # Modules in load order: --show-depends prints `insmod <path>` lines, dependencies first.
+    : >"$root/modules.order"
+    local mod line path name
+    for mod in virtio_pci 9pnet_virtio 9p overlay; do
+        "$MODPROBE" -S "$KVER" --show-depends "$mod" >"$VM_CACHE/deps.tmp" ||
+            die "modprobe -S $KVER --show-depends $mod failed"
+        while read -r line; do
+            case "$line" in
+                builtin*) continue ;;
+                insmod*) path=$(awk '{print $2}' <<<"$line") ;;
+                *) die "unexpected modprobe output: $line" ;;
+            esac
+            name=$(basename "$path")
+            name=${name%.xz}; name=${name%.zst}; name=${name%.gz}
+            grep -qx "$name" "$root/modules.order" && continue
+            case "$path" in
+                *.xz) xz -dc "$path" >"$root/lib/modules/$name" ;;
+                *.zst) zstd -qdc "$path" >"$root/lib/modules/$name" ;;
+                *.gz) gzip -dc "$path" >"$root/lib/modules/$name" ;;
+                *) cp "$path" "$root/lib/modules/$name" ;;
+            esac
+            echo "$name" >>"$root/modules.order"
+        done <"$VM_CACHE/deps.tmp"
+    done
+    rm -f "$VM_CACHE/deps.tmp"
+    (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 >"$INITRD.tmp"
+    mv "$INITRD.tmp" "$INITRD"
+    say "built $INITRD ($(tr '\n' ' ' <"$root/modules.order"))"
+}
+
+if [ ! -s "$INITRD" ] || [ "$INIT_SRC" -nt "$INITRD" ] || [ "${BASH_SOURCE[0]}" -nt "$INITRD" ]; then
+    build_initramfs
+else
+    say "initramfs up to date: $INITRD"
+fi
+[ "$MODE" = setup ] && { say "setup done"; exit 0; }
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. Build the multus binary and the VM test binaries on the host.
+# ---------------------------------------------------------------------------------------------------------------------
+RUN_DIR=$(mktemp -d "$VM_CACHE/run.XXXXXX")
+TESTS=()
+if [ "$MODE" = test ]; then
+    cd "$REPO"
+    say "cargo build --release -p multus-cni"
+    cargo build --release -p multus-cni >&2
+    [ -x "$TARGET_DIR/release/multus" ] || die "$TARGET_DIR/release/multus was not built"
+    say "cargo test -p multus-cni --features vm-tests --test 'vm_*' --no-run"
+    cargo test -p multus-cni --features vm-tests --test 'vm_*' --no-run --message-format=json-render-diagnostics \
+        >"$RUN_DIR/cargo.json"
+    # One compiler-artifact line per test target; its "executable" is the test binary.
+    mapfile -t TESTS < <(grep '"reason":"compiler-artifact"' "$RUN_DIR/cargo.json" | grep '"kind":\["test"\]' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | sort -u)
+    [ ${#TESTS[@]} -gt 0 ] || die "no VM test binaries were built (multus-cni/tests/vm_*.rs)"
+    for t in "${TESTS[@]}"; do say "test binary: $t"; done
+fi
+
+# What the guest reads (through the 9p-shared host root, where this path is the same).
+{
+    printf 'export MULTUS_VM_MODE=%q\n' "$MODE"
+    printf 'export MULTUS_VM_FILTER=%q\n' "$FILTER"
+    printf 'export MULTUS_VM_REPO=%q\n' "$REPO"
+    printf 'export MULTUS_BIN=%q\n' "$TARGET_DIR/release/multus"
+    printf 'export MULTUS_VM_PLUGIN=%q\n' "${MULTUS_VM_PLUGIN:-}"
+    printf 'MULTUS_VM_TESTS=(%s)\n' "$(printf '%q ' "${TESTS[@]}")"
+} >"$RUN_DIR/guest.env"
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. Boot. The exit status comes back on a second serial port (ttyS1 -> a file); the console is the first one.
+# ---------------------------------------------------------------------------------------------------------------------
+QEMU_PID_FILE=$RUN_DIR/qemu.pid
+STATUS_FILE=$RUN_DIR/status
+LOG=$RUN_DIR/console.log
+: >"$STATUS_FILE"
+
+cleanup() {
+    local pid
+    if [ -s "$QEMU_PID_FILE" ]; then
+        pid=$(cat "$QEMU_PID_FILE" 2>/dev/null || true)
+        if [ -n "$pid" ] && [ -d "/proc/$pid" ] && grep -q qemu "/proc/$pid/comm" 2>/dev/null; then
+            say "killing QEMU (pid $pid)"
+            kill -TERM "$pid" 2>/dev/null || true
+            sleep 1
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    if [ -s "$LOG" ]; then cp "$LOG" "$VM_CACHE/last-console.log" 2>/dev/null || true; fi
+    rm -rf "$RUN_DIR"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT TERM HUP
+
+case "$RUN_DIR$REPO" in *[[:space:]]*) die "paths with spaces are not supported: $REPO, $RUN_DIR" ;; esac
+APPEND="console=ttyS0 intel_iommu=on panic=-1 loglevel=4 multus_vm_env=$RUN_DIR/guest.env"
+APPEND+=" multus_vm_guest=$REPO/tests/vm/guest.sh"
+QEMU=(qemu-system-x86_64
+    -machine q35,accel=tcg,kernel-irqchip=split -cpu max -m "$VM_MEM" -smp 2
+    -device intel-iommu,intremap=on,caching-mode=on
+    -device pcie-root-port,id=rp0,slot=1
+    -device igb,bus=rp0,netdev=n0 -netdev hubport,id=n0,hubid=0
+    -fsdev local,id=hostfs,path=/,security_model=none,readonly=on
+    -device virtio-9p-pci,fsdev=hostfs,mount_tag=host
+    -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND"
+    -nographic -no-reboot -pidfile "$QEMU_PID_FILE")
+
+if [ "$MODE" = shell ]; then
+    say "booting $KVER to a shell (exit the shell or Ctrl-A X to leave)"
+    "${QEMU[@]}" -serial mon:stdio -serial "file:$STATUS_FILE"
+    exit 0
+fi
+
+say "booting $KVER under QEMU (tcg), timeout ${VM_TIMEOUT}s; ${#TESTS[@]} test binaries${FILTER:+, filter '$FILTER'}"
+START=$(date +%s)
+set +e
+timeout --kill-after=10 "$VM_TIMEOUT" "${QEMU[@]}" -monitor none -serial stdio -serial "file:$STATUS_FILE" \
+    </dev/null 2>&1 | tee "$LOG"
+QEMU_RC=${PIPESTATUS[0]}
+set -e
+ELAPSED=$(( $(date +%s) - START ))
+
+[ "$QEMU_RC" = 124 ] || [ "$QEMU_RC" = 137 ] && die "the VM did not finish within ${VM_TIMEOUT}s (hang?); console log: $VM_CACHE/last-console.log"
+STATUS=$(tr -dc '0-9\n' <"$STATUS_FILE" | grep -E '^[0-9]+$' | tail -n1 || true)
+[ -n "$STATUS" ] || die "the guest reported no exit status (QEMU exit $QEMU_RC after ${ELAPSED}s); console log: $VM_CACHE/last-console.log"
+if [ "$STATUS" = 0 ]; then
+    say "VM suite PASSED in ${ELAPSED}s"
+else
+    say "VM suite FAILED (guest status $STATUS) in ${ELAPSED}s; console log: $VM_CACHE/last-console.log"
+fi
+exit "$STATUS"
