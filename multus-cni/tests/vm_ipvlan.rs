@@ -6,7 +6,8 @@ mod vm_common;
 
 use serde_json::json;
 use vm_common::{
-    addrs_in, igb_pf, link_exists, link_in, require_vm, reserved_ips, result_ip, show, Netns, Plugin,
+    addrs_in, igb_pf, link_exists, link_in, require_vm, reserved_ips, result_ip, show, Netns,
+    Plugin,
 };
 
 fn ipvlan_case(mode: &str) {
@@ -31,28 +32,64 @@ fn ipvlan_case(mode: &str) {
     assert!(ip.starts_with("10.55.0."), "address from the subnet: {ip}");
     let link = link_in(&ns, "eth0");
     show(&["-n", &ns.name, "-d", "addr", "show", "eth0"]);
-    assert_eq!(link["linkinfo"]["info_kind"], "ipvlan", "eth0 is an ipvlan: {link}");
-    assert_eq!(link["linkinfo"]["info_data"]["mode"], mode, "ipvlan mode: {link}");
-    let flags: Vec<&str> = link["flags"].as_array().expect("flags").iter().filter_map(|f| f.as_str()).collect();
+    assert_eq!(
+        link["linkinfo"]["info_kind"], "ipvlan",
+        "eth0 is an ipvlan: {link}"
+    );
+    assert_eq!(
+        link["linkinfo"]["info_data"]["mode"], mode,
+        "ipvlan mode: {link}"
+    );
+    let flags: Vec<&str> = link["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
     assert!(flags.contains(&"UP"), "eth0 is up: {flags:?}");
-    assert_eq!(addrs_in(&ns, "eth0"), vec![ip.clone()], "eth0 carries the result's address");
+    assert_eq!(
+        addrs_in(&ns, "eth0"),
+        vec![ip.clone()],
+        "eth0 carries the result's address"
+    );
     let bare_ip = ip.split('/').next().expect("ip");
-    assert_eq!(reserved_ips(data.path(), "ipvl"), vec![bare_ip.to_string()], "host-local reserved it");
-    println!("ipvlan {mode} link eth0 made in netns {} with {ip}", ns.name);
+    assert_eq!(
+        reserved_ips(data.path(), "ipvl"),
+        vec![bare_ip.to_string()],
+        "host-local reserved it"
+    );
+    println!(
+        "ipvlan {mode} link eth0 made in netns {} with {ip}",
+        ns.name
+    );
 
     // CHECK, with the ADD result as prevResult (as a runtime does): passes as long as the state matches ...
-    plugin.cni("CHECK", &id, &ns, &delegate, Some(&result)).ok("CHECK");
+    plugin
+        .cni("CHECK", &id, &ns, &delegate, Some(&result))
+        .ok("CHECK");
     // ... and fails when the recorded address is not on the interface (so CHECK really checks).
     let mut wrong = result.clone();
     wrong["ips"][0]["address"] = json!("10.55.0.250/24");
     let bad = plugin.cni("CHECK", &id, &ns, &delegate, Some(&wrong));
-    assert_ne!(bad.code, Some(0), "CHECK with a prevResult address not on eth0 must fail: {bad:?}");
+    assert_ne!(
+        bad.code,
+        Some(0),
+        "CHECK with a prevResult address not on eth0 must fail: {bad:?}"
+    );
 
     // DEL removes the link and the reservation; a second DEL is fine (idempotent).
-    plugin.cni("DEL", &id, &ns, &delegate, Some(&result)).ok("DEL");
+    plugin
+        .cni("DEL", &id, &ns, &delegate, Some(&result))
+        .ok("DEL");
     assert!(!link_exists(&ns, "eth0"), "eth0 gone after DEL");
-    assert_eq!(reserved_ips(data.path(), "ipvl"), Vec::<String>::new(), "no reservation left after DEL");
-    plugin.cni("DEL", &id, &ns, &delegate, Some(&result)).ok("second DEL");
+    assert_eq!(
+        reserved_ips(data.path(), "ipvl"),
+        Vec::<String>::new(),
+        "no reservation left after DEL"
+    );
+    plugin
+        .cni("DEL", &id, &ns, &delegate, Some(&result))
+        .ok("second DEL");
 }
 
 #[test]

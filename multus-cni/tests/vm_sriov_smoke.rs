@@ -16,7 +16,8 @@ struct NumVfs(PathBuf);
 impl NumVfs {
     fn set(dev: &Path, n: u32) -> Self {
         let attr = dev.join("sriov_numvfs");
-        fs::write(&attr, n.to_string()).unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
+        fs::write(&attr, n.to_string())
+            .unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
         NumVfs(attr)
     }
 }
@@ -32,13 +33,24 @@ fn vm_sriov_smoke_vfs_appear_and_go() {
     require_vm();
     let pf = igb_pf();
     let dev = fs::canonicalize(format!("/sys/class/net/{pf}/device")).expect("PF device dir");
-    let total: u32 = read_attr(dev.join("sriov_totalvfs")).parse().expect("sriov_totalvfs");
-    println!("PF {pf} at {} (driver igb), sriov_totalvfs={total}", dev.display());
-    assert!(total >= 2, "igb PF must offer at least 2 VFs, offers {total}");
+    let total: u32 = read_attr(dev.join("sriov_totalvfs"))
+        .parse()
+        .expect("sriov_totalvfs");
+    println!(
+        "PF {pf} at {} (driver igb), sriov_totalvfs={total}",
+        dev.display()
+    );
+    assert!(
+        total >= 2,
+        "igb PF must offer at least 2 VFs, offers {total}"
+    );
     if read_attr(dev.join("sriov_numvfs")) != "0" {
         fs::write(dev.join("sriov_numvfs"), "0").expect("reset sriov_numvfs");
     }
-    assert!(!dev.join("virtfn0").exists(), "no VF before sriov_numvfs is set");
+    assert!(
+        !dev.join("virtfn0").exists(),
+        "no VF before sriov_numvfs is set"
+    );
     let pf_group = link_name(dev.join("iommu_group")).expect("PF has an IOMMU group (intel-iommu)");
 
     let guard = NumVfs::set(&dev, 2);
@@ -48,11 +60,21 @@ fn vm_sriov_smoke_vfs_appear_and_go() {
         let virtfn = dev.join(format!("virtfn{i}"));
         // The VF's netdev appears when igbvf probes it; under emulation that may take a moment.
         let appeared = wait_for(Duration::from_secs(20), || {
-            fs::read_dir(virtfn.join("net")).map(|mut d| d.next().is_some()).unwrap_or(false)
+            fs::read_dir(virtfn.join("net"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
         });
-        assert!(appeared, "{} has no net/ entry after 20 s", virtfn.display());
+        assert!(
+            appeared,
+            "{} has no net/ entry after 20 s",
+            virtfn.display()
+        );
         let vf_dev = fs::canonicalize(&virtfn).expect("virtfn link resolves");
-        assert_eq!(link_name(vf_dev.join("driver")).as_deref(), Some("igbvf"), "VF {i} driver");
+        assert_eq!(
+            link_name(vf_dev.join("driver")).as_deref(),
+            Some("igbvf"),
+            "VF {i} driver"
+        );
         let physfn = fs::canonicalize(vf_dev.join("physfn")).expect("VF has physfn");
         assert_eq!(physfn, dev, "VF {i} physfn points back to the PF");
         let nets: Vec<String> = fs::read_dir(vf_dev.join("net"))
@@ -76,7 +98,10 @@ fn vm_sriov_smoke_vfs_appear_and_go() {
 
     // The PF lists its VFs over netlink too.
     let pf_link = ip_json(&["link", "show", &pf]);
-    let vfs = pf_link[0]["vfinfo_list"].as_array().map(Vec::len).unwrap_or(0);
+    let vfs = pf_link[0]["vfinfo_list"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
     assert_eq!(vfs, 2, "PF vfinfo_list: {pf_link}");
     show(&["-d", "link", "show", &pf]);
     for vf in &vf_netdevs {
@@ -88,7 +113,10 @@ fn vm_sriov_smoke_vfs_appear_and_go() {
     let gone = wait_for(Duration::from_secs(20), || !dev.join("virtfn0").exists());
     assert!(gone, "virtfn0 still there after sriov_numvfs=0");
     for vf in &vf_netdevs {
-        assert!(!Path::new("/sys/class/net").join(vf).exists(), "VF netdev {vf} still exists");
+        assert!(
+            !Path::new("/sys/class/net").join(vf).exists(),
+            "VF netdev {vf} still exists"
+        );
     }
     println!("VFs removed after sriov_numvfs=0");
 }

@@ -21,7 +21,10 @@ pub fn require_vm() {
              with `tests/vm/run.sh` (which sets MULTUS_IN_VM=1 in the guest), not directly"
         );
     }
-    assert!(nix::unistd::geteuid().is_root(), "VM tests run as root in the guest");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "VM tests run as root in the guest"
+    );
 }
 
 /// Runs a command, returns its output whatever the exit status.
@@ -50,7 +53,8 @@ pub fn ip_json(args: &[&str]) -> Value {
     let mut all = vec!["-j"];
     all.extend_from_slice(args);
     let text = run_ok("ip", &all);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip {all:?} printed invalid JSON ({e}): {text}"))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("ip {all:?} printed invalid JSON ({e}): {text}"))
 }
 
 /// Prints `ip <args>` so the suite's output shows the kernel state it asserted on.
@@ -85,7 +89,11 @@ pub fn link_name(path: impl AsRef<Path>) -> Option<String> {
 pub fn igb_pf() -> String {
     let mut found = Vec::new();
     for entry in fs::read_dir("/sys/class/net").expect("read /sys/class/net") {
-        let name = entry.expect("dir entry").file_name().to_string_lossy().into_owned();
+        let name = entry
+            .expect("dir entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         let dev = PathBuf::from("/sys/class/net").join(&name).join("device");
         if link_name(dev.join("driver")).as_deref() != Some("igb") {
             continue;
@@ -132,7 +140,9 @@ impl Netns {
         let _ = run("ip", &["netns", "del", name]);
         run_ok("ip", &["netns", "add", name]);
         run_ok("ip", &["-n", name, "link", "set", "lo", "up"]);
-        Netns { name: name.to_string() }
+        Netns {
+            name: name.to_string(),
+        }
     }
 
     /// The path given to plugins as CNI_NETNS.
@@ -171,7 +181,11 @@ impl Plugin {
                 _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/multus"),
             },
         };
-        assert!(p.is_file(), "multus binary {} not found (run.sh builds it)", p.display());
+        assert!(
+            p.is_file(),
+            "multus binary {} not found (run.sh builds it)",
+            p.display()
+        );
         println!("plugin under test: {}", p.display());
         Plugin::Multus(p)
     }
@@ -193,12 +207,21 @@ impl Plugin {
     fn exe(&self, delegate: &Value) -> PathBuf {
         match self {
             Plugin::Multus(p) => p.clone(),
-            Plugin::Direct => Path::new(CNI_PATH).join(delegate["type"].as_str().expect("delegate type")),
+            Plugin::Direct => {
+                Path::new(CNI_PATH).join(delegate["type"].as_str().expect("delegate type"))
+            }
         }
     }
 
     /// Runs one CNI command. `prev_result` is added to the config (as a runtime does for CHECK).
-    pub fn cni(&self, command: &str, container_id: &str, ns: &Netns, delegate: &Value, prev: Option<&Value>) -> Cni {
+    pub fn cni(
+        &self,
+        command: &str,
+        container_id: &str,
+        ns: &Netns,
+        delegate: &Value,
+        prev: Option<&Value>,
+    ) -> Cni {
         let mut conf = self.config(delegate);
         if let Some(prev) = prev {
             conf["prevResult"] = prev.clone();
@@ -229,7 +252,11 @@ impl Plugin {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        println!("{command} {container_id} -> exit {:?} stdout {}", cni.code, cni.stdout.trim());
+        println!(
+            "{command} {container_id} -> exit {:?} stdout {}",
+            cni.code,
+            cni.stdout.trim()
+        );
         cni
     }
 }
@@ -252,7 +279,8 @@ impl Cni {
         if self.stdout.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}): {self:?}"))
+            serde_json::from_str(&self.stdout)
+                .unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}): {self:?}"))
         }
     }
 }
@@ -269,13 +297,20 @@ pub fn result_ip(result: &Value) -> String {
 /// `ip -n <ns> -d -j link show <ifname>`'s single entry.
 pub fn link_in(ns: &Netns, ifname: &str) -> Value {
     let v = ip_json(&["-n", &ns.name, "-d", "link", "show", ifname]);
-    assert_eq!(v.as_array().map(Vec::len), Some(1), "one link {ifname} in {}: {v}", ns.name);
+    assert_eq!(
+        v.as_array().map(Vec::len),
+        Some(1),
+        "one link {ifname} in {}: {v}",
+        ns.name
+    );
     v[0].clone()
 }
 
 /// Whether `ifname` exists in `ns`.
 pub fn link_exists(ns: &Netns, ifname: &str) -> bool {
-    run("ip", &["-n", &ns.name, "link", "show", ifname]).status.success()
+    run("ip", &["-n", &ns.name, "link", "show", ifname])
+        .status
+        .success()
 }
 
 /// The `a.b.c.d/len` IPv4 addresses on `ifname` in `ns`.
@@ -299,7 +334,12 @@ pub fn reserved_ips(data_dir: &Path, network: &str) -> Vec<String> {
         return Vec::new();
     };
     let mut ips: Vec<String> = rd
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n != "lock" && !n.starts_with("last_reserved_ip"))
         .collect();
     ips.sort();
