@@ -31,3 +31,4 @@ pub mod cni;
 pub mod delegate;
 pub mod netns;
 pub mod pipeline;
+pub mod skel;

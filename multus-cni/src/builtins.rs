@@ -1,0 +1,22 @@
+//! The built-in delegates of this binary, and the registry that resolves everything else to plugin binaries.
+
+use multus_core::delegate::Registry;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A registry with every built-in delegate, searching `bin_dirs` (then `CNI_PATH`) for other types.
+pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
+    let mut r = Registry::new();
+    r.set_bin_dirs(bin_dirs).set_timeout(timeout);
+    // Built-in delegates are registered here as their crates provide them.
+    r
+}
+
+/// The plugin types this binary also runs standalone when started under that file name.
+pub fn standalone_types() -> Vec<String> {
+    registry(Vec::new(), Duration::from_secs(1))
+        .builtin_types()
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}

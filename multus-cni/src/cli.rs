@@ -1,0 +1,57 @@
+//! The command line of `multus` when it is not run by a container runtime.
+
+use clap::{Parser, Subcommand};
+
+/// Multus CNI in Rust: a CNI meta-plugin giving pods several network interfaces.
+///
+/// Run by a container runtime (with CNI_COMMAND set) it is the CNI plugin. Started under the name of a
+/// built-in plugin (for example as a `host-local` link), it is that plugin alone.
+#[derive(Parser, Debug)]
+#[command(name = "multus", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print the CNI spec versions this plugin supports, as the VERSION command does.
+    Version,
+    /// List the plugin types built into this binary.
+    Builtins,
+}
+
+/// Runs the command line; returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            eprintln!(
+                "\nmultus is a CNI plugin: a container runtime runs it with CNI_COMMAND set."
+            );
+            2
+        }
+        Some(Cmd::Version) => {
+            let info = multus_core::cni::VersionInfo::reply(b"");
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&info).unwrap_or_default()
+            );
+            0
+        }
+        Some(Cmd::Builtins) => {
+            for t in crate::builtins::standalone_types() {
+                println!("{t}");
+            }
+            0
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The Multus configuration (`00-multus.conf`): the keys upstream Multus reads, with its defaults.
+
+use multus_core::cni::{AttachmentRef, CniError, NetworkConfig, PluginConf, Version};
+use multus_core::pipeline::Attachment;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default directory of the attachment cache (upstream's `cniDir`).
+pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
+/// Default directory of plugin binaries (upstream's `binDir`).
+pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+/// Default directory of network config files referenced by name (upstream's `confDir`).
+pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
+
+/// A parsed Multus config.
+#[derive(Debug, Clone)]
+pub struct MultusConf {
+    /// `cniVersion` of Multus itself: results are returned in it.
+    pub cni_version: String,
+    /// `name`.
+    pub name: String,
+    /// `kubeconfig`: the Kubernetes mode (not in this version).
+    pub kubeconfig: Option<String>,
+    /// `delegates`: the kubeconfig-less mode's networks; the first is the default network.
+    pub delegates: Vec<NetworkConfig>,
+    /// `cniDir`: where attachments are cached for DEL.
+    pub cni_dir: PathBuf,
+    /// `binDir`: searched for plugin binaries before `CNI_PATH`.
+    pub bin_dirs: Vec<PathBuf>,
+    /// `confDir` (read by the Kubernetes mode, issue 6).
+    #[allow(dead_code)]
+    pub conf_dir: PathBuf,
+    /// `logLevel`.
+    pub log_level: String,
+    /// `logFile`.
+    pub log_file: Option<PathBuf>,
+    /// `logToStderr` (default true).
+    pub log_to_stderr: bool,
+    /// `readinessindicatorfile`.
+    pub readiness_indicator_file: Option<PathBuf>,
+    /// `runtimeConfig` given by the runtime to Multus (passed to the default network only).
+    pub runtime_config: Map<String, Value>,
+    /// `retryDeleteOnError` (read by the Kubernetes mode, issue 6).
+    #[allow(dead_code)]
+    pub retry_delete_on_error: bool,
+    /// `delegateTimeout` (seconds, this implementation's key): the limit on one plugin binary run.
+    pub delegate_timeout: Duration,
+    /// GC only: `cni.dev/valid-attachments`.
+    pub valid_attachments: Vec<AttachmentRef>,
+}
+
+fn str_key(m: &Map<String, Value>, k: &str) -> Result<Option<String>, CniError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+        Some(_) => Err(CniError::invalid_config(format!(
+            "multus config: \"{k}\" must be a string"
+        ))),
+    }
+}
+
+fn bool_key(m: &Map<String, Value>, k: &str, default: bool) -> Result<bool, CniError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(CniError::invalid_config(format!(
+            "multus config: \"{k}\" must be true or false"
+        ))),
+    }
+}
+
+impl MultusConf {
+    /// Parses the config bytes Multus gets on stdin.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CniError> {
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| CniError::decoding(format!("multus config is not valid JSON: {e}")))?;
+        let m = match v {
+            Value::Object(m) => m,
+            _ => return Err(CniError::decoding("multus config must be a JSON object")),
+        };
+        let cni_version = str_key(&m, "cniVersion")?.ok_or_else(|| {
+            CniError::incompatible_version("multus config: \"cniVersion\" is missing")
+        })?;
+        Version::parse_supported(&cni_version).map_err(|e| e.context("multus config"))?;
+        let name = str_key(&m, "name")?.unwrap_or_else(|| "multus-cni-network".to_string());
+        let kubeconfig = str_key(&m, "kubeconfig")?;
+        let mut delegates = Vec::new();
+        match m.get("delegates") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, d) in list.iter().enumerate() {
+                    let mut d = d.clone();
+                    if let Value::Object(o) = &mut d {
+                        // A delegate without a version runs with Multus' own.
+                        o.entry("cniVersion")
+                            .or_insert_with(|| Value::String(cni_version.clone()));
+                    }
+                    let net = NetworkConfig::from_value(d)
+                        .map_err(|e| e.context(format!("multus config: delegates[{i}]")))?;
+                    delegates.push(net);
+                }
+            }
+            Some(_) => {
+                return Err(CniError::invalid_config(
+                    "multus config: \"delegates\" must be a list",
+                ))
+            }
+        }
+        if kubeconfig.is_none() && delegates.is_empty() {
+            return Err(CniError::invalid_config(
+                "multus config: \"delegates\" must hold at least one network when there is no \"kubeconfig\"",
+            ));
+        }
+        let bin_dirs = match str_key(&m, "binDir")? {
+            Some(s) => s
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            None => vec![PathBuf::from(DEFAULT_BIN_DIR)],
+        };
+        let runtime_config = match m.get("runtimeConfig") {
+            Some(Value::Object(o)) => o.clone(),
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => {
+                return Err(CniError::invalid_config(
+                    "multus config: \"runtimeConfig\" must be an object",
+                ))
+            }
+        };
+        let delegate_timeout = match m.get("delegateTimeout") {
+            None | Some(Value::Null) => Duration::from_secs(60),
+            Some(v) => match v.as_f64() {
+                Some(s) if s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
+                _ => {
+                    return Err(CniError::invalid_config(
+                        "multus config: \"delegateTimeout\" must be a number of seconds between 0 and 3600",
+                    ))
+                }
+            },
+        };
+        let mut gc_view = m.clone();
+        gc_view.insert("type".into(), Value::String("multus".into()));
+        let valid_attachments = PluginConf::from_value(Value::Object(gc_view))
+            .and_then(|p| p.valid_attachments())
+            .map_err(|e| e.context("multus config"))?;
+        Ok(MultusConf {
+            valid_attachments,
+            cni_version,
+            name,
+            kubeconfig,
+            delegates,
+            cni_dir: str_key(&m, "cniDir")?
+                .map(PathBuf::from)
+                .unwrap_or_else(|| DEFAULT_CNI_DIR.into()),
+            bin_dirs,
+            conf_dir: str_key(&m, "confDir")?
+                .map(PathBuf::from)
+                .unwrap_or_else(|| DEFAULT_CONF_DIR.into()),
+            log_level: str_key(&m, "logLevel")?.unwrap_or_default(),
+            log_file: str_key(&m, "logFile")?.map(PathBuf::from),
+            log_to_stderr: bool_key(&m, "logToStderr", true)?,
+            readiness_indicator_file: str_key(&m, "readinessindicatorfile")?.map(PathBuf::from),
+            runtime_config,
+            retry_delete_on_error: bool_key(&m, "retryDeleteOnError", false)?,
+            delegate_timeout,
+        })
+    }
+
+    /// The attachments of the kubeconfig-less mode: `delegates[0]` as the default network with `ifname` and
+    /// the runtime's runtimeConfig, the others as `net1`, `net2`, ... with none.
+    pub fn delegate_attachments(&self, ifname: &str) -> Vec<Attachment> {
+        self.delegates
+            .iter()
+            .enumerate()
+            .map(|(i, net)| {
+                let mut a = Attachment::new(
+                    net.clone(),
+                    &if i == 0 {
+                        ifname.to_string()
+                    } else {
+                        format!("net{i}")
+                    },
+                );
+                if i == 0 {
+                    a.is_default = true;
+                    a.runtime_config = self.runtime_config.clone();
+                }
+                a
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delegates_get_ifnames_in_order() {
+        let c = MultusConf::parse(
+            br#"{"cniVersion":"0.3.1","name":"m","type":"multus","runtimeConfig":{"portMappings":[]},
+                 "delegates":[{"type":"bridge","name":"a"},{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"macvlan"}]}]}"#,
+        )
+        .unwrap();
+        let atts = c.delegate_attachments("eth0");
+        assert_eq!(
+            atts.iter().map(|a| a.ifname.as_str()).collect::<Vec<_>>(),
+            ["eth0", "net1"]
+        );
+        assert!(atts[0].is_default && !atts[1].is_default);
+        assert_eq!(atts[0].network.cni_version(), "0.3.1");
+        assert_eq!(atts[1].network.cni_version(), "1.0.0");
+        assert!(atts[1].runtime_config.is_empty());
+        assert_eq!(c.bin_dirs, vec![PathBuf::from(DEFAULT_BIN_DIR)]);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        for (bad, code, word) in [
+            (
+                &br#"{"cniVersion":"1.0.0","name":"m","type":"multus"}"#[..],
+                7,
+                "delegates",
+            ),
+            (
+                br#"{"name":"m","type":"multus","delegates":[{"type":"x"}]}"#,
+                1,
+                "cniVersion",
+            ),
+            (
+                br#"{"cniVersion":"0.2.0","delegates":[{"type":"x"}]}"#,
+                1,
+                "0.2.0",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","delegates":[{"name":"x"}]}"#,
+                7,
+                "delegates[0]",
+            ),
+            (br#"{"cniVersion":"1.0.0","delegates":{}}"#, 7, "delegates"),
+            (
+                br#"{"cniVersion":"1.0.0","binDir":3,"delegates":[{"type":"x"}]}"#,
+                7,
+                "binDir",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","delegateTimeout":-1,"delegates":[{"type":"x"}]}"#,
+                7,
+                "delegateTimeout",
+            ),
+            (br#"{"cniVersion":"1.0.0","#, 6, "JSON"),
+        ] {
+            let e = MultusConf::parse(bad).unwrap_err();
+            assert_eq!(e.code.code(), code, "{e}");
+            assert!(e.msg.contains(word), "{e} should name {word}");
+        }
+    }
+}
