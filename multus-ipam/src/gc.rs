@@ -49,16 +49,29 @@ pub fn keeps(valid: &[Attachment]) -> impl Fn(&Holder) -> bool {
 }
 
 /// Releases every reservation not held by a valid attachment; returns what it released.
-/// The caller holds the store's lock.
+/// Best effort: a reservation that cannot be released does not stop the others; the first such
+/// error is returned after all were tried. The caller holds the store's lock.
 pub fn gc<S: Store>(store: &mut S, valid: &[Attachment]) -> Result<Vec<Reservation>> {
     let keep = keeps(valid);
     let mut released = Vec::new();
+    let mut first_err = None;
     for r in store.reservations()? {
-        if !keep(&r.holder) && store.release(r.ip)? {
-            released.push(r);
+        if keep(&r.holder) {
+            continue;
+        }
+        match store.release(r.ip) {
+            Ok(true) => released.push(r),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(ip = %r.ip, error = %e, "GC could not release");
+                first_err.get_or_insert(e);
+            }
         }
     }
-    Ok(released)
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(released),
+    }
 }
 
 #[cfg(test)]
