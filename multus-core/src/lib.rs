@@ -29,6 +29,8 @@
 
 pub mod cni;
 pub mod delegate;
+pub mod netlink;
 pub mod netns;
 pub mod pipeline;
+pub mod plugins;
 pub mod skel;

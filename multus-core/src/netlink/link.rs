@@ -1,0 +1,221 @@
+//! Links: create a macvlan / ipvlan, look one up, rename / set MTU, MAC, up, delete.
+
+use super::{Netlink, NlError};
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags,
+    LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode,
+};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::{LinkIpVlan, LinkMacVlan, LinkUnspec};
+use std::os::fd::RawFd;
+
+/// The kind of a link stacked on a master, with its mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubKind {
+    /// A macvlan.
+    MacVlan(MacVlanMode),
+    /// An ipvlan.
+    IpVlan(IpVlanMode),
+}
+
+/// A link to create on top of a master.
+#[derive(Debug, Clone)]
+pub struct NewSubLink<'a> {
+    /// Name at creation (a temporary one when the link moves to another namespace).
+    pub name: &'a str,
+    /// Index of the master, in the namespace of the connection that creates the link.
+    pub master: u32,
+    /// Kind and mode.
+    pub kind: SubKind,
+    /// MTU; `None` leaves the kernel's choice (the master's).
+    pub mtu: Option<u32>,
+    /// Hardware address; `None` lets the kernel choose (macvlan: random).
+    pub mac: Option<[u8; 6]>,
+    /// The namespace to create the link in (`IFLA_NET_NS_FD`); `None`: the connection's own.
+    pub netns_fd: Option<RawFd>,
+}
+
+/// What this crate reads of a link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Interface index.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// `IFLA_INFO_KIND` (`"macvlan"`, `"veth"`, ...), when it has one.
+    pub kind: Option<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// Hardware address.
+    pub mac: Vec<u8>,
+    /// Administratively up.
+    pub up: bool,
+    /// `IFLA_LINK`: the index of the master (in the namespace named by `link_netnsid`, when set).
+    pub parent: Option<u32>,
+    /// `IFLA_LINK_NETNSID`: the master lives in another namespace.
+    pub link_netnsid: Option<i32>,
+    /// The macvlan mode, for a macvlan.
+    pub macvlan_mode: Option<MacVlanMode>,
+    /// The ipvlan mode, for an ipvlan.
+    pub ipvlan_mode: Option<IpVlanMode>,
+}
+
+impl LinkInfo {
+    /// Reads a kernel link message.
+    pub fn from_message(m: &LinkMessage) -> Self {
+        let mut out = LinkInfo {
+            index: m.header.index,
+            up: m.header.flags.contains(LinkFlags::Up),
+            ..Default::default()
+        };
+        for a in &m.attributes {
+            match a {
+                LinkAttribute::IfName(n) => out.name = n.clone(),
+                LinkAttribute::Mtu(v) => out.mtu = *v,
+                LinkAttribute::Address(v) => out.mac = v.clone(),
+                LinkAttribute::Link(v) => out.parent = Some(*v),
+                LinkAttribute::LinkNetNsId(v) => out.link_netnsid = Some(*v),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        match i {
+                            NlLinkInfo::Kind(k) => out.kind = Some(k.to_string()),
+                            NlLinkInfo::Data(InfoData::MacVlan(d)) => {
+                                for x in d {
+                                    if let InfoMacVlan::Mode(mode) = x {
+                                        out.macvlan_mode = Some(*mode);
+                                    }
+                                }
+                            }
+                            NlLinkInfo::Data(InfoData::IpVlan(d)) => {
+                                for x in d {
+                                    if let InfoIpVlan::Mode(mode) = x {
+                                        out.ipvlan_mode = Some(*mode);
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn first_link(msgs: Vec<RouteNetlinkMessage>) -> Option<LinkInfo> {
+    msgs.into_iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewLink(l) => Some(LinkInfo::from_message(&l)),
+        _ => None,
+    })
+}
+
+/// Creates a macvlan or ipvlan (`RTM_NEWLINK`, create-exclusive).
+pub async fn create_sublink(nl: &Netlink, spec: &NewSubLink<'_>) -> Result<(), NlError> {
+    let mut msg = match spec.kind {
+        SubKind::MacVlan(mode) => LinkMacVlan::new(spec.name, spec.master, mode).build(),
+        SubKind::IpVlan(mode) => LinkIpVlan::new(spec.name, spec.master, mode).build(),
+    };
+    if let Some(mtu) = spec.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = spec.mac {
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(fd) = spec.netns_fd {
+        msg.attributes.push(LinkAttribute::NetNsFd(fd));
+    }
+    let what = match spec.kind {
+        SubKind::MacVlan(_) => "macvlan",
+        SubKind::IpVlan(_) => "ipvlan",
+    };
+    nl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.context(format!("failed to create {what} {:?}", spec.name)))
+}
+
+/// Looks a link up by name; `Ok(None)` when there is none.
+pub async fn by_name(nl: &Netlink, name: &str) -> Result<Option<LinkInfo>, NlError> {
+    let msg = LinkUnspec::new_with_name(name).build();
+    match nl.request(RouteNetlinkMessage::GetLink(msg), 0).await {
+        Ok(msgs) => Ok(first_link(msgs)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.context(format!("failed to look up link {name:?}"))),
+    }
+}
+
+/// Looks a link up by index; `Ok(None)` when there is none.
+pub async fn by_index(nl: &Netlink, index: u32) -> Result<Option<LinkInfo>, NlError> {
+    let msg = LinkUnspec::new_with_index(index).build();
+    match nl.request(RouteNetlinkMessage::GetLink(msg), 0).await {
+        Ok(msgs) => Ok(first_link(msgs)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.context(format!("failed to look up link #{index}"))),
+    }
+}
+
+/// Changes to apply to a link in one `RTM_SETLINK` (the kernel renames before it changes the flags, so a
+/// rename and `up` can go together).
+#[derive(Debug, Clone, Default)]
+pub struct LinkChange<'a> {
+    /// New name.
+    pub name: Option<&'a str>,
+    /// New MTU.
+    pub mtu: Option<u32>,
+    /// New hardware address.
+    pub mac: Option<[u8; 6]>,
+    /// Bring it up.
+    pub up: bool,
+}
+
+/// Applies a [`LinkChange`] to the link with `index`.
+pub async fn set(nl: &Netlink, index: u32, change: &LinkChange<'_>) -> Result<(), NlError> {
+    let mut b = LinkUnspec::new_with_index(index);
+    if let Some(n) = change.name {
+        b = b.name(n);
+    }
+    if let Some(m) = change.mtu {
+        b = b.mtu(m);
+    }
+    if let Some(mac) = change.mac {
+        b = b.address(mac.to_vec());
+    }
+    if change.up {
+        b = b.up();
+    }
+    nl.request(RouteNetlinkMessage::SetLink(b.build()), 0)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.context(format!("failed to change link #{index} ({change:?})")))
+}
+
+/// Deletes the link with `index`; `Ok(false)` when it was already gone.
+pub async fn delete(nl: &Netlink, index: u32) -> Result<bool, NlError> {
+    let msg = LinkUnspec::new_with_index(index).build();
+    match nl.request(RouteNetlinkMessage::DelLink(msg), 0).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.context(format!("failed to delete link #{index}"))),
+    }
+}
+
+/// Deletes the link named `name`; `Ok(false)` when there is none.
+pub async fn delete_by_name(nl: &Netlink, name: &str) -> Result<bool, NlError> {
+    let msg = LinkUnspec::new_with_name(name).build();
+    match nl.request(RouteNetlinkMessage::DelLink(msg), 0).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.context(format!("failed to delete link {name:?}"))),
+    }
+}
+
+/// The `InfoKind` name of a sub-link kind.
+pub fn kind_name(kind: &SubKind) -> &'static str {
+    match kind {
+        SubKind::MacVlan(_) => "macvlan",
+        SubKind::IpVlan(_) => "ipvlan",
+    }
+}

@@ -1,0 +1,123 @@
+//! Thin netlink effects over `rtnetlink`: a [`Netlink`] handle opened in the right network namespace, and
+//! the link, address, route and sysctl operations the built-in delegates need. Nothing here decides *what*
+//! to do: the plugins plan, these functions carry the plan out.
+//!
+//! Namespaces are handled as the kernel requires: a netlink socket stays bound to the namespace it was
+//! created in, and `setns` changes only the calling thread. So a handle for a container namespace is made
+//! by a throwaway OS thread that enters the namespace, creates the socket and exits; the socket is then
+//! driven by the tokio runtime like any other. No runtime worker ever changes namespace.
+
+pub mod addr;
+pub mod handle;
+pub mod link;
+pub mod route;
+pub mod sysctl;
+
+pub use handle::Netlink;
+
+use crate::cni::CniError;
+use std::fmt;
+
+/// A failed netlink request: the kernel's errno (when it answered with one) and a description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NlError {
+    /// The positive errno from the kernel's answer (`ENODEV` = 19, ...), `None` when the request did not
+    /// reach the kernel or the answer could not be read.
+    pub errno: Option<i32>,
+    /// What failed.
+    pub msg: String,
+}
+
+impl NlError {
+    pub(crate) fn new(errno: Option<i32>, msg: impl Into<String>) -> Self {
+        NlError {
+            errno,
+            msg: msg.into(),
+        }
+    }
+
+    /// Prefixes the description with what was being done.
+    pub fn context(mut self, ctx: impl fmt::Display) -> Self {
+        self.msg = format!("{ctx}: {}", self.msg);
+        self
+    }
+
+    /// True when the kernel answered "no such device / entry" (`ENODEV` or `ENOENT`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.errno, Some(libc::ENODEV) | Some(libc::ENOENT))
+    }
+
+    /// True when the object already exists (`EEXIST`).
+    pub fn is_exists(&self) -> bool {
+        self.errno == Some(libc::EEXIST)
+    }
+}
+
+impl fmt::Display for NlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for NlError {}
+
+impl From<NlError> for CniError {
+    fn from(e: NlError) -> Self {
+        CniError::kernel(e.msg)
+    }
+}
+
+/// Formats a hardware address as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses a 6-byte hardware address written with `:` or `-` separators (as Go's `net.ParseMAC` accepts for
+/// EUI-48).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let sep = if s.contains('-') { '-' } else { ':' };
+    let parts: Vec<&str> = s.split(sep).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            parse_mac("02:AB:cd:00:01:ff"),
+            Some([2, 0xab, 0xcd, 0, 1, 0xff])
+        );
+        assert_eq!(
+            parse_mac("02-ab-cd-00-01-ff"),
+            parse_mac("02:ab:cd:00:01:ff")
+        );
+        for bad in [
+            "",
+            "02:ab:cd:00:01",
+            "02:ab:cd:00:01:ff:00",
+            "0g:ab:cd:00:01:ff",
+            "2:ab:cd:00:01:ff",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        assert_eq!(format_mac(&[2, 0xab, 0, 1, 2, 3]), "02:ab:00:01:02:03");
+        let e = NlError::new(Some(libc::ENODEV), "x");
+        assert!(e.is_not_found() && !e.is_exists());
+    }
+}

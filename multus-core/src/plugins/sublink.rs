@@ -1,0 +1,382 @@
+//! What the macvlan and ipvlan delegates share: a link stacked on a master, created in the master's
+//! namespace under a temporary name with the target namespace given at creation (`IFLA_NET_NS_FD`), then
+//! renamed inside the target, so that a host link with the requested name never collides. Then IPAM and
+//! the interface configuration; any failure removes the link and releases the IPAM reservation.
+
+use super::ipam_apply;
+use crate::cni::env::validate_ifname;
+use crate::cni::{
+    CniError, CniResult, Command, Dns, ErrorCode, Interface, IpConfig, PluginConf, Route,
+};
+use crate::delegate::Context;
+use crate::netlink::link::{self, LinkChange, LinkInfo, NewSubLink, SubKind};
+use crate::netlink::{format_mac, route, Netlink};
+use crate::netns::NetNs;
+use std::os::fd::AsRawFd;
+
+/// The link to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubLinkSpec {
+    /// Kind and mode.
+    pub kind: SubKind,
+    /// Master name; `None`: the interface of the default route.
+    pub master: Option<String>,
+    /// MTU; 0 keeps the master's.
+    pub mtu: u32,
+    /// Hardware address.
+    pub mac: Option<[u8; 6]>,
+    /// The master is in the container's namespace (`linkInContainer`).
+    pub link_in_container: bool,
+    /// An MTU above the master's is a config error (macvlan) rather than left to the kernel (ipvlan).
+    pub limit_mtu_to_master: bool,
+}
+
+/// Where the interface's IP configuration comes from.
+#[derive(Debug, Clone)]
+pub enum IpSource {
+    /// None: a layer-2 interface, only brought up.
+    None,
+    /// The IPAM plugin named by `ipam.type`.
+    Ipam,
+    /// A previous plugin's result (a chained ipvlan): its IPs and routes.
+    Prev(CniResult),
+}
+
+/// A temporary link name: `cni` and 8 random hex digits (the random seed of std's hasher comes from the OS).
+pub fn temp_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("cni{:08x}", h.finish() as u32)
+}
+
+fn kind_name(kind: &SubKind) -> &'static str {
+    link::kind_name(kind)
+}
+
+/// Finds the master by name, or the interface of the default route when `name` is `None`.
+pub async fn resolve_master(nl: &Netlink, name: Option<&str>) -> Result<LinkInfo, CniError> {
+    match name {
+        Some(n) => link::by_name(nl, n).await?.ok_or_else(|| {
+            CniError::kernel(format!("failed to lookup master {n:?}: link not found"))
+        }),
+        None => {
+            let oif = route::default_route_oif(nl)
+                .await?
+                .ok_or_else(|| CniError::kernel("no default route interface found"))?;
+            link::by_index(nl, oif).await?.ok_or_else(|| {
+                CniError::kernel(format!("default route interface #{oif} not found"))
+            })
+        }
+    }
+}
+
+fn netns_of(ctx: &Context, verb: &str) -> Result<NetNs, CniError> {
+    let path = ctx
+        .netns
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| CniError::invalid_env(format!("CNI_NETNS is required for {verb}")))?;
+    NetNs::open(path)
+}
+
+/// ADD: creates the link, configures it from `ips`, and returns the result (in the config's version).
+/// On any failure nothing is left: the link is deleted and an IPAM reservation released.
+pub async fn add(
+    ctx: &Context,
+    conf: &PluginConf,
+    spec: &SubLinkSpec,
+    ips: IpSource,
+    dns: Dns,
+) -> Result<CniResult, CniError> {
+    validate_ifname(&ctx.ifname)?;
+    let ns = netns_of(ctx, "ADD")?;
+    let cont = Netlink::open_in(&ns)?;
+    let host = if spec.link_in_container {
+        None
+    } else {
+        Some(Netlink::current()?)
+    };
+    let mnl = host.as_ref().unwrap_or(&cont);
+    let master = resolve_master(mnl, spec.master.as_deref()).await?;
+    if spec.limit_mtu_to_master && spec.mtu > master.mtu {
+        return Err(CniError::invalid_config(format!(
+            "invalid MTU {}, must be [0, master MTU({})]",
+            spec.mtu, master.mtu
+        )));
+    }
+    let kind = kind_name(&spec.kind);
+    let tmp = temp_name();
+    link::create_sublink(
+        mnl,
+        &NewSubLink {
+            name: &tmp,
+            master: master.index,
+            kind: spec.kind,
+            mtu: (spec.mtu > 0).then_some(spec.mtu),
+            mac: spec.mac,
+            netns_fd: host.as_ref().map(|_| ns.file().as_raw_fd()),
+        },
+    )
+    .await?;
+    let created = match link::by_name(&cont, &tmp).await {
+        Ok(Some(l)) => l,
+        other => {
+            // Should not happen; remove whatever carries the temporary name, in both namespaces.
+            let _ = link::delete_by_name(&cont, &tmp).await;
+            let _ = link::delete_by_name(mnl, &tmp).await;
+            return Err(match other {
+                Err(e) => e.into(),
+                _ => CniError::kernel(format!(
+                    "the new {kind} {tmp:?} is not in {}",
+                    ns.path().display()
+                )),
+            });
+        }
+    };
+    match configure(ctx, conf, &ns, &cont, &created, ips, dns).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            if let Err(d) = link::delete(&cont, created.index).await {
+                tracing::warn!("cleanup after a failed ADD: {d}");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn configure(
+    ctx: &Context,
+    conf: &PluginConf,
+    ns: &NetNs,
+    cont: &Netlink,
+    created: &LinkInfo,
+    ips: IpSource,
+    dns: Dns,
+) -> Result<CniResult, CniError> {
+    let ifname = ctx.ifname.as_str();
+    let l2 = matches!(ips, IpSource::None);
+    link::set(
+        cont,
+        created.index,
+        &LinkChange {
+            name: Some(ifname),
+            up: l2,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| {
+        CniError::kernel(format!(
+            "failed to rename {:?} to {ifname:?}: {e}",
+            created.name
+        ))
+    })?;
+    let mut result = CniResult::new(conf.cni_version().unwrap_or(crate::cni::CURRENT_VERSION));
+    result.interfaces = vec![Interface {
+        name: ifname.to_string(),
+        mac: format_mac(&created.mac),
+        sandbox: ns.path().display().to_string(),
+        ..Default::default()
+    }];
+    match ips {
+        IpSource::None => {}
+        IpSource::Prev(prev) => {
+            set_ips(&mut result, prev.ips, prev.routes)?;
+            let plan = ipam_apply::plan(&result, ifname)?;
+            ipam_apply::apply(cont, ns, created.index, ifname, &plan).await?;
+        }
+        IpSource::Ipam => {
+            let add_ctx;
+            let actx = if ctx.command == Command::Add {
+                ctx
+            } else {
+                add_ctx = ctx.with_command(Command::Add);
+                &add_ctx
+            };
+            let ipam = actx.run_ipam(conf).await?.ok_or_else(|| {
+                CniError::new(ErrorCode::IpamFailure, "IPAM plugin returned no result")
+            })?;
+            let applied = async {
+                set_ips(&mut result, ipam.ips, ipam.routes)?;
+                let plan = ipam_apply::plan(&result, ifname)?;
+                ipam_apply::apply(cont, ns, created.index, ifname, &plan).await
+            }
+            .await;
+            if let Err(e) = applied {
+                if let Err(d) = ctx.with_command(Command::Del).run_ipam(conf).await {
+                    tracing::warn!("releasing the IPAM reservation after a failed ADD: {d}");
+                }
+                return Err(e);
+            }
+        }
+    }
+    result.dns = dns;
+    Ok(result)
+}
+
+fn set_ips(result: &mut CniResult, ips: Vec<IpConfig>, routes: Vec<Route>) -> Result<(), CniError> {
+    if ips.is_empty() {
+        return Err(CniError::new(
+            ErrorCode::IpamFailure,
+            "IPAM plugin returned missing IP config",
+        ));
+    }
+    result.ips = ips
+        .into_iter()
+        .map(|ip| IpConfig {
+            interface: Some(0),
+            ..ip
+        })
+        .collect();
+    result.routes = routes;
+    Ok(())
+}
+
+/// DEL: releases the IPAM reservation first (whatever state the netns, link or master are in), then
+/// deletes the link in the container. A missing netns or link is success, so DEL is idempotent.
+pub async fn del(ctx: &Context, conf: &PluginConf, has_ipam: bool) -> Result<(), CniError> {
+    if has_ipam {
+        ctx.with_command(Command::Del).run_ipam(conf).await?;
+    }
+    let ns = match netns_of(ctx, "DEL") {
+        Ok(ns) => ns,
+        Err(e)
+            if matches!(
+                e.code,
+                ErrorCode::UnknownContainer | ErrorCode::InvalidEnvironment
+            ) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    if ctx.ifname.is_empty() {
+        return Ok(());
+    }
+    let nl = Netlink::open_in(&ns)?;
+    link::delete_by_name(&nl, &ctx.ifname).await?;
+    Ok(())
+}
+
+/// CHECK: the interface of `prevResult` exists in the netns, is of the configured kind and mode, sits on
+/// the configured master, has `prevResult`'s MAC, addresses and routes. The IPAM's CHECK runs first.
+pub async fn check(
+    ctx: &Context,
+    conf: &PluginConf,
+    spec: &SubLinkSpec,
+    has_ipam: bool,
+) -> Result<(), CniError> {
+    if has_ipam {
+        ctx.with_command(Command::Check).run_ipam(conf).await?;
+    }
+    let prev = conf
+        .prev_result()?
+        .ok_or_else(|| CniError::invalid_config("required prevResult missing"))?;
+    let ns_path = ctx
+        .netns
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let (idx, iface) = prev
+        .interfaces
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.name == ctx.ifname && i.sandbox == ns_path)
+        .ok_or_else(|| {
+            CniError::invalid_config(format!(
+                "prevResult has no interface {:?} in sandbox {ns_path:?}",
+                ctx.ifname
+            ))
+        })?;
+    let ns = netns_of(ctx, "CHECK")?;
+    let cont = Netlink::open_in(&ns)?;
+    let host = if spec.link_in_container {
+        None
+    } else {
+        Some(Netlink::current()?)
+    };
+    let master = resolve_master(host.as_ref().unwrap_or(&cont), spec.master.as_deref()).await?;
+    let kind = kind_name(&spec.kind);
+    let l = link::by_name(&cont, &iface.name).await?.ok_or_else(|| {
+        CniError::kernel(format!(
+            "container interface {:?} of prevResult not found",
+            iface.name
+        ))
+    })?;
+    if l.kind.as_deref() != Some(kind) {
+        return Err(CniError::kernel(format!(
+            "container interface {:?} is not a {kind} but {}",
+            l.name,
+            l.kind.as_deref().unwrap_or("a link without a kind")
+        )));
+    }
+    let mode_ok = match spec.kind {
+        SubKind::MacVlan(m) => l.macvlan_mode == Some(m),
+        SubKind::IpVlan(m) => l.ipvlan_mode == Some(m),
+    };
+    if !mode_ok {
+        return Err(CniError::kernel(format!(
+            "container {kind} mode {:?} does not match the configured {:?}",
+            l.macvlan_mode
+                .map(|m| format!("{m:?}"))
+                .or(l.ipvlan_mode.map(|m| format!("{m:?}"))),
+            spec.kind
+        )));
+    }
+    if l.parent != Some(master.index) {
+        return Err(CniError::kernel(format!(
+            "container interface {:?} is not on master {:?} (#{}), its link is {:?}",
+            l.name, master.name, master.index, l.parent
+        )));
+    }
+    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
+        return Err(CniError::kernel(format!(
+            "interface {:?} MAC {} does not match the container's {}",
+            l.name,
+            iface.mac,
+            format_mac(&l.mac)
+        )));
+    }
+    let have = crate::netlink::addr::list(&cont, l.index).await?;
+    for ip in prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.is_none_or(|i| i == idx))
+    {
+        if !have.iter().any(|a| a.addr == ip.address) {
+            return Err(CniError::kernel(format!(
+                "address {} of prevResult is not on {:?}",
+                ip.address, l.name
+            )));
+        }
+    }
+    let mut tables = [None, None];
+    for r in &prev.routes {
+        let v6 = r.dst.is_ipv6();
+        let slot = &mut tables[usize::from(v6)];
+        if slot.is_none() {
+            *slot = Some(route::list(&cont, v6).await?);
+        }
+        let routes = slot.as_deref().unwrap_or_default();
+        let dst = ipam_apply::network_of(&r.dst);
+        let table = r.table.unwrap_or(route::MAIN_TABLE);
+        let found = routes
+            .iter()
+            .any(|k| k.dst == dst && k.table == table && (r.gw.is_none() || k.gw == r.gw));
+        if !found {
+            return Err(CniError::kernel(format!(
+                "route {} via {:?} of prevResult not found in {}",
+                r.dst,
+                r.gw,
+                ns.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
