@@ -34,6 +34,8 @@ pub struct NewSubLink<'a> {
     pub mac: Option<[u8; 6]>,
     /// The namespace to create the link in (`IFLA_NET_NS_FD`); `None`: the connection's own.
     pub netns_fd: Option<RawFd>,
+    /// Transmit queue length; `None` leaves the kernel's default.
+    pub txqlen: Option<u32>,
 }
 
 /// What this crate reads of a link.
@@ -123,6 +125,9 @@ pub async fn create_sublink(nl: &Netlink, spec: &NewSubLink<'_>) -> Result<(), N
     }
     if let Some(mac) = spec.mac {
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(q) = spec.txqlen {
+        msg.attributes.push(LinkAttribute::TxQueueLen(q));
     }
     if let Some(fd) = spec.netns_fd {
         msg.attributes.push(LinkAttribute::NetNsFd(fd));

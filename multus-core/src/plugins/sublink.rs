@@ -121,6 +121,9 @@ pub async fn add(
             mtu: (spec.mtu > 0).then_some(spec.mtu),
             mac: spec.mac,
             netns_fd: host.as_ref().map(|_| ns.file().as_raw_fd()),
+            // The reference plugins create the link with txqlen 0 (the Go netlink library sends the zero
+            // value); a macvlan / ipvlan has no queue of its own, and matching keeps `ip link` identical.
+            txqlen: Some(0),
         },
     )
     .await?;
