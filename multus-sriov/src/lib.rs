@@ -1,1 +1,79 @@
-//! multus-sriov (being written)
+//! # multus-sriov
+//!
+//! SR-IOV for a Rust Multus: VF discovery and allocation through sysfs, VF settings through netlink, and a
+//! full restore of every changed setting on DEL. This version holds the public types the other crates share;
+//! the delegate itself comes with its issue (see the repository's README status table).
+//!
+//! ```
+//! use multus_sriov::PciAddress;
+//!
+//! let vf: PciAddress = "0000:03:10.1".parse().unwrap();
+//! assert_eq!(vf.bus, 3);
+//! assert_eq!(vf.to_string(), "0000:03:10.1");
+//! assert!("03:10.1".parse::<PciAddress>().is_err());
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A PCI address in the `domain:bus:device.function` form sysfs uses (`0000:03:10.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PciAddress {
+    /// Domain (segment), 16 bits.
+    pub domain: u16,
+    /// Bus.
+    pub bus: u8,
+    /// Device, 0 to 31.
+    pub device: u8,
+    /// Function, 0 to 7.
+    pub function: u8,
+}
+
+/// Why a PCI address did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid PCI address {0:?}: want dddd:bb:dd.f (hex), for example 0000:03:10.1")]
+pub struct PciAddressError(pub String);
+
+impl FromStr for PciAddress {
+    type Err = PciAddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PciAddressError(s.to_string());
+        let (domain, rest) = s.split_once(':').ok_or_else(err)?;
+        let (bus, rest) = rest.split_once(':').ok_or_else(err)?;
+        let (device, function) = rest.split_once('.').ok_or_else(err)?;
+        let hex = |p: &str, len: usize| {
+            if p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                u32::from_str_radix(p, 16).map_err(|_| err())
+            } else {
+                Err(err())
+            }
+        };
+        let (domain, bus, device, function) = (hex(domain, 4)?, hex(bus, 2)?, hex(device, 2)?, hex(function, 1)?);
+        if device > 31 || function > 7 {
+            return Err(err());
+        }
+        Ok(PciAddress { domain: domain as u16, bus: bus as u8, device: device as u8, function: function as u8 })
+    }
+}
+
+impl fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses() {
+        let a: PciAddress = "0000:af:1f.7".parse().unwrap();
+        assert_eq!((a.bus, a.device, a.function), (0xaf, 0x1f, 7));
+        for bad in ["", "0000:af:20.0", "0000:af:1f.8", "000:af:1f.0", "0000:af:1f", "0000:xx:00.0", "0000:00:00.0/x"] {
+            assert!(bad.parse::<PciAddress>().is_err(), "{bad}");
+        }
+    }
+}

@@ -75,7 +75,8 @@ pub async fn del(
     first_err.map_or(Ok(()), Err)
 }
 
-/// CHECK: runs every plugin in order with `prevResult` (skipped when the list sets `disableCheck`).
+/// CHECK: runs every plugin in order with `prevResult` (skipped when the list sets `disableCheck`, and for
+/// versions before 0.4.0, which have no CHECK).
 pub async fn check(
     ctx: &Context,
     net: &NetworkConfig,
@@ -85,12 +86,11 @@ pub async fn check(
     if net.disable_check() {
         return Ok(());
     }
-    if !net.cni_version().is_empty() && Version::parse(net.cni_version())? < Version::V0_4_0 {
-        return Err(CniError::incompatible_version(format!(
-            "network {:?}: CHECK needs cniVersion 0.4.0 or later, it has {}",
-            net.name(),
-            net.cni_version()
-        )));
+    // Versions before 0.4.0 have no CHECK: libcni refuses the call, which would make one old delegate fail
+    // the CHECK of a whole pod. There is nothing the plugin could check, so it passes (and we say so).
+    if Version::parse(net.cni_version())? < Version::V0_4_0 {
+        tracing::info!("network {:?} is cniVersion {}: it has no CHECK, skipped", net.name(), net.cni_version());
+        return Ok(());
     }
     for plugin in net.plugins() {
         let conf = invocation(net, plugin, runtime_config, Some(prev))?;

@@ -1,0 +1,193 @@
+//! External delegates and conflist chains against the real reference plugins (Debian's
+//! containernetworking-plugins in /usr/lib/cni), as root in real network namespaces.
+
+use multus_core::cni::{Command, NetworkConfig};
+use multus_core::delegate::{chain, Context, Registry};
+use multus_core::pipeline::{self, Attachment};
+use serde_json::{json, Map};
+use std::path::PathBuf;
+use std::process::Command as Proc;
+use std::sync::Arc;
+
+fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this test needs root (network namespaces): run the suite as root, as CI does");
+    }
+}
+
+struct Ns(String);
+impl Ns {
+    fn new(tag: &str) -> Self {
+        require_root();
+        assert!(
+            PathBuf::from("/usr/lib/cni/ptp").exists(),
+            "reference plugins missing: apt-get install containernetworking-plugins"
+        );
+        let name = format!("xc{tag}{}", std::process::id());
+        assert!(Proc::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
+        Ns(name)
+    }
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/netns/{}", self.0))
+    }
+    fn ip(&self, args: &[&str]) -> String {
+        let out = Proc::new("ip")
+            .arg("-n")
+            .arg(&self.0)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Proc::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ctx(command: Command, ns: &Ns, ifname: &str) -> Context {
+    let mut r = Registry::new();
+    r.set_bin_dirs(vec![PathBuf::from("/usr/lib/cni")]);
+    Context::new(
+        command,
+        &format!("cid{}", std::process::id()),
+        Some(ns.path()),
+        ifname,
+        Arc::new(r),
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// ptp then tuning: tuning only works on the previous plugin's result, so a passing ADD proves `prevResult`
+/// was handed down the chain; the sysctl it sets proves it ran in the right namespace.
+#[test]
+fn conflist_chain_passes_prev_result_and_dels_in_reverse() {
+    let ns = Ns::new("a");
+    let data = tempfile::tempdir().unwrap();
+    let octet = (std::process::id() % 200) + 20;
+    let net = NetworkConfig::from_value(json!({
+        "cniVersion": "1.0.0", "name": "chain",
+        "plugins": [
+            {"type": "ptp", "ipam": {"type": "host-local", "subnet": format!("10.{octet}.9.0/24"), "dataDir": data.path()}},
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"}, "mtu": 1400}
+        ]
+    }))
+    .unwrap();
+    let rt = rt();
+    let add = ctx(Command::Add, &ns, "eth0");
+    let result = rt.block_on(chain::add(&add, &net, &Map::new())).unwrap();
+    assert_eq!(result.cni_version, "1.0.0");
+    assert!(result.ips[0]
+        .address
+        .to_string()
+        .starts_with(&format!("10.{octet}.9.")));
+    assert!(ns.ip(&["link", "show", "eth0"]).contains("mtu 1400"));
+    let sysctl = Proc::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "cat",
+            "/proc/sys/net/ipv4/conf/eth0/arp_filter",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&sysctl.stdout).trim(), "1");
+
+    rt.block_on(chain::check(
+        &ctx(Command::Check, &ns, "eth0"),
+        &net,
+        &Map::new(),
+        &result,
+    ))
+    .unwrap();
+
+    rt.block_on(chain::del(
+        &ctx(Command::Del, &ns, "eth0"),
+        &net,
+        &Map::new(),
+        Some(&result),
+    ))
+    .unwrap();
+    assert!(!ns.ip(&["link"]).contains("eth0"));
+    let left: Vec<_> = std::fs::read_dir(data.path().join("chain"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().starts_with("10.")),
+        "{left:?}"
+    );
+}
+
+/// An error from a real plugin keeps its code and message; the pipeline rolls back what came before it.
+#[test]
+fn pipeline_rolls_back_in_reverse_and_keeps_the_original_error() {
+    let ns = Ns::new("b");
+    let data = tempfile::tempdir().unwrap();
+    let octet = (std::process::id() % 200) + 20;
+    let good = NetworkConfig::from_value(json!({
+        "cniVersion": "0.4.0", "name": "good", "type": "ptp",
+        "ipam": {"type": "host-local", "subnet": format!("10.{octet}.10.0/24"), "dataDir": data.path()}
+    }))
+    .unwrap();
+    let bad = NetworkConfig::from_value(json!({
+        "cniVersion": "0.4.0", "name": "bad", "type": "macvlan", "master": "nosuchdev0",
+        "ipam": {"type": "host-local", "subnet": format!("10.{octet}.11.0/24"), "dataDir": data.path()}
+    }))
+    .unwrap();
+    let atts = vec![Attachment::new(good, "eth0"), Attachment::new(bad, "net1")];
+    let rt = rt();
+    let err = rt
+        .block_on(pipeline::add(&ctx(Command::Add, &ns, "eth0"), &atts))
+        .unwrap_err();
+    assert!(err.msg.contains("\"bad\" as net1"), "{err}");
+    // The reference plugin's own error code and text come through.
+    assert_eq!(err.code.code(), 999, "{err}");
+    assert!(err.msg.contains("Link not found"), "{err}");
+    let links = ns.ip(&["-o", "link"]);
+    assert!(
+        !links.contains("eth0") && !links.contains("net1"),
+        "{links}"
+    );
+    for n in ["good", "bad"] {
+        if let Ok(rd) = std::fs::read_dir(data.path().join(n)) {
+            let ips: Vec<_> = rd
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                .collect();
+            assert!(ips.is_empty(), "{n}: {ips:?}");
+        }
+    }
+}
+
+/// A plugin's VERSION answer through the external runner, and a missing binary as a config error.
+#[test]
+fn resolves_binaries_and_reports_missing_ones() {
+    let r = Registry::new();
+    let e = r
+        .resolve("bridge", &[PathBuf::from("/nonexistent")])
+        .err()
+        .unwrap();
+    assert_eq!(e.code.code(), 7);
+    assert!(
+        e.msg.contains("bridge") && e.msg.contains("/nonexistent"),
+        "{e}"
+    );
+    let d = r
+        .resolve("bridge", &[PathBuf::from("/usr/lib/cni")])
+        .unwrap();
+    assert_eq!(d.describe(), "/usr/lib/cni/bridge");
+}
