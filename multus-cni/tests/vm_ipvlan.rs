@@ -6,8 +6,8 @@ mod vm_common;
 
 use serde_json::json;
 use vm_common::{
-    addrs_in, igb_pf, link_exists, link_in, require_vm, reserved_ips, result_ip, show, Netns,
-    Plugin,
+    addrs_in, igb_pf, link_exists, link_in, require_vm, reserved_ips, result_ip, run_ok, show,
+    Netns, Plugin,
 };
 
 fn ipvlan_case(mode: &str) {
@@ -63,18 +63,17 @@ fn ipvlan_case(mode: &str) {
         ns.name
     );
 
-    // CHECK, with the ADD result as prevResult (as a runtime does): passes as long as the state matches ...
+    // CHECK, with the ADD result as prevResult (as a runtime does): passes while the kernel state matches ...
     plugin
         .cni("CHECK", &id, &ns, &delegate, Some(&result))
         .ok("CHECK");
-    // ... and fails when the recorded address is not on the interface (so CHECK really checks).
-    let mut wrong = result.clone();
-    wrong["ips"][0]["address"] = json!("10.55.0.250/24");
-    let bad = plugin.cni("CHECK", &id, &ns, &delegate, Some(&wrong));
+    // ... and fails once it does not (the address taken off eth0 behind the plugin's back): CHECK really checks.
+    run_ok("ip", &["-n", &ns.name, "addr", "del", &ip, "dev", "eth0"]);
+    let bad = plugin.cni("CHECK", &id, &ns, &delegate, Some(&result));
     assert_ne!(
         bad.code,
         Some(0),
-        "CHECK with a prevResult address not on eth0 must fail: {bad:?}"
+        "CHECK must fail when eth0 lacks the ADD result's address {ip}: {bad:?}"
     );
 
     // DEL removes the link and the reservation; a second DEL is fine (idempotent).

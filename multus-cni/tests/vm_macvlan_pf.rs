@@ -6,8 +6,8 @@ mod vm_common;
 
 use serde_json::json;
 use vm_common::{
-    addrs_in, igb_pf, ip_json, link_exists, link_in, require_vm, reserved_ips, result_ip, show,
-    Netns, Plugin,
+    addrs_in, igb_pf, ip_json, link_exists, link_in, require_vm, reserved_ips, result_ip, run_ok,
+    show, Netns, Plugin,
 };
 
 #[test]
@@ -74,6 +74,13 @@ fn vm_macvlan_pf_bridge() {
     plugin
         .cni("CHECK", id, &ns, &delegate, Some(&result))
         .ok("CHECK");
+    run_ok("ip", &["-n", &ns.name, "addr", "del", &ip, "dev", "eth0"]);
+    let bad = plugin.cni("CHECK", id, &ns, &delegate, Some(&result));
+    assert_ne!(
+        bad.code,
+        Some(0),
+        "CHECK must fail when eth0 lacks the ADD result's address {ip}: {bad:?}"
+    );
 
     plugin
         .cni("DEL", id, &ns, &delegate, Some(&result))

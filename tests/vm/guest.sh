@@ -18,8 +18,10 @@ say "modules loaded: igb igbvf ipvlan 8021q dummy macvlan vfio-pci"
 ip link set lo up
 ip -br link
 
+hostname multus-vm 2>/dev/null || true
 if [ "$MULTUS_VM_MODE" = shell ]; then
     say "interactive shell; MULTUS_IN_VM=1, repo at $MULTUS_VM_REPO; 'exit' powers the VM off"
+    say "VM test binaries: $(dirname "$(dirname "$MULTUS_BIN")")/debug/deps/vm_*-<hash> (run one with --nocapture); multus: $MULTUS_BIN"
     cd "$MULTUS_VM_REPO" || true
     if command -v setsid >/dev/null; then
         setsid -c /bin/bash -i </dev/ttyS0 >/dev/ttyS0 2>&1
@@ -32,6 +34,7 @@ fi
 cd "$MULTUS_VM_REPO/multus-cni" || exit 95
 overall=0
 passed=0
+failed=0
 for t in "${MULTUS_VM_TESTS[@]}"; do
     name=$(basename "$t")
     say "=== running $name${MULTUS_VM_FILTER:+ (filter '$MULTUS_VM_FILTER')}"
@@ -40,14 +43,20 @@ for t in "${MULTUS_VM_TESTS[@]}"; do
     [ -n "$MULTUS_VM_FILTER" ] && args+=("$MULTUS_VM_FILTER")
     "$t" "${args[@]}" 2>&1 | tee /tmp/test-out.txt
     rc=${PIPESTATUS[0]}
-    n=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed.*/\1/p' /tmp/test-out.txt | tail -n1)
-    passed=$((passed + ${n:-0}))
-    say "=== $name: exit $rc, ${n:-0} passed, $(( $(date +%s) - start ))s"
+    p=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' /tmp/test-out.txt | tail -n1)
+    f=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' /tmp/test-out.txt | tail -n1)
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+    say "=== $name: exit $rc, ${p:-0} passed, ${f:-0} failed, $(( $(date +%s) - start ))s"
     [ "$rc" = 0 ] || overall=1
 done
+if [ "$overall" != 0 ]; then
+    say "FAILED: $failed tests failed, $passed passed (a test binary exited non-zero)"
+    exit 1
+fi
 if [ "$passed" = 0 ]; then
     say "FAILED: no test ran${MULTUS_VM_FILTER:+ (filter '$MULTUS_VM_FILTER' matched nothing)}"
     exit 2
 fi
-say "total: $passed tests passed, overall status $overall"
-exit "$overall"
+say "PASSED: $passed tests passed"
+exit 0

@@ -212,17 +212,24 @@ STATUS_FILE=$RUN_DIR/status
 LOG=$RUN_DIR/console.log
 : >"$STATUS_FILE"
 
+TIMEOUT_PID=""
+TAIL_PID=""
 cleanup() {
     local pid
+    if [ -n "$TIMEOUT_PID" ]; then kill -TERM "$TIMEOUT_PID" 2>/dev/null || true; fi
     if [ -s "$QEMU_PID_FILE" ]; then
         pid=$(cat "$QEMU_PID_FILE" 2>/dev/null || true)
         if [ -n "$pid" ] && [ -d "/proc/$pid" ] && grep -q qemu "/proc/$pid/comm" 2>/dev/null; then
             say "killing QEMU (pid $pid)"
             kill -TERM "$pid" 2>/dev/null || true
-            sleep 1
-            kill -KILL "$pid" 2>/dev/null || true
+            for _ in 1 2 3 4 5 6 7 8 9 10; do
+                grep -q qemu "/proc/$pid/comm" 2>/dev/null || break
+                sleep 0.5
+            done
+            if grep -q qemu "/proc/$pid/comm" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
         fi
     fi
+    if [ -n "$TAIL_PID" ]; then kill "$TAIL_PID" 2>/dev/null || true; fi
     if [ -s "$LOG" ]; then cp "$LOG" "$VM_CACHE/last-console.log" 2>/dev/null || true; fi
     rm -rf "$RUN_DIR"
 }
@@ -250,11 +257,19 @@ fi
 
 say "booting $KVER under QEMU (tcg), timeout ${VM_TIMEOUT}s; ${#TESTS[@]} test binaries${FILTER:+, filter '$FILTER'}"
 START=$(date +%s)
-set +e
+# QEMU runs in the background (so a signal to this script is handled at once, by the traps) and writes the console
+# to $LOG, which tail shows live.
+: >"$LOG"
 timeout --kill-after=10 "$VM_TIMEOUT" "${QEMU[@]}" -monitor none -serial stdio -serial "file:$STATUS_FILE" \
-    </dev/null 2>&1 | tee "$LOG"
-QEMU_RC=${PIPESTATUS[0]}
-set -e
+    </dev/null >"$LOG" 2>&1 &
+TIMEOUT_PID=$!
+tail -n +1 -f --pid="$TIMEOUT_PID" "$LOG" &
+TAIL_PID=$!
+QEMU_RC=0
+wait "$TIMEOUT_PID" || QEMU_RC=$?
+TIMEOUT_PID=""
+wait "$TAIL_PID" || true
+TAIL_PID=""
 ELAPSED=$(( $(date +%s) - START ))
 
 [ "$QEMU_RC" = 124 ] || [ "$QEMU_RC" = 137 ] && die "the VM did not finish within ${VM_TIMEOUT}s (hang?); console log: $VM_CACHE/last-console.log"

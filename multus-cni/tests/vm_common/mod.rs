@@ -287,6 +287,10 @@ impl Cni {
 
 /// The first address (`a.b.c.d/len`) of a CNI 1.0 result.
 pub fn result_ip(result: &Value) -> String {
+    assert!(
+        !result.is_null(),
+        "ADD exited 0 but printed no CNI result on stdout"
+    );
     assert_eq!(result["cniVersion"], "1.0.0", "result version: {result}");
     result["ips"][0]["address"]
         .as_str()
