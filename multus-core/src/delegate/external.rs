@@ -80,10 +80,13 @@ impl ExternalPlugin {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group, so that a timeout kills whatever the plugin started too.
+            .process_group(0);
         let mut child = cmd
             .spawn()
             .map_err(|e| CniError::io(format!("cannot run plugin {}: {e}", self.path.display())))?;
+        let pgid = child.id();
         let mut child_in = child.stdin.take();
         let mut child_out = child.stdout.take();
         let mut child_err = child.stderr.take();
@@ -117,13 +120,19 @@ impl ExternalPlugin {
         let (status, stdout, stderr) = match tokio::time::timeout(self.timeout, run).await {
             Ok(r) => r,
             Err(_) => {
+                if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 return Err(CniError::new(
                     ErrorCode::DelegateTimeout,
                     format!(
                         "plugin {name} did not finish {command} within {:?} and was killed",
                         self.timeout
                     ),
-                ))
+                ));
             }
         };
         let stderr_text = String::from_utf8_lossy(&stderr);
