@@ -2,6 +2,7 @@
 
 use multus_core::delegate::Registry;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A registry with every built-in delegate, searching `bin_dirs` (then `CNI_PATH`) for other types.
@@ -9,6 +10,8 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     let mut r = Registry::new();
     r.set_bin_dirs(bin_dirs).set_timeout(timeout);
     // Built-in delegates are registered here as their crates provide them.
+    r.register("macvlan", Arc::new(multus_core::plugins::Macvlan));
+    r.register("ipvlan", Arc::new(multus_core::plugins::Ipvlan));
     r
 }
 
