@@ -182,8 +182,12 @@ TESTS=()
 if [ "$MODE" = test ]; then
     cd "$REPO"
     say "cargo build --release -p multus-cni"
-    cargo build --release -p multus-cni >&2
-    [ -x "$TARGET_DIR/release/multus" ] || die "$TARGET_DIR/release/multus was not built"
+    cargo build --release -p multus-cni --bin multus --message-format=json-render-diagnostics >"$RUN_DIR/build.json"
+    # The binary's path as cargo reports it (honours CARGO_TARGET_DIR and .cargo/config target-dir).
+    MULTUS_BIN=$(grep '"reason":"compiler-artifact"' "$RUN_DIR/build.json" | grep '"name":"multus"' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+    [ -n "$MULTUS_BIN" ] && [ -x "$MULTUS_BIN" ] || die "cargo did not report a built multus binary"
+    say "multus binary: $MULTUS_BIN"
     say "cargo test -p multus-cni --features vm-tests --test 'vm_*' --no-run"
     cargo test -p multus-cni --features vm-tests --test 'vm_*' --no-run --message-format=json-render-diagnostics \
         >"$RUN_DIR/cargo.json"
@@ -199,7 +203,7 @@ fi
     printf 'export MULTUS_VM_MODE=%q\n' "$MODE"
     printf 'export MULTUS_VM_FILTER=%q\n' "$FILTER"
     printf 'export MULTUS_VM_REPO=%q\n' "$REPO"
-    printf 'export MULTUS_BIN=%q\n' "$TARGET_DIR/release/multus"
+    printf 'export MULTUS_BIN=%q\n' "${MULTUS_BIN:-$TARGET_DIR/release/multus}"
     printf 'export MULTUS_VM_PLUGIN=%q\n' "${MULTUS_VM_PLUGIN:-}"
     printf 'MULTUS_VM_TESTS=(%s)\n' "$(printf '%q ' "${TESTS[@]}")"
 } >"$RUN_DIR/guest.env"
