@@ -25,22 +25,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
-            let ifname = if i == 0 { "eth0".to_string() } else { format!("net{i}") };
+            let ifname = if i == 0 {
+                "eth0".to_string()
+            } else {
+                format!("net{i}")
+            };
             NetworkConfig::from_value(v).map(|net| Attachment::new(net, &ifname))
         })
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut registry = Registry::new();
     registry.set_bin_dirs(vec![PathBuf::from("/usr/lib/cni")]);
-    let ctx = Context::new(Command::Add, "example-container", Some(PathBuf::from(netns)), "eth0", Arc::new(registry));
+    let ctx = Context::new(
+        Command::Add,
+        "example-container",
+        Some(PathBuf::from(netns)),
+        "eth0",
+        Arc::new(registry),
+    );
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let results = rt.block_on(pipeline::add(&ctx, &attachments))?;
     for (a, r) in attachments.iter().zip(&results) {
         println!("{} ({}): {}", a.name, a.ifname, r.to_value(&r.cni_version)?);
     }
     let prev: Vec<_> = results.into_iter().map(Some).collect();
-    rt.block_on(pipeline::del(&ctx.with_command(Command::Del), &attachments, &prev))?;
+    rt.block_on(pipeline::del(
+        &ctx.with_command(Command::Del),
+        &attachments,
+        &prev,
+    ))?;
     println!("detached again");
     Ok(())
 }

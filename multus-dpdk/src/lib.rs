@@ -42,7 +42,11 @@ pub struct PciInfo {
     #[serde(rename = "pci-address")]
     pub pci_address: String,
     /// `pf-pci-address` of its PF, for a VF.
-    #[serde(rename = "pf-pci-address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pf-pci-address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pf_pci_address: Option<String>,
 }
 
@@ -52,7 +56,10 @@ impl DeviceInfo {
         DeviceInfo {
             kind: "pci".into(),
             version: "1.1.0".into(),
-            pci: Some(PciInfo { pci_address: address.into(), pf_pci_address: pf.map(str::to_string) }),
+            pci: Some(PciInfo {
+                pci_address: address.into(),
+                pf_pci_address: pf.map(str::to_string),
+            }),
         }
     }
 }

@@ -50,17 +50,31 @@ impl FromStr for PciAddress {
                 Err(err())
             }
         };
-        let (domain, bus, device, function) = (hex(domain, 4)?, hex(bus, 2)?, hex(device, 2)?, hex(function, 1)?);
+        let (domain, bus, device, function) = (
+            hex(domain, 4)?,
+            hex(bus, 2)?,
+            hex(device, 2)?,
+            hex(function, 1)?,
+        );
         if device > 31 || function > 7 {
             return Err(err());
         }
-        Ok(PciAddress { domain: domain as u16, bus: bus as u8, device: device as u8, function: function as u8 })
+        Ok(PciAddress {
+            domain: domain as u16,
+            bus: bus as u8,
+            device: device as u8,
+            function: function as u8,
+        })
     }
 }
 
 impl fmt::Display for PciAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            self.domain, self.bus, self.device, self.function
+        )
     }
 }
 
@@ -72,7 +86,15 @@ mod tests {
     fn parses_and_refuses() {
         let a: PciAddress = "0000:af:1f.7".parse().unwrap();
         assert_eq!((a.bus, a.device, a.function), (0xaf, 0x1f, 7));
-        for bad in ["", "0000:af:20.0", "0000:af:1f.8", "000:af:1f.0", "0000:af:1f", "0000:xx:00.0", "0000:00:00.0/x"] {
+        for bad in [
+            "",
+            "0000:af:20.0",
+            "0000:af:1f.8",
+            "000:af:1f.0",
+            "0000:af:1f",
+            "0000:xx:00.0",
+            "0000:00:00.0/x",
+        ] {
             assert!(bad.parse::<PciAddress>().is_err(), "{bad}");
         }
     }

@@ -89,7 +89,11 @@ pub async fn check(
     // Versions before 0.4.0 have no CHECK: libcni refuses the call, which would make one old delegate fail
     // the CHECK of a whole pod. There is nothing the plugin could check, so it passes (and we say so).
     if Version::parse(net.cni_version())? < Version::V0_4_0 {
-        tracing::info!("network {:?} is cniVersion {}: it has no CHECK, skipped", net.name(), net.cni_version());
+        tracing::info!(
+            "network {:?} is cniVersion {}: it has no CHECK, skipped",
+            net.name(),
+            net.cni_version()
+        );
         return Ok(());
     }
     for plugin in net.plugins() {
