@@ -32,7 +32,12 @@ fn op() -> impl Strategy<Value = Op> {
 const SUBNET: &str = "10.90.0.0/28"; // .1 gateway, .2 - .14 allocatable: 13 addresses
 
 fn open(dir: &std::path::Path) -> Network {
-    Network::from_specs(dir, "prop", &[vec![RangeSpec::subnet(SUBNET.parse().unwrap())]]).unwrap()
+    Network::from_specs(
+        dir,
+        "prop",
+        &[vec![RangeSpec::subnet(SUBNET.parse().unwrap())]],
+    )
+    .unwrap()
 }
 
 fn key(c: u8, i: u8) -> (String, String) {
