@@ -44,6 +44,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod annotation;
+pub mod client;
 pub mod nad;
 pub mod plan;
 pub mod status;
+#[cfg(feature = "test-server")]
+pub mod test_server;

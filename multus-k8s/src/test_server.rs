@@ -1,0 +1,448 @@
+//! A stand-in for the Kubernetes API server, for tests (feature `test-server`): a real HTTPS server on
+//! 127.0.0.1 with a CA, a server certificate and a client certificate generated at start, serving the REST
+//! paths and JSON Multus uses:
+//!
+//! - `GET /api/v1/namespaces/{ns}/pods/{name}` (404 when absent);
+//! - `PUT /api/v1/namespaces/{ns}/pods/{name}/status`: 409 when the body's `metadata.resourceVersion` is
+//!   not the current one (and for as many injected conflicts as asked), else stored with a new
+//!   resourceVersion;
+//! - `GET /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}` (404, or 403 for
+//!   NADs marked forbidden).
+//!
+//! Every request must carry the bearer token or come over a connection that presented the client
+//! certificate (else 401). [`TestApiServer::write_kubeconfig`] writes a kubeconfig that reaches it.
+//!
+//! ```
+//! # fn main() -> Result<(), String> {
+//! use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+//! let server = TestApiServer::start()?;
+//! server.add_nad("default", "macvlan-conf", r#"{"cniVersion":"0.3.1","type":"macvlan"}"#, &[]);
+//! let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+//! let kubeconfig = server.write_kubeconfig(dir.path(), KubeconfigAuth::Token)?;
+//! assert!(kubeconfig.exists());
+//! # Ok(()) }
+//! ```
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How the kubeconfig written by [`TestApiServer::write_kubeconfig`] authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeconfigAuth {
+    /// A bearer token.
+    Token,
+    /// A wrong bearer token (every request gets 401).
+    WrongToken,
+    /// The client certificate and key, inline (`client-certificate-data`, `client-key-data`).
+    ClientCertificate,
+}
+
+#[derive(Default)]
+struct State {
+    pods: BTreeMap<(String, String), Value>,
+    nads: BTreeMap<(String, String), Value>,
+    forbidden: BTreeSet<(String, String)>,
+    conflicts: u32,
+    log: Vec<String>,
+    connections: u32,
+    rv: u64,
+}
+
+/// The running server; stopped on drop.
+pub struct TestApiServer {
+    addr: SocketAddr,
+    ca_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+    token: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn e2s(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                      "message":message,"reason":reason,"code":code});
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+fn ok_body(v: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl TestApiServer {
+    /// Generates the certificates and starts serving on a free port of 127.0.0.1.
+    pub fn start() -> Result<TestApiServer, String> {
+        let ca_key = rcgen::KeyPair::generate().map_err(e2s)?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "multus-k8s test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(e2s)?;
+        let server_key = rcgen::KeyPair::generate().map_err(e2s)?;
+        let server_cert =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+                .map_err(e2s)?
+                .signed_by(&server_key, &ca)
+                .map_err(e2s)?;
+        let client_key = rcgen::KeyPair::generate().map_err(e2s)?;
+        let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
+        cp.distinguished_name
+            .push(rcgen::DnType::CommonName, "system:node:test");
+        cp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = cp.signed_by(&client_key, &ca).map_err(e2s)?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).map_err(e2s)?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(e2s)?;
+        let key =
+            PrivateKeyDer::from_pem_slice(server_key.serialize_pem().as_bytes()).map_err(e2s)?;
+        let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(e2s)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(e2s)?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(e2s)?;
+        listener.set_nonblocking(true).map_err(e2s)?;
+        let addr = listener.local_addr().map_err(e2s)?;
+        let token = format!("test-token-{:x}", std::process::id());
+        let state = Arc::new(Mutex::new(State {
+            rv: 100,
+            ..Default::default()
+        }));
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let tok = token.clone();
+        let thread = std::thread::Builder::new()
+            .name("test-api-server".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    loop {
+                        tokio::select! {
+                            _ = &mut stop_rx => break,
+                            acc = listener.accept() => {
+                                let Ok((tcp, _)) = acc else { continue };
+                                let _ = tcp.set_nodelay(true);
+                                lock(&st).connections += 1;
+                                let acceptor = acceptor.clone();
+                                let st = st.clone();
+                                let tok = tok.clone();
+                                tokio::spawn(async move {
+                                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                                    let has_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                                    let svc = hyper::service::service_fn(move |req| {
+                                        let st = st.clone();
+                                        let tok = tok.clone();
+                                        async move { Ok::<_, std::convert::Infallible>(handle(&st, &tok, has_cert, req).await) }
+                                    });
+                                    let _ = hyper::server::conn::http1::Builder::new()
+                                        .serve_connection(TokioIo::new(tls), svc)
+                                        .await;
+                                });
+                            }
+                        }
+                    }
+                });
+            })
+            .map_err(e2s)?;
+        Ok(TestApiServer {
+            addr,
+            ca_pem: ca.pem(),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
+            token,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The bearer token it accepts.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Stops serving (connections refused from now on): the API server is down.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Writes `ca.pem` and a kubeconfig into `dir`; returns the kubeconfig's path.
+    pub fn write_kubeconfig(&self, dir: &Path, auth: KubeconfigAuth) -> Result<PathBuf, String> {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::create_dir_all(dir).map_err(e2s)?;
+        std::fs::write(dir.join("ca.pem"), &self.ca_pem).map_err(e2s)?;
+        let user = match auth {
+            KubeconfigAuth::Token => format!("token: {}", self.token),
+            KubeconfigAuth::WrongToken => "token: not-the-token".to_string(),
+            KubeconfigAuth::ClientCertificate => format!(
+                "client-certificate-data: {}\n    client-key-data: {}",
+                b64(&self.client_cert_pem),
+                b64(&self.client_key_pem)
+            ),
+        };
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: ca.pem\n\
+             users:\n- name: multus\n  user:\n    {user}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: multus\n\
+             current-context: test\n",
+            self.url()
+        );
+        let path = dir.join("multus.kubeconfig");
+        std::fs::write(&path, text).map_err(e2s)?;
+        Ok(path)
+    }
+
+    /// Creates (or replaces) a pod; returns it.
+    pub fn add_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        annotations: &[(&str, &str)],
+    ) -> Value {
+        let mut st = lock(&self.state);
+        st.rv += 1;
+        let ann: serde_json::Map<String, Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let pod = json!({"apiVersion":"v1","kind":"Pod",
+            "metadata":{"name":name,"namespace":namespace,"uid":uid,"resourceVersion":st.rv.to_string(),"annotations":ann},
+            "spec":{"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Pending"}});
+        st.pods.insert((namespace.into(), name.into()), pod.clone());
+        pod
+    }
+
+    /// Deletes a pod.
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        lock(&self.state)
+            .pods
+            .remove(&(namespace.into(), name.into()));
+    }
+
+    /// A pod as stored.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.state)
+            .pods
+            .get(&(namespace.into(), name.into()))
+            .cloned()
+    }
+
+    /// The pod's network-status annotation, decoded.
+    pub fn network_status(&self, namespace: &str, name: &str) -> Option<Value> {
+        let pod = self.pod(namespace, name)?;
+        let s = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].as_str()?;
+        serde_json::from_str(s).ok()
+    }
+
+    /// Creates (or replaces) a NAD with `spec.config` and annotations.
+    pub fn add_nad(&self, namespace: &str, name: &str, config: &str, annotations: &[(&str, &str)]) {
+        let ann: serde_json::Map<String, Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let nad = json!({"apiVersion":"k8s.cni.cncf.io/v1","kind":"NetworkAttachmentDefinition",
+            "metadata":{"name":name,"namespace":namespace,"annotations":ann},"spec":{"config":config}});
+        lock(&self.state)
+            .nads
+            .insert((namespace.into(), name.into()), nad);
+    }
+
+    /// Deletes a NAD.
+    pub fn delete_nad(&self, namespace: &str, name: &str) {
+        lock(&self.state)
+            .nads
+            .remove(&(namespace.into(), name.into()));
+    }
+
+    /// Makes GETs of this NAD answer 403 (RBAC refusal).
+    pub fn forbid_nad(&self, namespace: &str, name: &str) {
+        lock(&self.state)
+            .forbidden
+            .insert((namespace.into(), name.into()));
+    }
+
+    /// The next `n` status updates get a 409 conflict (as if another writer changed the pod in between).
+    pub fn inject_conflicts(&self, n: u32) {
+        lock(&self.state).conflicts = n;
+    }
+
+    /// Every request so far, as `METHOD path -> status`.
+    pub fn requests(&self) -> Vec<String> {
+        lock(&self.state).log.clone()
+    }
+
+    /// Forgets the request log and the connection count.
+    pub fn clear_log(&self) {
+        let mut st = lock(&self.state);
+        st.log.clear();
+        st.connections = 0;
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u32 {
+        lock(&self.state).connections
+    }
+}
+
+impl Drop for TestApiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn handle(
+    st: &Mutex<State>,
+    token: &str,
+    has_cert: bool,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let authorized = has_cert
+        || req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            == Some(format!("Bearer {token}").as_str());
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let resp = if authorized {
+        route(st, &method, &path, &body)
+    } else {
+        status_body(401, "Unauthorized", "Unauthorized")
+    };
+    lock(st)
+        .log
+        .push(format!("{method} {path} -> {}", resp.status().as_u16()));
+    resp
+}
+
+fn route(st: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut st = lock(st);
+    match (method, parts.as_slice()) {
+        (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
+            match st.pods.get(&(ns.to_string(), name.to_string())) {
+                Some(p) => ok_body(p),
+                None => status_body(404, "NotFound", &format!("pods \"{name}\" not found")),
+            }
+        }
+        (&Method::PUT, ["api", "v1", "namespaces", ns, "pods", name, "status"]) => {
+            let key = (ns.to_string(), name.to_string());
+            let Ok(new) = serde_json::from_slice::<Value>(body) else {
+                return status_body(400, "BadRequest", "body is not JSON");
+            };
+            let Some(cur) = st.pods.get(&key).cloned() else {
+                return status_body(404, "NotFound", &format!("pods \"{name}\" not found"));
+            };
+            if st.conflicts > 0 {
+                st.conflicts -= 1;
+                st.rv += 1;
+                let rv = st.rv.to_string();
+                if let Some(p) = st.pods.get_mut(&key) {
+                    p["metadata"]["resourceVersion"] = Value::String(rv);
+                }
+                return status_body(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again");
+            }
+            if new["metadata"]["resourceVersion"] != cur["metadata"]["resourceVersion"] {
+                return status_body(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again");
+            }
+            st.rv += 1;
+            let mut updated = cur;
+            updated["metadata"]["annotations"] = new["metadata"]["annotations"].clone();
+            updated["status"] = new["status"].clone();
+            updated["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
+            st.pods.insert(key, updated.clone());
+            ok_body(&updated)
+        }
+        (
+            &Method::GET,
+            ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions", name],
+        ) => {
+            let key = (ns.to_string(), name.to_string());
+            if st.forbidden.contains(&key) {
+                return status_body(
+                    403,
+                    "Forbidden",
+                    &format!("network-attachment-definitions.k8s.cni.cncf.io \"{name}\" is forbidden: User \"multus\" cannot get resource in the namespace \"{ns}\""),
+                );
+            }
+            match st.nads.get(&key) {
+                Some(n) => ok_body(n),
+                None => status_body(
+                    404,
+                    "NotFound",
+                    &format!("network-attachment-definitions.k8s.cni.cncf.io \"{name}\" not found"),
+                ),
+            }
+        }
+        _ => status_body(404, "NotFound", &format!("no route {method} {path}")),
+    }
+}
