@@ -202,10 +202,12 @@ async fn configure(
                 add_ctx = ctx.with_command(Command::Add);
                 &add_ctx
             };
-            let ipam = actx.run_ipam(conf).await?.ok_or_else(|| {
-                CniError::new(ErrorCode::IpamFailure, "IPAM plugin returned no result")
-            })?;
+            // From here on a failure releases whatever the IPAM may hold for this attachment, also when its
+            // own ADD failed half-way or timed out (a DEL of nothing is a no-op for an IPAM).
             let applied = async {
+                let ipam = actx.run_ipam(conf).await?.ok_or_else(|| {
+                    CniError::new(ErrorCode::IpamFailure, "IPAM plugin returned no result")
+                })?;
                 set_ips(&mut result, ipam.ips, ipam.routes)?;
                 let plan = ipam_apply::plan(&result, ifname)?;
                 ipam_apply::apply(cont, ns, created.index, ifname, &plan).await
