@@ -19,6 +19,12 @@ enum Cmd {
     Version,
     /// List the plugin types built into this binary.
     Builtins,
+    /// Install Multus on this node: copy the binary, write the kubeconfig and the Multus config around the
+    /// primary network's config (what the DaemonSet runs; --watch keeps them up to date).
+    Install(Box<crate::install::InstallOpts>),
+    /// Take Multus off this node: remove the Multus config and kubeconfig so the runtime uses the primary
+    /// network again; existing pods can still be deleted.
+    Uninstall(crate::install::UninstallOpts),
 }
 
 /// Runs the command line; returns the exit status.
@@ -47,6 +53,8 @@ pub fn main() -> i32 {
             );
             0
         }
+        Some(Cmd::Install(o)) => crate::install::install(&o),
+        Some(Cmd::Uninstall(o)) => crate::install::uninstall(&o),
         Some(Cmd::Builtins) => {
             for t in crate::builtins::standalone_types() {
                 println!("{t}");

@@ -9,6 +9,7 @@
 
 mod builtins;
 mod cli;
+mod install;
 mod logging;
 mod meta;
 
