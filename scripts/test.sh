@@ -23,6 +23,14 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 mkdir -p /var/run/netns
+py_need=()
+for m in jsonschema yaml pytest kubernetes_validate; do
+    python3 -c "import $m" 2>/dev/null || py_need+=("$m")
+done
+if [ ${#py_need[@]} -gt 0 ]; then
+    say "installing Python test tools (pytest, jsonschema, pyyaml, kubernetes-validate)"
+    python3 -m pip install -q --disable-pip-version-check pytest jsonschema pyyaml kubernetes-validate 2>&1 | grep -v -i "warning" || true
+fi
 
 start=$(date +%s)
 say "cargo fmt --check"
@@ -31,6 +39,8 @@ say "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --features multus-cni/vm-tests -- -D warnings
 say "cargo test --workspace"
 cargo test --workspace
+say "deployment manifests (kubernetes-validate against the Kubernetes schemas)"
+python3 -m pytest -q -p no:cacheprovider deploy/tests
 say "workspace tests passed in $(( $(date +%s) - start )) s"
 
 if [ "${SKIP_VM:-0}" = 1 ]; then

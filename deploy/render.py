@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Renders the Multus (Rust) manifests from data values.
+
+    python3 deploy/render.py [--values my-values.yaml] > multus.yaml
+
+The defaults are deploy/values.yaml; a --values file overrides them key by key. The merged values are checked
+against deploy/values.schema.json before anything is printed. Output: the NetworkAttachmentDefinition CRD, the
+ServiceAccount, ClusterRole and ClusterRoleBinding, and the DaemonSet whose container runs `multus install
+--watch` on every node.
+"""
+import argparse
+import copy
+import json
+import pathlib
+import sys
+
+import jsonschema
+import yaml
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_values(path=None):
+    values = yaml.safe_load((HERE / "values.yaml").read_text())
+    if path:
+        values = merge(values, yaml.safe_load(pathlib.Path(path).read_text()))
+    schema = json.loads((HERE / "values.schema.json").read_text())
+    jsonschema.validate(values, schema)
+    return values
+
+
+def install_args(v):
+    m, cni = v["multus"], v["cni"]
+    args = ["install", "--watch", "--cni-conf-dir=/host/etc/cni/net.d", "--cni-bin-dir=/host/opt/cni/bin",
+            f"--multus-kubeconfig-file-host={cni['confDir']}/multus.d/multus.kubeconfig"]
+    if m.get("cleanupConfigOnExit", True):
+        args.append("--cleanup-config-on-exit")
+    if m.get("namespaceIsolation"):
+        args.append("--namespace-isolation")
+    for key, flag in [("globalNamespaces", "--global-namespaces"), ("logLevel", "--multus-log-level"),
+                      ("logFile", "--multus-log-file"), ("readinessIndicatorFile", "--readiness-indicator-file"),
+                      ("additionalBinDir", "--additional-bin-dir")]:
+        if m.get(key):
+            args.append(f"{flag}={m[key]}")
+    if "logToStderr" in m:
+        args.append(f"--multus-log-to-stderr={'true' if m['logToStderr'] else 'false'}")
+    if cni.get("version"):
+        args.append(f"--cni-version={cni['version']}")
+    if cni.get("primaryConfig"):
+        args.append(f"--primary-config={cni['primaryConfig']}")
+    return args
+
+
+def manifests(v):
+    ns = v["namespace"]
+    crd = yaml.safe_load((HERE / "crd.yaml").read_text())
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "multus", "namespace": ns}}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "multus"},
+        "rules": [
+            {"apiGroups": ["k8s.cni.cncf.io"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "update"]},
+            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "multus"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "multus"},
+        "subjects": [{"kind": "ServiceAccount", "name": "multus", "namespace": ns}],
+    }
+    image = v["image"]
+    labels = {"app": "multus", "name": "multus"}
+    ds = {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "kube-multus-ds", "namespace": ns, "labels": {"tier": "node", **labels}},
+        "spec": {
+            "selector": {"matchLabels": {"name": "multus"}},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": {"tier": "node", **labels}},
+                "spec": {
+                    "hostNetwork": True,
+                    "serviceAccountName": "multus",
+                    "priorityClassName": "system-node-critical",
+                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"},
+                                    {"operator": "Exists", "effect": "NoExecute"}],
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{
+                        "name": "kube-multus",
+                        "image": f"{image['repository']}:{image['tag']}",
+                        "imagePullPolicy": image.get("pullPolicy", "IfNotPresent"),
+                        "command": ["/usr/bin/multus"],
+                        "args": install_args(v),
+                        "resources": v["resources"],
+                        "securityContext": {"privileged": True},
+                        "volumeMounts": [
+                            {"name": "cni", "mountPath": "/host/etc/cni/net.d"},
+                            {"name": "cnibin", "mountPath": "/host/opt/cni/bin"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "cni", "hostPath": {"path": v["cni"]["confDir"], "type": "DirectoryOrCreate"}},
+                        {"name": "cnibin", "hostPath": {"path": v["cni"]["binDir"], "type": "DirectoryOrCreate"}},
+                    ],
+                },
+            },
+        },
+    }
+    return [crd, sa, role, binding, ds]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--values", help="a YAML file overriding deploy/values.yaml")
+    a = p.parse_args(argv)
+    try:
+        values = load_values(a.values)
+    except jsonschema.ValidationError as e:
+        path = ".".join(str(x) for x in e.absolute_path) or "(top)"
+        print(f"render.py: invalid value at {path}: {e.message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(yaml.safe_dump_all(manifests(values), sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
