@@ -587,6 +587,14 @@ async fn failed_add_leaves_nothing() {
         .unwrap_err();
     assert_eq!(e.code.code(), 103, "{e}");
     check_clean("route failure");
+    // host-local (run while the link is made) fails: the link it raced with is removed
+    let mut c = macvlan_conf("fail", &veth.a, data.path(), json!({}));
+    c["ipam"]["subnet"] = json!("10.77.0.0/31");
+    let e = run(&d, Command::Add, "c-fail", p, "net1", "", &conf(c))
+        .await
+        .unwrap_err();
+    assert_ne!(e.code.code(), 0, "{e}");
+    check_clean("host-local failure");
     // unknown master / mode / netns
     let c = conf(macvlan_conf("fail", "mv-nonexist", data.path(), json!({})));
     assert_eq!(

@@ -85,7 +85,8 @@ fn netns_of(ctx: &Context, verb: &str) -> Result<NetNs, CniError> {
     NetNs::open(path)
 }
 
-/// ADD: creates the link, configures it from `ips`, and returns the result (in the config's version).
+/// ADD: creates the link, configures it from `ips`, and returns the result (in the config's version). A
+/// [`LINK_INDEPENDENT_IPAM`] runs while the link is being made; any other after it.
 /// On any failure nothing is left: the link is deleted and an IPAM reservation released.
 pub async fn add(
     ctx: &Context,
@@ -110,39 +111,32 @@ pub async fn add(
             spec.mtu, master.mtu
         )));
     }
-    let kind = kind_name(&spec.kind);
-    let tmp = temp_name();
-    link::create_sublink(
-        mnl,
-        &NewSubLink {
-            name: &tmp,
-            master: master.index,
-            kind: spec.kind,
-            mtu: (spec.mtu > 0).then_some(spec.mtu),
-            mac: spec.mac,
-            netns_fd: host.as_ref().map(|_| ns.file().as_raw_fd()),
-            // The reference plugins create the link with txqlen 0 (the Go netlink library sends the zero
-            // value); a macvlan / ipvlan has no queue of its own, and matching keeps `ip link` identical.
-            txqlen: Some(0),
-        },
-    )
-    .await?;
-    let created = match link::by_name(&cont, &tmp).await {
-        Ok(Some(l)) => l,
-        other => {
-            // Should not happen; remove whatever carries the temporary name, in both namespaces.
-            let _ = link::delete_by_name(&cont, &tmp).await;
-            let _ = link::delete_by_name(mnl, &tmp).await;
-            return Err(match other {
-                Err(e) => e.into(),
-                _ => CniError::kernel(format!(
-                    "the new {kind} {tmp:?} is not in {}",
-                    ns.path().display()
-                )),
-            });
+    let l2 = matches!(ips, IpSource::None);
+    let make = make_link(ctx, &ns, &cont, mnl, host.is_some(), &master, spec, l2);
+    // An IPAM that does not use the interface runs while the link is made (its process start-up and the
+    // kernel work overlap); any other (dhcp needs the link) runs after, as in the reference.
+    let early = matches!(ips, IpSource::Ipam)
+        && super::ipam_type(conf).is_some_and(|t| LINK_INDEPENDENT_IPAM.contains(&t.as_str()));
+    let (created, ipam) = if early {
+        let (made, ipam) = tokio::join!(make, ipam_add(ctx, conf));
+        match (made, ipam) {
+            (Ok(l), Ok(r)) => (l, Some(r)),
+            (Err(e), _) => {
+                release_ipam(ctx, conf).await;
+                return Err(e);
+            }
+            (Ok(l), Err(e)) => {
+                if let Err(d) = link::delete(&cont, l.index).await {
+                    tracing::warn!("cleanup after a failed ADD: {d}");
+                }
+                release_ipam(ctx, conf).await;
+                return Err(e);
+            }
         }
+    } else {
+        (make.await?, None)
     };
-    match configure(ctx, conf, &ns, &cont, &created, ips, dns).await {
+    match configure(ctx, conf, &ns, &cont, &created, ips, ipam, dns).await {
         Ok(r) => Ok(r),
         Err(e) => {
             if let Err(d) = link::delete(&cont, created.index).await {
@@ -153,6 +147,100 @@ pub async fn add(
     }
 }
 
+/// IPAM types that never look at the container interface, so they may run while it is being made (and
+/// released while it is being deleted).
+pub const LINK_INDEPENDENT_IPAM: &[&str] = &["host-local", "static"];
+
+/// Creates the link on `master` under a temporary name (in the container's namespace directly when `mnl` is
+/// the container's connection, else moved there at creation), then renames it to `ctx.ifname` (and brings
+/// it up for a layer-2 link). On failure nothing is left.
+#[allow(clippy::too_many_arguments)]
+async fn make_link(
+    ctx: &Context,
+    ns: &NetNs,
+    cont: &Netlink,
+    mnl: &Netlink,
+    move_to_ns: bool,
+    master: &LinkInfo,
+    spec: &SubLinkSpec,
+    up: bool,
+) -> Result<LinkInfo, CniError> {
+    let kind = kind_name(&spec.kind);
+    let tmp = temp_name();
+    link::create_sublink(
+        mnl,
+        &NewSubLink {
+            name: &tmp,
+            master: master.index,
+            kind: spec.kind,
+            mtu: (spec.mtu > 0).then_some(spec.mtu),
+            mac: spec.mac,
+            netns_fd: move_to_ns.then(|| ns.file().as_raw_fd()),
+            // The reference plugins create the link with txqlen 0 (the Go netlink library sends the zero
+            // value); a macvlan / ipvlan has no queue of its own, and matching keeps `ip link` identical.
+            txqlen: Some(0),
+        },
+    )
+    .await?;
+    let created = match link::by_name(cont, &tmp).await {
+        Ok(Some(l)) => l,
+        other => {
+            // Should not happen; remove whatever carries the temporary name, in both namespaces.
+            let _ = link::delete_by_name(cont, &tmp).await;
+            let _ = link::delete_by_name(mnl, &tmp).await;
+            return Err(match other {
+                Err(e) => e.into(),
+                _ => CniError::kernel(format!(
+                    "the new {kind} {tmp:?} is not in {}",
+                    ns.path().display()
+                )),
+            });
+        }
+    };
+    let ifname = ctx.ifname.as_str();
+    let renamed = link::set(
+        cont,
+        created.index,
+        &LinkChange {
+            name: Some(ifname),
+            up,
+            ..Default::default()
+        },
+    )
+    .await;
+    if let Err(e) = renamed {
+        if let Err(d) = link::delete(cont, created.index).await {
+            tracing::warn!("cleanup after a failed ADD: {d}");
+        }
+        return Err(CniError::kernel(format!(
+            "failed to rename {tmp:?} to {ifname:?}: {e}"
+        )));
+    }
+    Ok(LinkInfo {
+        name: ifname.to_string(),
+        up,
+        ..created
+    })
+}
+
+/// The IPAM's ADD (whatever the context's verb).
+async fn ipam_add(ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
+    let r = if ctx.command == Command::Add {
+        ctx.run_ipam(conf).await?
+    } else {
+        ctx.with_command(Command::Add).run_ipam(conf).await?
+    };
+    r.ok_or_else(|| CniError::new(ErrorCode::IpamFailure, "IPAM plugin returned no result"))
+}
+
+/// The IPAM's DEL after a failed ADD (a failure is logged: the ADD's error is what is reported).
+async fn release_ipam(ctx: &Context, conf: &PluginConf) {
+    if let Err(d) = ctx.with_command(Command::Del).run_ipam(conf).await {
+        tracing::warn!("releasing the IPAM reservation after a failed ADD: {d}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn configure(
     ctx: &Context,
     conf: &PluginConf,
@@ -160,26 +248,10 @@ async fn configure(
     cont: &Netlink,
     created: &LinkInfo,
     ips: IpSource,
+    ipam: Option<CniResult>,
     dns: Dns,
 ) -> Result<CniResult, CniError> {
     let ifname = ctx.ifname.as_str();
-    let l2 = matches!(ips, IpSource::None);
-    link::set(
-        cont,
-        created.index,
-        &LinkChange {
-            name: Some(ifname),
-            up: l2,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| {
-        CniError::kernel(format!(
-            "failed to rename {:?} to {ifname:?}: {e}",
-            created.name
-        ))
-    })?;
     let mut result = CniResult::new(conf.cni_version().unwrap_or(crate::cni::CURRENT_VERSION));
     result.interfaces = vec![Interface {
         name: ifname.to_string(),
@@ -195,28 +267,20 @@ async fn configure(
             ipam_apply::apply(cont, ns, created.index, ifname, &plan).await?;
         }
         IpSource::Ipam => {
-            let add_ctx;
-            let actx = if ctx.command == Command::Add {
-                ctx
-            } else {
-                add_ctx = ctx.with_command(Command::Add);
-                &add_ctx
-            };
             // From here on a failure releases whatever the IPAM may hold for this attachment, also when its
             // own ADD failed half-way or timed out (a DEL of nothing is a no-op for an IPAM).
             let applied = async {
-                let ipam = actx.run_ipam(conf).await?.ok_or_else(|| {
-                    CniError::new(ErrorCode::IpamFailure, "IPAM plugin returned no result")
-                })?;
+                let ipam = match ipam {
+                    Some(r) => r,
+                    None => ipam_add(ctx, conf).await?,
+                };
                 set_ips(&mut result, ipam.ips, ipam.routes)?;
                 let plan = ipam_apply::plan(&result, ifname)?;
                 ipam_apply::apply(cont, ns, created.index, ifname, &plan).await
             }
             .await;
             if let Err(e) = applied {
-                if let Err(d) = ctx.with_command(Command::Del).run_ipam(conf).await {
-                    tracing::warn!("releasing the IPAM reservation after a failed ADD: {d}");
-                }
+                release_ipam(ctx, conf).await;
                 return Err(e);
             }
         }
@@ -243,30 +307,54 @@ fn set_ips(result: &mut CniResult, ips: Vec<IpConfig>, routes: Vec<Route>) -> Re
     Ok(())
 }
 
-/// DEL: releases the IPAM reservation first (whatever state the netns, link or master are in), then
-/// deletes the link in the container. A missing netns or link is success, so DEL is idempotent.
+/// DEL: releases the IPAM reservation (whatever state the netns, link or master are in) and deletes the link
+/// in the container: at the same time for a [`LINK_INDEPENDENT_IPAM`], else the IPAM first as the reference
+/// does. A missing netns or link is success, so DEL is idempotent.
 pub async fn del(ctx: &Context, conf: &PluginConf, has_ipam: bool) -> Result<(), CniError> {
-    if has_ipam {
-        ctx.with_command(Command::Del).run_ipam(conf).await?;
-    }
-    let ns = match netns_of(ctx, "DEL") {
-        Ok(ns) => ns,
-        Err(e)
-            if matches!(
-                e.code,
-                ErrorCode::UnknownContainer | ErrorCode::InvalidEnvironment
-            ) =>
-        {
-            return Ok(())
+    let unlink = async {
+        let ns = match netns_of(ctx, "DEL") {
+            Ok(ns) => ns,
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::UnknownContainer | ErrorCode::InvalidEnvironment
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        if ctx.ifname.is_empty() {
+            return Ok(());
         }
-        Err(e) => return Err(e),
+        let nl = Netlink::open_in(&ns)?;
+        link::delete_by_name(&nl, &ctx.ifname).await?;
+        Ok(())
     };
-    if ctx.ifname.is_empty() {
-        return Ok(());
+    let release = || async {
+        if ctx.command == Command::Del {
+            ctx.run_ipam(conf).await.map(|_| ())
+        } else {
+            ctx.with_command(Command::Del)
+                .run_ipam(conf)
+                .await
+                .map(|_| ())
+        }
+    };
+    if !has_ipam {
+        return unlink.await;
     }
-    let nl = Netlink::open_in(&ns)?;
-    link::delete_by_name(&nl, &ctx.ifname).await?;
-    Ok(())
+    let independent =
+        super::ipam_type(conf).is_some_and(|t| LINK_INDEPENDENT_IPAM.contains(&t.as_str()));
+    if independent {
+        // The kernel's teardown of the link (most of a DEL) and the IPAM's release overlap.
+        let (released, unlinked) = tokio::join!(release(), unlink);
+        released?;
+        unlinked
+    } else {
+        release().await?;
+        unlink.await
+    }
 }
 
 /// CHECK: the interface of `prevResult` exists in the netns, is of the configured kind and mode, sits on
