@@ -125,7 +125,10 @@ fn bad_inputs_get_cni_errors() {
         Case { what: "two delegates, same ifname impossible; bad GC list", vars: vec![("CNI_COMMAND", "GC".into())],
                stdin: br#"{"cniVersion":"1.1.0","delegates":[{"type":"x"}],"cni.dev/valid-attachments":"all"}"#.to_vec(), code: 6, word: "valid-attachments" },
         Case { what: "CHECK with nothing cached", vars: with(add_vars(), "CNI_COMMAND", Some("CHECK")), stdin: good.clone(), code: 7, word: "CHECK" },
-        Case { what: "kubeconfig mode", vars: add_vars(), stdin: br#"{"cniVersion":"1.0.0","kubeconfig":"/etc/k"}"#.to_vec(), code: 2, word: "kubeconfig" },
+        Case { what: "kubeconfig mode, the kubeconfig file does not exist", vars: add_vars(),
+               stdin: br#"{"cniVersion":"1.0.0","kubeconfig":"/nonexistent/multus.kubeconfig","clusterNetwork":"x"}"#.to_vec(), code: 7, word: "/nonexistent/multus.kubeconfig" },
+        Case { what: "kubeconfig mode without a default network", vars: add_vars(),
+               stdin: br#"{"cniVersion":"1.0.0","kubeconfig":"/etc/k"}"#.to_vec(), code: 7, word: "clusterNetwork" },
     ];
     cases.retain(|c| !c.what.is_empty());
     assert!(cases.len() >= 30);

@@ -311,20 +311,21 @@ impl ClientConfig {
                 (None, None) => Ok(None),
             }
         };
-        let client_cert =
-            match (
-                pem("client-certificate-data", "client-certificate")?,
-                pem("client-key-data", "client-key")?,
-            ) {
-                (Some(c), Some(k)) => Some((c, k)),
-                (None, None) => None,
-                _ => return Err(cfg_err(
+        let client_cert = match (
+            pem("client-certificate-data", "client-certificate")?,
+            pem("client-key-data", "client-key")?,
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(cfg_err(
                     path,
                     format!(
                         "user {user_name:?}: a client certificate needs both certificate and key"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let token = match (user["token"].as_str(), user["tokenFile"].as_str()) {
             (Some(t), _) => Some(t.to_string()),
             (None, Some(f)) => Some(

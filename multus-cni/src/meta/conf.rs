@@ -20,16 +20,45 @@ pub struct MultusConf {
     pub cni_version: String,
     /// `name`.
     pub name: String,
-    /// `kubeconfig`: the Kubernetes mode (not in this version).
+    /// `kubeconfig`: the Kubernetes mode (pods, NADs, network-status through the API).
     pub kubeconfig: Option<String>,
+    /// `clusterNetwork`: the default network (a NAD in `multusNamespace`, a network name in `confDir`, a
+    /// directory whose first config file is used, or a file).
+    pub cluster_network: Option<String>,
+    /// `defaultNetworks`: networks every pod (outside `systemNamespaces`) gets after the cluster network.
+    pub default_networks: Vec<String>,
+    /// `namespaceIsolation` (default false): pods may only use NADs of their namespace and `globalNamespaces`.
+    pub namespace_isolation: bool,
+    /// `globalNamespaces` (comma-separated, default `default`).
+    pub global_namespaces: Vec<String>,
+    /// `systemNamespaces` (default `["kube-system"]`): pods there get no `defaultNetworks`.
+    pub system_namespaces: Vec<String>,
+    /// `multusNamespace` (default `kube-system`): where `clusterNetwork`/`defaultNetworks` NADs live.
+    pub multus_namespace: String,
+    /// `logOptions` (upstream's log rotation: `maxAge`, `maxSize`, `maxBackups`, `compress`), kept as given;
+    /// rotation is left to the node's logrotate.
+    #[allow(dead_code)]
+    pub log_options: Map<String, Value>,
+    /// `capabilities` Multus itself declares (the runtime fills `runtimeConfig` for them).
+    #[allow(dead_code)]
+    pub capabilities: Map<String, Value>,
+    /// `readinessTimeout` (seconds, ours, default 45): how long ADD, STATUS and GC wait for
+    /// `readinessindicatorfile`.
+    pub readiness_timeout: Duration,
+    /// `apiRetryTimeout` / `apiRetryInterval` (seconds, ours, defaults 10 and 0.25): the bounded retry of
+    /// the pod GET (upstream's fixed 2.5 s is too short for some clusters, multus-cni #1461).
+    pub api_retry: multus_k8s::client::RetryPolicy,
+    /// `apiRequestTimeout` (seconds, ours, default 10): the limit on one API request.
+    pub api_request_timeout: Duration,
+    /// `deviceCheckpoint` (ours): the kubelet's device-plugin checkpoint file.
+    pub device_checkpoint: PathBuf,
     /// `delegates`: the kubeconfig-less mode's networks; the first is the default network.
     pub delegates: Vec<NetworkConfig>,
     /// `cniDir`: where attachments are cached for DEL.
     pub cni_dir: PathBuf,
     /// `binDir`: searched for plugin binaries before `CNI_PATH`.
     pub bin_dirs: Vec<PathBuf>,
-    /// `confDir` (read by the Kubernetes mode, issue 6).
-    #[allow(dead_code)]
+    /// `confDir`: network configs referenced by name (NADs without config, `clusterNetwork`).
     pub conf_dir: PathBuf,
     /// `logLevel`.
     pub log_level: String,
@@ -41,8 +70,8 @@ pub struct MultusConf {
     pub readiness_indicator_file: Option<PathBuf>,
     /// `runtimeConfig` given by the runtime to Multus (passed to the default network only).
     pub runtime_config: Map<String, Value>,
-    /// `retryDeleteOnError` (read by the Kubernetes mode, issue 6).
-    #[allow(dead_code)]
+    /// `retryDeleteOnError`: a failed delegate DEL is retried within the invocation (the cache is kept on
+    /// failure either way).
     pub retry_delete_on_error: bool,
     /// `delegateTimeout` (seconds, this implementation's key): the limit on one plugin binary run.
     pub delegate_timeout: Duration,
@@ -56,6 +85,51 @@ fn str_key(m: &Map<String, Value>, k: &str) -> Result<Option<String>, CniError> 
         Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
         Some(_) => Err(CniError::invalid_config(format!(
             "multus config: \"{k}\" must be a string"
+        ))),
+    }
+}
+
+fn secs_key(m: &Map<String, Value>, k: &str, default: f64) -> Result<Duration, CniError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(Duration::from_secs_f64(default)),
+        Some(v) => match v.as_f64() {
+            Some(s) if (0.0..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+            _ => Err(CniError::invalid_config(format!(
+                "multus config: \"{k}\" must be a number of seconds between 0 and 3600"
+            ))),
+        },
+    }
+}
+
+/// A list of names given as a JSON list of strings or as one comma-separated string.
+fn names_key(m: &Map<String, Value>, k: &str, default: &[&str]) -> Result<Vec<String>, CniError> {
+    let bad = || {
+        CniError::invalid_config(format!(
+            "multus config: \"{k}\" must be a list of strings or a comma-separated string"
+        ))
+    };
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(default.iter().map(|s| s.to_string()).collect()),
+        Some(Value::String(s)) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+fn obj_key(m: &Map<String, Value>, k: &str) -> Result<Map<String, Value>, CniError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(o)) => Ok(o.clone()),
+        Some(_) => Err(CniError::invalid_config(format!(
+            "multus config: \"{k}\" must be an object"
         ))),
     }
 }
@@ -107,6 +181,12 @@ impl MultusConf {
                 ))
             }
         }
+        let cluster_network = str_key(&m, "clusterNetwork")?;
+        if kubeconfig.is_some() && delegates.is_empty() && cluster_network.is_none() {
+            return Err(CniError::invalid_config(
+                "multus config: with \"kubeconfig\", give the default network as \"clusterNetwork\" or \"delegates\"",
+            ));
+        }
         if kubeconfig.is_none() && delegates.is_empty() {
             return Err(CniError::invalid_config(
                 "multus config: \"delegates\" must hold at least one network when there is no \"kubeconfig\"",
@@ -145,11 +225,30 @@ impl MultusConf {
         let valid_attachments = PluginConf::from_value(Value::Object(gc_view))
             .and_then(|p| p.valid_attachments())
             .map_err(|e| e.context("multus config"))?;
+        let api_retry = multus_k8s::client::RetryPolicy {
+            timeout: secs_key(&m, "apiRetryTimeout", 10.0)?,
+            interval: secs_key(&m, "apiRetryInterval", 0.25)?,
+        };
         Ok(MultusConf {
             valid_attachments,
             cni_version,
             name,
             kubeconfig,
+            cluster_network,
+            default_networks: names_key(&m, "defaultNetworks", &[])?,
+            namespace_isolation: bool_key(&m, "namespaceIsolation", false)?,
+            global_namespaces: names_key(&m, "globalNamespaces", &["default"])?,
+            system_namespaces: names_key(&m, "systemNamespaces", &["kube-system"])?,
+            multus_namespace: str_key(&m, "multusNamespace")?
+                .unwrap_or_else(|| "kube-system".to_string()),
+            log_options: obj_key(&m, "logOptions")?,
+            capabilities: obj_key(&m, "capabilities")?,
+            readiness_timeout: secs_key(&m, "readinessTimeout", 45.0)?,
+            api_retry,
+            api_request_timeout: secs_key(&m, "apiRequestTimeout", 10.0)?,
+            device_checkpoint: str_key(&m, "deviceCheckpoint")?
+                .map(PathBuf::from)
+                .unwrap_or_else(|| multus_k8s::nad::DEFAULT_CHECKPOINT.into()),
             delegates,
             cni_dir: str_key(&m, "cniDir")?
                 .map(PathBuf::from)
@@ -193,6 +292,23 @@ impl MultusConf {
     }
 }
 
+impl MultusConf {
+    /// The parts of the config that decide a pod's networks (the Kubernetes mode).
+    pub fn plan_config(&self) -> multus_k8s::plan::PlanConfig {
+        multus_k8s::plan::PlanConfig {
+            cluster_network: self.cluster_network.clone(),
+            default_networks: self.default_networks.clone(),
+            delegates: self.delegates.clone(),
+            multus_namespace: self.multus_namespace.clone(),
+            namespace_isolation: self.namespace_isolation,
+            global_namespaces: self.global_namespaces.clone(),
+            system_namespaces: self.system_namespaces.clone(),
+            conf_dir: self.conf_dir.clone(),
+            runtime_config: self.runtime_config.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +330,42 @@ mod tests {
         assert_eq!(atts[1].network.cni_version(), "1.0.0");
         assert!(atts[1].runtime_config.is_empty());
         assert_eq!(c.bin_dirs, vec![PathBuf::from(DEFAULT_BIN_DIR)]);
+    }
+
+    #[test]
+    fn kubernetes_keys_and_upstream_defaults() {
+        let c = MultusConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus","kubeconfig":"/etc/cni/net.d/multus.d/multus.kubeconfig",
+                 "clusterNetwork":"k8s-pod-network"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cluster_network.as_deref(), Some("k8s-pod-network"));
+        assert_eq!(c.multus_namespace, "kube-system");
+        assert_eq!(c.global_namespaces, ["default"]);
+        assert_eq!(c.system_namespaces, ["kube-system"]);
+        assert!(!c.namespace_isolation && !c.retry_delete_on_error);
+        assert_eq!(c.conf_dir, PathBuf::from(DEFAULT_CONF_DIR));
+        assert_eq!(c.cni_dir, PathBuf::from(DEFAULT_CNI_DIR));
+        assert_eq!(c.api_retry.timeout, Duration::from_secs(10));
+        assert_eq!(
+            c.device_checkpoint,
+            PathBuf::from(multus_k8s::nad::DEFAULT_CHECKPOINT)
+        );
+        let c = MultusConf::parse(
+            br#"{"cniVersion":"1.0.0","kubeconfig":"/k","clusterNetwork":"a","defaultNetworks":["b","c"],
+                 "namespaceIsolation":true,"globalNamespaces":"default, shared","systemNamespaces":["kube-system","ops"],
+                 "multusNamespace":"multus","logOptions":{"maxAge":5},"capabilities":{"portMappings":true},
+                 "apiRetryTimeout":30,"apiRetryInterval":0.5,"readinessTimeout":2,"retryDeleteOnError":true}"#,
+        )
+        .unwrap();
+        assert_eq!(c.default_networks, ["b", "c"]);
+        assert_eq!(c.global_namespaces, ["default", "shared"]);
+        assert_eq!(c.system_namespaces, ["kube-system", "ops"]);
+        assert_eq!(c.multus_namespace, "multus");
+        assert!(c.namespace_isolation && c.retry_delete_on_error);
+        assert_eq!(c.api_retry.interval, Duration::from_millis(500));
+        assert_eq!(c.readiness_timeout, Duration::from_secs(2));
+        assert_eq!(c.plan_config().global_namespaces, ["default", "shared"]);
     }
 
     #[test]
@@ -251,6 +403,27 @@ mod tests {
                 "delegateTimeout",
             ),
             (br#"{"cniVersion":"1.0.0","#, 6, "JSON"),
+            (br#"{"cniVersion":"1.0.0","kubeconfig":"/k"}"#, 7, "clusterNetwork"),
+            (
+                br#"{"cniVersion":"1.0.0","kubeconfig":"/k","clusterNetwork":"x","defaultNetworks":3}"#,
+                7,
+                "defaultNetworks",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","kubeconfig":"/k","clusterNetwork":"x","namespaceIsolation":"yes"}"#,
+                7,
+                "namespaceIsolation",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","kubeconfig":"/k","clusterNetwork":"x","apiRetryTimeout":"1"}"#,
+                7,
+                "apiRetryTimeout",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","kubeconfig":"/k","clusterNetwork":"x","logOptions":[]}"#,
+                7,
+                "logOptions",
+            ),
         ] {
             let e = MultusConf::parse(bad).unwrap_err();
             assert_eq!(e.code.code(), code, "{e}");

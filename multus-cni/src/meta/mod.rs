@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod conf;
+pub mod k8s;
 
 use crate::builtins;
 use cache::{Cache, CacheEntry};
@@ -47,15 +48,6 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
     }
 }
 
-fn unsupported_kubernetes(conf: &MultusConf) -> Result<(), CniError> {
-    if conf.kubeconfig.is_some() && conf.delegates.is_empty() {
-        return Err(CniError::unsupported_field(
-            "multus config: \"kubeconfig\" (the Kubernetes mode) is not supported by this build yet; give \"delegates\"",
-        ));
-    }
-    Ok(())
-}
-
 fn context(env: &CniEnv, conf: &MultusConf) -> Context {
     let registry = Arc::new(builtins::registry(
         conf.bin_dirs.clone(),
@@ -73,7 +65,9 @@ fn context(env: &CniEnv, conf: &MultusConf) -> Context {
 }
 
 async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value>, CniError> {
-    unsupported_kubernetes(conf)?;
+    if conf.kubeconfig.is_some() {
+        return k8s::add(env, conf).await;
+    }
     let netns = env
         .netns
         .as_deref()
@@ -129,7 +123,6 @@ fn known_attachments(env: &CniEnv, conf: &MultusConf) -> Result<Known, CniError>
             Ok((a, r, true))
         }
         Ok(None) => {
-            unsupported_kubernetes(conf)?;
             let atts = conf.delegate_attachments(&env.ifname);
             let n = atts.len();
             Ok((atts, vec![None; n], false))
@@ -137,7 +130,6 @@ fn known_attachments(env: &CniEnv, conf: &MultusConf) -> Result<Known, CniError>
         Err(e) => {
             // A corrupt cache: fall back to the config, and say so.
             tracing::warn!("{e}; using the config's delegates");
-            unsupported_kubernetes(conf)?;
             let atts = conf.delegate_attachments(&env.ifname);
             let n = atts.len();
             Ok((atts, vec![None; n], false))
@@ -146,6 +138,9 @@ fn known_attachments(env: &CniEnv, conf: &MultusConf) -> Result<Known, CniError>
 }
 
 async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
+    if conf.kubeconfig.is_some() {
+        return k8s::del(env, conf).await;
+    }
     let (atts, results, _) = known_attachments(env, conf)?;
     let mut ctx = context(env, conf);
     // A netns that is already gone is no reason to keep IPs: DEL runs without one, as the spec allows.
@@ -202,22 +197,26 @@ fn all_networks(conf: &MultusConf, entries: &[CacheEntry]) -> Vec<NetworkConfig>
 }
 
 async fn status(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
-    if let Some(f) = &conf.readiness_indicator_file {
-        if !f.exists() {
-            return Err(CniError::not_available(format!(
-                "the readiness indicator file {} does not exist yet",
-                f.display()
-            )));
-        }
-    }
+    k8s::wait_readiness(conf, CniError::not_available).await?;
     let ctx = context(env, conf);
     for net in &conf.delegates {
         chain::status(&ctx, net).await?;
+    }
+    // The Kubernetes mode's cluster network, when it is a local config (a NAD needs no STATUS here).
+    if conf.kubeconfig.is_some() && conf.delegates.is_empty() {
+        if let Some(c) = &conf.cluster_network {
+            if let Ok(multus_k8s::plan::NetworkSource::Local(net)) =
+                multus_k8s::plan::resolve_named(c, &conf.conf_dir, &conf.multus_namespace)
+            {
+                chain::status(&ctx, &net).await?;
+            }
+        }
     }
     Ok(())
 }
 
 async fn gc(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
+    k8s::wait_readiness(conf, CniError::try_again_later).await?;
     let ctx = context(env, conf);
     let valid = &conf.valid_attachments;
     let cache = Cache::new(&conf.cni_dir);

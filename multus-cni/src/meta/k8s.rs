@@ -1,0 +1,316 @@
+//! The Kubernetes mode of the meta-plugin (a config with `kubeconfig`): the pod's networks come from its
+//! annotations and NADs through the API, and its `network-status` is written back after ADD.
+//!
+//! - ADD: wait for `readinessindicatorfile` (bounded) -> GET the pod (bounded retry) -> plan (default network
+//!   first, `defaultNetworks`, the networks annotation) -> GET each NAD once -> cache the exact delegate
+//!   configs (atomic) -> attach in order (rollback on failure) -> record results -> write network-status
+//!   (retrying on conflicts; a failure there rolls the pod back, never half-reported).
+//! - DEL: from the cache alone (the pod, the NADs or the whole API server may be gone). A corrupt cache falls
+//!   back to the API; when the API cannot say what was attached either, DEL fails (code 11) and keeps the
+//!   file rather than report success while something may be left attached (upstream does, #1087).
+//!   The cache is removed only when every delegate DEL succeeded.
+
+use super::cache::{Cache, CacheEntry};
+use super::conf::MultusConf;
+use super::context;
+use multus_core::cni::{CniEnv, CniError, CniResult};
+use multus_core::netns::NetNs;
+use multus_core::pipeline::{self, Attachment};
+use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
+use multus_k8s::client::{Client, ClientConfig};
+use multus_k8s::nad::{Checkpoint, DevicePool, Nad};
+use multus_k8s::plan::{self, Plan, Pod, ResolvedNad};
+use multus_k8s::status;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The pod an invocation is for, from `CNI_ARGS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodArgs {
+    /// `K8S_POD_NAMESPACE`.
+    pub namespace: String,
+    /// `K8S_POD_NAME`.
+    pub name: String,
+    /// `K8S_POD_UID` (may be empty with old runtimes).
+    pub uid: String,
+}
+
+/// The pod named by `CNI_ARGS`, if the runtime gave one.
+pub fn pod_args(env: &CniEnv) -> Option<PodArgs> {
+    let ns = env
+        .args
+        .get("K8S_POD_NAMESPACE")
+        .filter(|s| !s.is_empty())?;
+    let name = env.args.get("K8S_POD_NAME").filter(|s| !s.is_empty())?;
+    Some(PodArgs {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        uid: env.args.get("K8S_POD_UID").unwrap_or_default().to_string(),
+    })
+}
+
+/// Waits (bounded by `readinessTimeout`) for the readiness indicator file; `err` builds the error.
+pub async fn wait_readiness(
+    conf: &MultusConf,
+    err: fn(String) -> CniError,
+) -> Result<(), CniError> {
+    let Some(f) = &conf.readiness_indicator_file else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + conf.readiness_timeout;
+    loop {
+        if f.exists() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(err(format!(
+                "the readiness indicator file {} did not appear within {:?} (is the default network up?)",
+                f.display(),
+                conf.readiness_timeout
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn client(conf: &MultusConf) -> Result<Client, CniError> {
+    let path = conf.kubeconfig.as_deref().unwrap_or_default();
+    let mut cfg = ClientConfig::from_kubeconfig(std::path::Path::new(path))
+        .map_err(|e| e.context("multus config: \"kubeconfig\""))?;
+    cfg.request_timeout = conf.api_request_timeout;
+    Ok(Client::new(cfg))
+}
+
+/// Resolves a pod's attachments through the API (the pod when the runtime named one, each NAD once).
+async fn resolve(
+    client: &mut Client,
+    conf: &MultusConf,
+    pod_args: Option<&PodArgs>,
+    ifname: &str,
+    retry: multus_k8s::client::RetryPolicy,
+) -> Result<(Plan, Option<Pod>), CniError> {
+    let pod = match pod_args {
+        Some(p) => {
+            let pod = client
+                .get_pod(&p.namespace, &p.name, retry)
+                .await
+                .map_err(|e| e.to_cni(&format!("pod {}/{}", p.namespace, p.name)))?;
+            if !p.uid.is_empty() && !pod.uid.is_empty() && p.uid != pod.uid {
+                return Err(CniError::try_again_later(format!(
+                    "pod {}/{}: the runtime asked for UID {} but the API has UID {} (a new pod of the same name?)",
+                    p.namespace, p.name, p.uid, pod.uid
+                )));
+            }
+            Some(pod)
+        }
+        None => None,
+    };
+    // Without a pod (not run by a Kubernetes runtime): the default networks only.
+    let view = pod.clone().unwrap_or_default();
+    let pcfg = conf.plan_config();
+    let reqs = plan::requests(&view, &pcfg)?;
+    let mut nads: BTreeMap<(String, String), ResolvedNad> = BTreeMap::new();
+    for r in &reqs {
+        let Some((ns, name)) = r.nad() else { continue };
+        let key = (ns.to_string(), name.to_string());
+        if nads.contains_key(&key) {
+            continue;
+        }
+        let v = client
+            .get_nad(ns, name)
+            .await
+            .map_err(|e| e.to_cni(&format!("NetworkAttachmentDefinition {ns}/{name}")))?;
+        let nad = Nad::from_json(&v, ns, name)?;
+        nads.insert(
+            key,
+            ResolvedNad {
+                network: nad.network_config(&conf.conf_dir)?,
+                resource_name: nad.resource_name.clone(),
+            },
+        );
+    }
+    let checkpoint = if nads.values().any(|n| n.resource_name.is_some()) {
+        Checkpoint::load(&conf.device_checkpoint)?
+    } else {
+        Checkpoint::default()
+    };
+    let mut pool = DevicePool::new(checkpoint, &view.uid);
+    let p = plan::build(&pcfg, &reqs, &nads, &mut pool, ifname)?;
+    if p.default_route.is_some() {
+        tracing::warn!(
+            "\"default-route\" is validated but not applied yet: the plugins' own routes stay"
+        );
+    }
+    Ok((p, pod))
+}
+
+fn statuses(atts: &[Attachment], results: &[CniResult]) -> Vec<status::NetworkStatus> {
+    atts.iter()
+        .zip(results)
+        .flat_map(|(a, r)| status::from_result(&a.name, &a.ifname, r, a.is_default, None))
+        .collect()
+}
+
+/// ADD in the Kubernetes mode.
+pub async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value>, CniError> {
+    let mut client = client(conf)?;
+    wait_readiness(conf, CniError::try_again_later).await?;
+    let netns = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
+    NetNs::open(netns)?;
+    let pod_args = pod_args(env);
+    let (plan, _pod) = resolve(
+        &mut client,
+        conf,
+        pod_args.as_ref(),
+        &env.ifname,
+        conf.api_retry,
+    )
+    .await?;
+    let atts = plan.attachments;
+    pipeline::validate(&atts)?;
+    let ctx = context(env, conf);
+    let cache = Cache::new(&conf.cni_dir);
+    let mut entry = CacheEntry::new(
+        &env.container_id,
+        &env.ifname,
+        &netns.to_string_lossy(),
+        &atts,
+    );
+    // The exact delegate configs are cached before the first delegate runs: DEL can always undo them.
+    cache.store(&entry)?;
+    let results = match pipeline::add(&ctx, &atts).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = cache.remove(&env.container_id, &env.ifname);
+            return Err(e);
+        }
+    };
+    entry.set_results(&results);
+    if let Err(e) = cache.store(&entry) {
+        tracing::warn!("could not record results in the attachment cache: {e}");
+    }
+    if let Some(p) = &pod_args {
+        let text = status::render(&statuses(&atts, &results));
+        let uid = Some(p.uid.as_str()).filter(|u| !u.is_empty());
+        if let Err(e) = client
+            .set_pod_annotation(
+                &p.namespace,
+                &p.name,
+                uid,
+                NETWORK_STATUS_ANNOTATION,
+                &text,
+                10,
+            )
+            .await
+        {
+            // A pod whose status cannot be written is rolled back: never attached but unreported.
+            let err = e.to_cni(&format!(
+                "writing network-status of pod {}/{}",
+                p.namespace, p.name
+            ));
+            let prev: Vec<Option<CniResult>> = results.iter().cloned().map(Some).collect();
+            match pipeline::del(
+                &ctx.with_command(multus_core::cni::Command::Del),
+                &atts,
+                &prev,
+            )
+            .await
+            {
+                Ok(()) => {
+                    let _ = cache.remove(&env.container_id, &env.ifname);
+                }
+                Err(de) => tracing::warn!("rollback after the status failure: {de}"),
+            }
+            return Err(err);
+        }
+    }
+    tracing::debug!(
+        "API connections opened for this ADD: {}",
+        client.connections_opened()
+    );
+    let default = atts
+        .iter()
+        .zip(&results)
+        .find(|(a, _)| a.is_default)
+        .map(|(_, r)| r)
+        .or(results.first())
+        .ok_or_else(|| CniError::invalid_config("no attachment"))?;
+    Ok(Some(default.to_value(&conf.cni_version)?))
+}
+
+async fn del_with_retry(
+    ctx: &multus_core::delegate::Context,
+    conf: &MultusConf,
+    atts: &[Attachment],
+    results: &[Option<CniResult>],
+) -> Result<(), CniError> {
+    let mut res = pipeline::del(ctx, atts, results).await;
+    let mut tries = 1;
+    while res.is_err() && conf.retry_delete_on_error && tries < 3 {
+        tracing::info!(
+            "DEL failed ({:?}); retrying (retryDeleteOnError)",
+            res.as_ref().err()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        res = pipeline::del(ctx, atts, results).await;
+        tries += 1;
+    }
+    res
+}
+
+/// DEL in the Kubernetes mode.
+pub async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
+    let mut ctx = context(env, conf);
+    if let Some(ns) = &env.netns {
+        if NetNs::open(ns).is_err() {
+            tracing::info!("netns {} is gone; running DEL without it", ns.display());
+            ctx.netns = None;
+        }
+    }
+    let cache = Cache::new(&conf.cni_dir);
+    match cache.load(&env.container_id, &env.ifname) {
+        Ok(Some(entry)) => {
+            // Everything needed is in the cache: no API call, so DEL works with the pod, the NADs or the
+            // API server gone.
+            let (atts, results) = entry.attachments()?;
+            del_with_retry(&ctx, conf, &atts, &results).await?;
+            cache.remove(&env.container_id, &env.ifname)
+        }
+        Ok(None) => {
+            // Nothing was cached, so no delegate ever ran for this attachment (the cache is written first).
+            tracing::info!(
+                "DEL of {} ({}): nothing cached, nothing to undo",
+                env.container_id,
+                env.ifname
+            );
+            Ok(())
+        }
+        Err(corrupt) => {
+            tracing::warn!("{corrupt}; asking the API what was attached");
+            let fallback = async {
+                let mut client = client(conf)?;
+                let short = multus_k8s::client::RetryPolicy {
+                    timeout: conf.api_retry.timeout.min(Duration::from_secs(5)),
+                    interval: conf.api_retry.interval,
+                };
+                let pod_args = pod_args(env).ok_or_else(|| {
+                    CniError::invalid_env("no K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS")
+                })?;
+                resolve(&mut client, conf, Some(&pod_args), &env.ifname, short).await
+            }
+            .await;
+            let (plan, _) = fallback.map_err(|e| {
+                CniError::try_again_later(format!(
+                    "{}; and the API cannot tell what was attached ({}): nothing was deleted, the cache is kept",
+                    corrupt.msg, e.msg
+                ))
+            })?;
+            let n = plan.attachments.len();
+            del_with_retry(&ctx, conf, &plan.attachments, &vec![None; n]).await?;
+            cache.remove(&env.container_id, &env.ifname)
+        }
+    }
+}
