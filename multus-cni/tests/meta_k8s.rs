@@ -53,7 +53,12 @@ fn cluster(annotation: Option<&str>) -> Cluster {
         .to_string(),
     )
     .unwrap();
-    api.add_nad("default", "macvlan-conf", &macvlan_conf(&master.0, dir.path(), false), &[]);
+    api.add_nad(
+        "default",
+        "macvlan-conf",
+        &macvlan_conf(&master.0, dir.path(), false),
+        &[],
+    );
     let pod_ns = "default".to_string();
     let pod = unique("sample-pod-");
     let uid = format!("uid-{pod}");
@@ -128,7 +133,10 @@ impl Cluster {
     }
 
     fn cache_file(&self) -> PathBuf {
-        self.dir.path().join("cache").join(format!("{}-eth0.json", self.cid))
+        self.dir
+            .path()
+            .join("cache")
+            .join(format!("{}-eth0.json", self.cid))
     }
 
     fn reservations(&self) -> Vec<String> {
@@ -145,7 +153,11 @@ impl Cluster {
     /// Nothing of the pod is left: only lo in the netns, no IP reserved, no cache.
     fn assert_clean(&self) {
         assert_eq!(self.ns.link_names(), ["lo"], "links left behind");
-        assert!(self.reservations().is_empty(), "IPs left reserved: {:?}", self.reservations());
+        assert!(
+            self.reservations().is_empty(),
+            "IPs left reserved: {:?}",
+            self.reservations()
+        );
         assert!(!self.cache_file().exists(), "cache left behind");
     }
 
@@ -160,7 +172,13 @@ impl Cluster {
 }
 
 fn in_user_range(ip: &str) -> bool {
-    let last: u32 = ip.trim_start_matches("192.168.1.").split('/').next().unwrap().parse().unwrap();
+    let last: u32 = ip
+        .trim_start_matches("192.168.1.")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     ip.starts_with("192.168.1.") && (200..=216).contains(&last)
 }
 
@@ -171,7 +189,10 @@ fn user_example_end_to_end() {
     let r = c.add().ok();
     // The default network's result.
     assert_eq!(r["cniVersion"], "1.0.0");
-    assert!(r["ips"][0]["address"].as_str().unwrap().starts_with("10."), "{r}");
+    assert!(
+        r["ips"][0]["address"].as_str().unwrap().starts_with("10."),
+        "{r}"
+    );
     let mut names = c.ns.link_names();
     names.sort();
     assert_eq!(names, ["eth0", "lo", "net1"]);
@@ -186,7 +207,10 @@ fn user_example_end_to_end() {
     assert_eq!(st[1]["name"], "default/macvlan-conf");
     assert_eq!(st[1]["interface"], "net1");
     assert_eq!(st[1]["default"], false);
-    assert_eq!(st[1]["ips"][0].as_str().unwrap(), net1[0].split('/').next().unwrap());
+    assert_eq!(
+        st[1]["ips"][0].as_str().unwrap(),
+        net1[0].split('/').next().unwrap()
+    );
     assert_eq!(st[1]["mac"].as_str().unwrap(), c.mac_of("net1"));
     assert_eq!(st[0]["mac"].as_str().unwrap(), c.mac_of("eth0"));
     // One TLS connection for the pod GET, the NAD GET and the status update.
@@ -205,7 +229,10 @@ fn user_example_end_to_end() {
     c.run("CHECK", &c.conf).ok();
     c.api.clear_log();
     c.del().ok();
-    assert!(c.api.requests().is_empty(), "DEL works from the cache alone");
+    assert!(
+        c.api.requests().is_empty(),
+        "DEL works from the cache alone"
+    );
     c.assert_clean();
     // DEL again is fine (idempotent).
     c.del().ok();
@@ -216,7 +243,12 @@ fn json_annotation_with_ips_mac_and_interface() {
     let c = cluster(Some(
         r#"[{"name":"mv-caps","interface":"mv7","ips":["192.168.1.205/24"],"mac":"c2:b0:57:49:47:f1"}]"#,
     ));
-    c.api.add_nad("default", "mv-caps", &macvlan_conf(&c.master.0, c.dir.path(), true), &[]);
+    c.api.add_nad(
+        "default",
+        "mv-caps",
+        &macvlan_conf(&c.master.0, c.dir.path(), true),
+        &[],
+    );
     c.add().ok();
     assert_eq!(c.ns.addrs("mv7"), ["192.168.1.205/24"]);
     assert_eq!(c.mac_of("mv7"), "c2:b0:57:49:47:f1");
@@ -228,11 +260,18 @@ fn json_annotation_with_ips_mac_and_interface() {
     c.assert_clean();
 
     // The same request on a NAD whose plugins do not declare the capabilities: refused, nothing attached.
-    let c = cluster(Some(r#"[{"name":"macvlan-conf","ips":["192.168.1.205/24"]}]"#));
+    let c = cluster(Some(
+        r#"[{"name":"macvlan-conf","ips":["192.168.1.205/24"]}]"#,
+    ));
     let e = c.add().err();
     assert_eq!(e["code"], 7);
     let msg = e["msg"].as_str().unwrap();
-    assert!(msg.contains("\"ips\"") && msg.contains("capability") && msg.contains("default/macvlan-conf"), "{msg}");
+    assert!(
+        msg.contains("\"ips\"")
+            && msg.contains("capability")
+            && msg.contains("default/macvlan-conf"),
+        "{msg}"
+    );
     c.assert_clean();
 }
 
@@ -241,7 +280,8 @@ fn two_nads_and_one_nad_twice() {
     let c = cluster(Some("macvlan-conf,other,macvlan-conf@extra0"));
     let m2 = HostLink::veth("kmw");
     let mut other: Value = serde_json::from_str(&macvlan_conf(&m2.0, c.dir.path(), false)).unwrap();
-    other["ipam"] = json!({"type":"host-local","subnet":"172.30.9.0/24","dataDir":c.dir.path().join("ipam")});
+    other["ipam"] =
+        json!({"type":"host-local","subnet":"172.30.9.0/24","dataDir":c.dir.path().join("ipam")});
     c.api.add_nad("default", "other", &other.to_string(), &[]);
     c.add().ok();
     let mut names = c.ns.link_names();
@@ -254,7 +294,12 @@ fn two_nads_and_one_nad_twice() {
     let st = c.status();
     let pairs: Vec<(String, String)> = st
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().into(), s["interface"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                s["interface"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         pairs,
@@ -266,7 +311,12 @@ fn two_nads_and_one_nad_twice() {
         ]
     );
     // The NAD was fetched once although used twice.
-    let nad_gets = c.api.requests().iter().filter(|r| r.contains("macvlan-conf")).count();
+    let nad_gets = c
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.contains("macvlan-conf"))
+        .count();
     assert_eq!(nad_gets, 1);
     assert_eq!(c.reservations().len(), 4);
     c.del().ok();
@@ -281,7 +331,10 @@ fn refused_cross_namespace_forbidden_and_missing_nads() {
     conf["namespaceIsolation"] = json!(true);
     let e = c.run("ADD", &conf).err();
     assert_eq!(e["code"], 7);
-    assert!(e["msg"].as_str().unwrap().contains("namespaceIsolation"), "{e}");
+    assert!(
+        e["msg"].as_str().unwrap().contains("namespaceIsolation"),
+        "{e}"
+    );
     c.assert_clean();
     // RBAC refusal (403).
     c.api.add_nad("team-b", "macvlan-conf", "{}", &[]);
@@ -289,7 +342,10 @@ fn refused_cross_namespace_forbidden_and_missing_nads() {
     let e = c.add().err();
     assert_eq!(e["code"], 7);
     let msg = e["msg"].as_str().unwrap();
-    assert!(msg.contains("team-b/macvlan-conf") && msg.contains("403"), "{msg}");
+    assert!(
+        msg.contains("team-b/macvlan-conf") && msg.contains("403"),
+        "{msg}"
+    );
     c.assert_clean();
     // A missing NAD (404).
     let c = cluster(Some("macvlan-conf,nope"));
@@ -332,7 +388,12 @@ fn status_conflict_is_retried() {
     let c = cluster(Some("macvlan-conf"));
     c.api.inject_conflicts(3);
     c.add().ok();
-    let puts: Vec<_> = c.api.requests().into_iter().filter(|r| r.starts_with("PUT")).collect();
+    let puts: Vec<_> = c
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PUT"))
+        .collect();
     assert_eq!(puts.len(), 4, "{puts:?}");
     assert!(puts[3].ends_with("200"));
     assert_eq!(c.status().len(), 2);
@@ -359,8 +420,12 @@ fn corrupt_cache_falls_back_to_the_api_and_never_lies() {
     assert!(c.cache_file().exists());
     assert_eq!(c.reservations().len(), 2);
     // With the pod back, the API says what was attached: DEL succeeds and leaves nothing.
-    let ann = pod["metadata"]["annotations"][NETWORKS].as_str().unwrap().to_string();
-    c.api.add_pod(&c.pod_ns, &c.pod, &c.uid, &[(NETWORKS, &ann)]);
+    let ann = pod["metadata"]["annotations"][NETWORKS]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.api
+        .add_pod(&c.pod_ns, &c.pod, &c.uid, &[(NETWORKS, &ann)]);
     c.del().ok();
     c.assert_clean();
 }
@@ -380,7 +445,12 @@ fn gc_covers_every_network_of_every_cached_attachment() {
     // The second pod's eth0 and net1 reservations are released, its cache gone; the first pod's kept.
     assert_eq!(c.reservations().len(), 2, "{:?}", c.reservations());
     assert!(c.cache_file().exists());
-    assert!(!c.dir.path().join("cache").join(format!("{cid2}-eth0.json")).exists());
+    assert!(!c
+        .dir
+        .path()
+        .join("cache")
+        .join(format!("{cid2}-eth0.json"))
+        .exists());
     c.del().ok();
     c.assert_clean();
 }
