@@ -133,12 +133,10 @@ struct Undo {
 }
 
 impl Undo {
-    fn note_last<S: Store>(&mut self, store: &mut S, set: usize) -> Result<()> {
+    fn note_last(&mut self, set: usize, prev: Option<Vec<u8>>) {
         if !self.last.iter().any(|(s, _)| *s == set) {
-            let prev = store.last_reserved(set)?;
             self.last.push((set, prev));
         }
-        Ok(())
     }
 
     fn roll_back<S: Store>(self, store: &mut S) {
@@ -187,7 +185,8 @@ fn allocate_one<S: Store>(
             });
         }
         undo.reserved.push(ip);
-        undo.note_last(store, index)?;
+        let prev = store.last_reserved(index)?;
+        undo.note_last(index, prev);
         store.set_last_reserved(index, Some(ip.to_string().as_bytes()))?;
         return config_for(set, ip).ok_or(IpamError::RequestedOutside(vec![ip]));
     }
@@ -213,7 +212,7 @@ fn allocate_one<S: Store>(
     for (_, ip) in Candidates::new(set, last) {
         if store.reserve(ip, container_id, ifname)? {
             undo.reserved.push(ip);
-            undo.note_last(store, index)?;
+            undo.note_last(index, raw);
             store.set_last_reserved(index, Some(ip.to_string().as_bytes()))?;
             return config_for(set, ip).ok_or(IpamError::Exhausted {
                 index,

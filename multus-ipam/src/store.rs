@@ -4,8 +4,8 @@
 //! - `<ip>` (Go's `net.IP.String()`, e.g. `10.1.2.3`, `2001:db8::2`) holding
 //!   `<containerID>\r\n<ifname>`, no trailing newline, mode 0644, created with `O_CREAT|O_EXCL`
 //!   so an existing reservation is never overwritten;
-//! - `last_reserved_ip.<range set index>` holding the address text, no newline; written to a
-//!   temporary file and renamed over, so a crash never leaves it empty or torn;
+//! - `last_reserved_ip.<range set index>` holding the address text, no newline; only a hint
+//!   of where the next walk starts (a torn one is ignored, as the reference ignores it);
 //! - `lock`, empty, mode 0750, locked with `flock(LOCK_EX)` around every operation (the reference
 //!   uses the same lock, so both plugins can run on one directory at once). A killed process's
 //!   `flock` goes away with it.
@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::ip::parse_ip;
@@ -501,15 +501,22 @@ impl Store for LockedDisk<'_> {
                 Err(e) => return Err(IpamError::io("remove", &path, e)),
             },
             Some(c) => {
-                let tmp = self.path(&format!(".{LAST_IP_PREFIX}{set}.tmp"));
-                let mut f = OpenOptions::new()
+                // Rewritten in place (write at offset 0, then cut to length), not via a
+                // temporary file and rename: on ext4 a rename over an existing file forces the
+                // new file's data out (auto_da_alloc), which costs more than the whole
+                // allocation. The record is only where the next walk starts: a crash between the
+                // two steps can leave a wrong or unparsable address, which makes the next walk
+                // start elsewhere (unparsable: at the first range's start, as the reference does
+                // with its own truncate-and-write), never hand out a reserved address.
+                let f = OpenOptions::new()
                     .write(true)
                     .create(true)
-                    .truncate(true)
+                    .truncate(false)
                     .mode(0o644)
-                    .open(&tmp)
-                    .map_err(|e| IpamError::io("create", &tmp, e))?;
-                f.write_all(c)
+                    .open(&path)
+                    .map_err(|e| IpamError::io("open", &path, e))?;
+                f.write_all_at(c, 0)
+                    .and_then(|()| f.set_len(c.len() as u64))
                     .and_then(|()| {
                         if self.store.durability == Durability::Fsync {
                             f.sync_all()
@@ -517,9 +524,7 @@ impl Store for LockedDisk<'_> {
                             Ok(())
                         }
                     })
-                    .map_err(|e| IpamError::io("write", &tmp, e))?;
-                drop(f);
-                fs::rename(&tmp, &path).map_err(|e| IpamError::io("rename", &path, e))?;
+                    .map_err(|e| IpamError::io("write", &path, e))?;
             }
         }
         self.sync_dir()
