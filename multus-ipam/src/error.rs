@@ -142,7 +142,8 @@ impl IpamError {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path` while doing `op`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         IpamError::Io {
             op,
             path: path.into(),

@@ -7,7 +7,8 @@
 //! - [`allocator`]: allocation in the reference order over any [`Store`] (pure logic);
 //! - [`store`]: the [`Store`] trait and [`DiskStore`], byte for byte the reference's files;
 //! - [`gc`]: release of every reservation not held by a valid attachment;
-//! - [`network`]: the library API ([`Network`]) and the CNI operations on a parsed configuration.
+//! - [`network`]: the library API ([`Network`]) and the CNI operations on a parsed configuration;
+//! - [`cni`]: host-local as a multus-core `Delegate` ([`cni::HostLocal`], type `host-local`).
 //!
 //! # Example: addresses for a network, without CNI
 //!
@@ -42,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod allocator;
+pub mod cni;
 pub mod config;
 pub mod error;
 pub mod gc;
