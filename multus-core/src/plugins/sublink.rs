@@ -347,8 +347,9 @@ pub async fn del(ctx: &Context, conf: &PluginConf, has_ipam: bool) -> Result<(),
     let independent =
         super::ipam_type(conf).is_some_and(|t| LINK_INDEPENDENT_IPAM.contains(&t.as_str()));
     if independent {
-        // The kernel's teardown of the link (most of a DEL) and the IPAM's release overlap.
-        let (released, unlinked) = tokio::join!(release(), unlink);
+        // The kernel's teardown of the link (most of a DEL) and the IPAM's release overlap: the delete
+        // request goes out first, the release (in-process or a plugin process) runs while it is served.
+        let (unlinked, released) = tokio::join!(unlink, release());
         released?;
         unlinked
     } else {
