@@ -9,6 +9,7 @@
 
 mod builtins;
 mod cli;
+mod fsutil;
 mod install;
 mod logging;
 mod meta;

@@ -3,11 +3,11 @@
 //!
 //! - [`conf_gen`]: the Multus config around the primary network (pure).
 //! - [`kubeconfig`]: the kubeconfig from the pod's service account (pure).
-//! - [`fsutil`]: atomic writes.
 
 pub mod conf_gen;
-pub mod fsutil;
 pub mod kubeconfig;
+
+use crate::fsutil;
 
 use clap::Args;
 use conf_gen::{GenError, GenOptions};

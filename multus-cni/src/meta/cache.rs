@@ -1,11 +1,11 @@
 //! The attachment cache in `cniDir`: what was attached to a pod, written before the first delegate ADD so
 //! that DEL can always undo it, even when the config or the cluster has changed since.
 
+use crate::fsutil::{write_atomic_with, Sync};
 use multus_core::cni::{CniError, CniResult, NetworkConfig};
 use multus_core::pipeline::Attachment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The format version of a cache file.
@@ -126,25 +126,23 @@ impl Cache {
         self.dir.join(format!("{container_id}-{ifname}.json"))
     }
 
-    /// Writes an entry atomically: temp file, fsync, rename, fsync of the directory.
+    /// Writes an entry atomically and durably (temp file, fsync, rename, fsync of the directory): done
+    /// before the first delegate ADD, so that DEL can undo whatever follows, even after a crash.
     pub fn store(&self, entry: &CacheEntry) -> Result<(), CniError> {
-        let io = |what: &str, e: std::io::Error| {
-            CniError::io(format!(
-                "attachment cache {}: {what}: {e}",
-                self.dir.display()
-            ))
-        };
-        std::fs::create_dir_all(&self.dir).map_err(|e| io("create", e))?;
+        self.write(entry, Sync::Durable)
+    }
+
+    /// Records results in an entry atomically but without fsync: if a crash loses them, the durable entry
+    /// written before ADD still lets DEL undo everything (results only add `prevResult`).
+    pub fn store_results(&self, entry: &CacheEntry) -> Result<(), CniError> {
+        self.write(entry, Sync::AtomicOnly)
+    }
+
+    fn write(&self, entry: &CacheEntry, sync: Sync) -> Result<(), CniError> {
         let path = self.path(&entry.container_id, &entry.ifname);
         let bytes = serde_json::to_vec_pretty(entry).map_err(|e| CniError::io(e.to_string()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| io("temp file", e))?;
-        tmp.write_all(&bytes).map_err(|e| io("write", e))?;
-        tmp.as_file().sync_all().map_err(|e| io("fsync", e))?;
-        tmp.persist(&path).map_err(|e| io("rename", e.error))?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_atomic_with(&path, &bytes, 0o600, sync)
+            .map_err(|e| CniError::io(format!("attachment cache {}: {e}", path.display())))
     }
 
     /// Loads an entry. `Ok(None)` when there is none; an error when it exists but cannot be read or decoded.

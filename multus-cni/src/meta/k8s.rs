@@ -189,7 +189,7 @@ pub async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::V
         }
     };
     entry.set_results(&results);
-    if let Err(e) = cache.store(&entry) {
+    if let Err(e) = cache.store_results(&entry) {
         tracing::warn!("could not record results in the attachment cache: {e}");
     }
     if let Some(p) = &pod_args {

@@ -94,7 +94,7 @@ async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value
         }
     };
     entry.set_results(&results);
-    if let Err(e) = cache.store(&entry) {
+    if let Err(e) = cache.store_results(&entry) {
         tracing::warn!("could not record results in the attachment cache: {e}");
     }
     let default = atts

@@ -4,9 +4,23 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Whether a write must be on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// fsync the file and its directory: the new content survives a crash.
+    Durable,
+    /// Only atomic: after a crash the file holds the old or the new content, never a mix.
+    AtomicOnly,
+}
+
 /// Writes `bytes` to `path` atomically with `mode`. On any failure the previous file is untouched and the
 /// temp file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, mode, Sync::Durable)
+}
+
+/// [`write_atomic`] with a choice of durability.
+pub fn write_atomic_with(path: &Path, bytes: &[u8], mode: u32, sync: Sync) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
@@ -19,10 +33,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     tmp.write_all(bytes)?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
+    if sync == Sync::Durable {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    if sync == Sync::Durable {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }
