@@ -25,6 +25,10 @@ enum Cmd {
     /// Take Multus off this node: remove the Multus config and kubeconfig so the runtime uses the primary
     /// network again; existing pods can still be deleted.
     Uninstall(crate::install::UninstallOpts),
+    /// The user guide's example on this machine as root, no cluster: a network namespace for the pod, eth0
+    /// from the reference bridge plugin and net1 from the macvlan NAD, through the meta-plugin's own code;
+    /// prints the network-status annotation and the pod's net1, then takes it all down (--keep leaves it).
+    Demo(crate::demo::DemoOpts),
 }
 
 /// Runs the command line; returns the exit status.
@@ -55,6 +59,7 @@ pub fn main() -> i32 {
         }
         Some(Cmd::Install(o)) => crate::install::install(&o),
         Some(Cmd::Uninstall(o)) => crate::install::uninstall(&o),
+        Some(Cmd::Demo(o)) => crate::demo::run(&o),
         Some(Cmd::Builtins) => {
             for t in crate::builtins::standalone_types() {
                 println!("{t}");

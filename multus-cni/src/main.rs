@@ -9,6 +9,7 @@
 
 mod builtins;
 mod cli;
+mod demo;
 mod fsutil;
 mod install;
 mod logging;

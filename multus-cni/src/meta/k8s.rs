@@ -20,6 +20,7 @@ use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
 use multus_k8s::client::{Client, ClientConfig};
 use multus_k8s::nad::{Checkpoint, DevicePool, Nad};
 use multus_k8s::plan::{self, Plan, Pod, ResolvedNad};
+use multus_k8s::source::Source;
 use multus_k8s::status;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -81,9 +82,9 @@ fn client(conf: &MultusConf) -> Result<Client, CniError> {
     Ok(Client::new(cfg))
 }
 
-/// Resolves a pod's attachments through the API (the pod when the runtime named one, each NAD once).
-async fn resolve(
-    client: &mut Client,
+/// Resolves a pod's attachments from `src` (the pod when the runtime named one, each NAD once).
+async fn resolve<S: Source>(
+    src: &mut S,
     conf: &MultusConf,
     pod_args: Option<&PodArgs>,
     ifname: &str,
@@ -91,10 +92,7 @@ async fn resolve(
 ) -> Result<(Plan, Option<Pod>), CniError> {
     let pod = match pod_args {
         Some(p) => {
-            let pod = client
-                .get_pod(&p.namespace, &p.name, retry)
-                .await
-                .map_err(|e| e.to_cni(&format!("pod {}/{}", p.namespace, p.name)))?;
+            let pod = src.pod(&p.namespace, &p.name, retry).await?;
             if !p.uid.is_empty() && !pod.uid.is_empty() && p.uid != pod.uid {
                 return Err(CniError::try_again_later(format!(
                     "pod {}/{}: the runtime asked for UID {} but the API has UID {} (a new pod of the same name?)",
@@ -116,10 +114,7 @@ async fn resolve(
         if nads.contains_key(&key) {
             continue;
         }
-        let v = client
-            .get_nad(ns, name)
-            .await
-            .map_err(|e| e.to_cni(&format!("NetworkAttachmentDefinition {ns}/{name}")))?;
+        let v = src.nad(ns, name).await?;
         let nad = Nad::from_json(&v, ns, name)?;
         nads.insert(
             key,
@@ -151,9 +146,24 @@ fn statuses(atts: &[Attachment], results: &[CniResult]) -> Vec<status::NetworkSt
         .collect()
 }
 
-/// ADD in the Kubernetes mode.
+/// ADD in the Kubernetes mode, against the API server of the kubeconfig.
 pub async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value>, CniError> {
     let mut client = client(conf)?;
+    let r = add_from(env, conf, &mut client).await;
+    tracing::debug!(
+        "API connections opened for this ADD: {}",
+        client.connections_opened()
+    );
+    r
+}
+
+/// ADD in the Kubernetes mode with pods and NADs from `src` (the API, or local manifests for `multus
+/// demo`): plan, cache, pipeline, network-status.
+pub async fn add_from<S: Source>(
+    env: &CniEnv,
+    conf: &MultusConf,
+    src: &mut S,
+) -> Result<Option<serde_json::Value>, CniError> {
     wait_readiness(conf, CniError::try_again_later).await?;
     let netns = env
         .netns
@@ -161,14 +171,7 @@ pub async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::V
         .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
     NetNs::open(netns)?;
     let pod_args = pod_args(env);
-    let (plan, _pod) = resolve(
-        &mut client,
-        conf,
-        pod_args.as_ref(),
-        &env.ifname,
-        conf.api_retry,
-    )
-    .await?;
+    let (plan, _pod) = resolve(src, conf, pod_args.as_ref(), &env.ifname, conf.api_retry).await?;
     let atts = plan.attachments;
     pipeline::validate(&atts)?;
     let ctx = context(env, conf);
@@ -195,22 +198,11 @@ pub async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::V
     if let Some(p) = &pod_args {
         let text = status::render(&statuses(&atts, &results));
         let uid = Some(p.uid.as_str()).filter(|u| !u.is_empty());
-        if let Err(e) = client
-            .set_pod_annotation(
-                &p.namespace,
-                &p.name,
-                uid,
-                NETWORK_STATUS_ANNOTATION,
-                &text,
-                10,
-            )
+        if let Err(err) = src
+            .set_annotation(&p.namespace, &p.name, uid, NETWORK_STATUS_ANNOTATION, &text)
             .await
         {
             // A pod whose status cannot be written is rolled back: never attached but unreported.
-            let err = e.to_cni(&format!(
-                "writing network-status of pod {}/{}",
-                p.namespace, p.name
-            ));
             let prev: Vec<Option<CniResult>> = results.iter().cloned().map(Some).collect();
             match pipeline::del(
                 &ctx.with_command(multus_core::cni::Command::Del),
@@ -227,10 +219,6 @@ pub async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::V
             return Err(err);
         }
     }
-    tracing::debug!(
-        "API connections opened for this ADD: {}",
-        client.connections_opened()
-    );
     let default = atts
         .iter()
         .zip(&results)
@@ -261,8 +249,18 @@ async fn del_with_retry(
     res
 }
 
-/// DEL in the Kubernetes mode.
+/// DEL in the Kubernetes mode (the API is asked only when the cache is corrupt).
 pub async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
+    del_from(env, conf, || client(conf)).await
+}
+
+/// DEL in the Kubernetes mode: from the cache; `src` (made only when needed, so a missing kubeconfig is
+/// no obstacle) is asked what was attached when the cache is corrupt.
+pub async fn del_from<S: Source>(
+    env: &CniEnv,
+    conf: &MultusConf,
+    src: impl FnOnce() -> Result<S, CniError>,
+) -> Result<(), CniError> {
     let mut ctx = context(env, conf);
     if let Some(ns) = &env.netns {
         if NetNs::open(ns).is_err() {
@@ -291,7 +289,7 @@ pub async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
         Err(corrupt) => {
             tracing::warn!("{corrupt}; asking the API what was attached");
             let fallback = async {
-                let mut client = client(conf)?;
+                let mut src = src()?;
                 let short = multus_k8s::client::RetryPolicy {
                     timeout: conf.api_retry.timeout.min(Duration::from_secs(5)),
                     interval: conf.api_retry.interval,
@@ -299,7 +297,7 @@ pub async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
                 let pod_args = pod_args(env).ok_or_else(|| {
                     CniError::invalid_env("no K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS")
                 })?;
-                resolve(&mut client, conf, Some(&pod_args), &env.ifname, short).await
+                resolve(&mut src, conf, Some(&pod_args), &env.ifname, short).await
             }
             .await;
             let (plan, _) = fallback.map_err(|e| {

@@ -159,7 +159,7 @@ async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
     res
 }
 
-async fn check(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
+pub(crate) async fn check(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
     let netns = env
         .netns
         .as_deref()
