@@ -38,7 +38,8 @@ mount --move /dev /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
-mount -t tmpfs tmpfs /newroot/tmp
+# /tmp stays the overlay's (writable through its tmpfs upper layer) rather than a fresh tmpfs: the repository,
+# and so the guest script and test binaries, may live under the host's /tmp (CI clones anywhere).
 mount -t tmpfs tmpfs /newroot/run
 mkdir -p /newroot/run/netns /newroot/root
 # /proc etc. now live under /newroot only; keep the ttyS1 path we report on reachable from here.

@@ -18,6 +18,7 @@
 #   CARGO_TARGET_DIR    respected (default <repo>/target)
 #   MULTUS_VM_PLUGIN    passed to the guest: a plugin to run instead of target/release/multus (development only)
 #   VM_SKIP_INSTALL=1   never run apt-get (fail if something is missing)
+#   VM_PROFILE=release  test the release build of multus (default: the dev build the workspace tests made)
 set -euo pipefail
 
 say() { printf '[vm] %s\n' "$*" >&2; }
@@ -181,8 +182,12 @@ RUN_DIR=$(mktemp -d "$VM_CACHE/run.XXXXXX")
 TESTS=()
 if [ "$MODE" = test ]; then
     cd "$REPO"
-    say "cargo build --release -p multus-cni"
-    cargo build --release -p multus-cni --bin multus --message-format=json-render-diagnostics >"$RUN_DIR/build.json"
+    # The dev profile by default: the workspace tests have just built it, so CI builds nothing twice; the VM tests
+    # check behaviour, not speed. VM_PROFILE=release tests the release binary.
+    PROFILE_ARGS=()
+    if [ "${VM_PROFILE:-dev}" = release ]; then PROFILE_ARGS=(--release); fi
+    say "cargo build ${PROFILE_ARGS[*]} -p multus-cni"
+    cargo build "${PROFILE_ARGS[@]}" -p multus-cni --bin multus --message-format=json-render-diagnostics >"$RUN_DIR/build.json"
     # The binary's path as cargo reports it (honours CARGO_TARGET_DIR and .cargo/config target-dir).
     MULTUS_BIN=$(grep '"reason":"compiler-artifact"' "$RUN_DIR/build.json" | grep '"name":"multus"' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
