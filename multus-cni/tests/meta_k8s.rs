@@ -484,3 +484,69 @@ fn readiness_indicator_file_is_waited_for_with_a_bound() {
     c.run("DEL", &conf).ok();
     c.assert_clean();
 }
+
+/// `ip -j route show default` (IPv4) inside the pod: (gateway, dev) of each default route.
+fn default_routes(c: &Cluster) -> Vec<(String, String)> {
+    let out = sh(&["ip", "-n", &c.ns.name, "-j", "route", "show", "default"]);
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap_or_default();
+    v.iter()
+        .map(|r| {
+            (
+                r["gateway"].as_str().unwrap_or_default().to_string(),
+                r["dev"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn default_route_moves_to_the_requesting_network() {
+    // Without the request, the default route is eth0's (bridge, isGateway); the reference macvlan's own
+    // default route via .1 does not make it into the table beside it.
+    let c = cluster(Some("macvlan-conf"));
+    c.add().ok();
+    let before = default_routes(&c);
+    assert!(before.iter().any(|(_, d)| d == "eth0"), "{before:?}");
+    assert!(
+        !before.iter().any(|(g, _)| g == "192.168.1.254"),
+        "{before:?}"
+    );
+    c.del().ok();
+    c.assert_clean();
+
+    // With it: exactly one default route, via the requested gateway (not the NAD's .1) on net1.
+    let c = cluster(Some(
+        r#"[{"name":"macvlan-conf","default-route":["192.168.1.254"]}]"#,
+    ));
+    c.add().ok();
+    assert_eq!(
+        default_routes(&c),
+        [("192.168.1.254".to_string(), "net1".to_string())]
+    );
+    let st = c.status();
+    assert_eq!(st.len(), 2, "{st:?}");
+    assert_eq!(st[0]["interface"], "eth0");
+    assert_eq!(st[0]["default"], false, "{st:?}");
+    assert!(st[0].get("gateway").is_none(), "{st:?}");
+    assert_eq!(st[1]["interface"], "net1");
+    assert_eq!(st[1]["default"], true, "{st:?}");
+    assert_eq!(st[1]["gateway"], json!(["192.168.1.254"]), "{st:?}");
+    // The cached results say the same (DEL and CHECK work from them).
+    let cache = std::fs::read_to_string(c.cache_file()).unwrap();
+    assert!(cache.contains("192.168.1.254"), "{cache}");
+    c.del().ok();
+    c.assert_clean();
+
+    // A gateway in no subnet of net1: the ADD fails naming it and the attachment, and is rolled back.
+    let c = cluster(Some(
+        r#"[{"name":"macvlan-conf","default-route":["10.99.0.1"]}]"#,
+    ));
+    let e = c.add().err();
+    let msg = e["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("10.99.0.1") && msg.contains("default/macvlan-conf") && msg.contains("net1"),
+        "{msg}"
+    );
+    c.assert_clean();
+    assert!(c.status().is_empty(), "no network-status for a failed ADD");
+}

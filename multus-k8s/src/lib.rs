@@ -6,6 +6,7 @@
 //! - [`annotation`]: the pod's `k8s.v1.cni.cncf.io/networks` annotation in both forms;
 //! - [`nad`]: NetworkAttachmentDefinitions to network configs, device IDs from the kubelet checkpoint;
 //! - [`plan`]: pure planning of a pod's ordered attachments (interface names, runtime config, isolation);
+//! - [`default_route`]: the `default-route` request planned against the attachments' results;
 //! - [`source`]: where pods and NADs come from (the API, or local manifests for `multus demo`);
 //! - [`status`]: the `k8s.v1.cni.cncf.io/network-status` entries built from CNI results;
 //! - [`client`]: a minimal API client (kubeconfig or in-cluster service account, one reused TLS
@@ -46,6 +47,7 @@
 
 pub mod annotation;
 pub mod client;
+pub mod default_route;
 pub mod nad;
 pub mod plan;
 pub mod source;

@@ -3,7 +3,8 @@
 //!
 //! - ADD: wait for `readinessindicatorfile` (bounded) -> GET the pod (bounded retry) -> plan (default network
 //!   first, `defaultNetworks`, the networks annotation) -> GET each NAD once -> cache the exact delegate
-//!   configs (atomic) -> attach in order (rollback on failure) -> record results -> write network-status
+//!   configs (atomic) -> attach in order (rollback on failure) -> apply `default-route` (the family's other
+//!   default routes removed; a failure rolls the pod back) -> record results -> write network-status
 //!   (retrying on conflicts; a failure there rolls the pod back, never half-reported).
 //! - DEL: from the cache alone (the pod, the NADs or the whole API server may be gone). A corrupt cache falls
 //!   back to the API; when the API cannot say what was attached either, DEL fails (code 11) and keeps the
@@ -14,15 +15,19 @@ use super::cache::{Cache, CacheEntry};
 use super::conf::MultusConf;
 use super::context;
 use multus_core::cni::{CniEnv, CniError, CniResult};
+use multus_core::netlink::{link, route, Netlink};
 use multus_core::netns::NetNs;
 use multus_core::pipeline::{self, Attachment};
 use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
 use multus_k8s::client::{Client, ClientConfig};
+use multus_k8s::default_route::{self, GatewayChange};
 use multus_k8s::nad::{Checkpoint, DevicePool, Nad};
 use multus_k8s::plan::{self, Plan, Pod, ResolvedNad};
 use multus_k8s::source::Source;
 use multus_k8s::status;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The pod an invocation is for, from `CNI_ARGS`.
@@ -131,19 +136,83 @@ async fn resolve<S: Source>(
     };
     let mut pool = DevicePool::new(checkpoint, &view.uid);
     let p = plan::build(&pcfg, &reqs, &nads, &mut pool, ifname)?;
-    if p.default_route.is_some() {
-        tracing::warn!(
-            "\"default-route\" is validated but not applied yet: the plugins' own routes stay"
-        );
-    }
     Ok((p, pod))
 }
 
-fn statuses(atts: &[Attachment], results: &[CniResult]) -> Vec<status::NetworkStatus> {
+/// The network-status entries; `default` goes to the attachment carrying the requested default route, if
+/// any, else to the default network.
+fn statuses(
+    atts: &[Attachment],
+    results: &[CniResult],
+    default_route: Option<&(usize, Vec<IpAddr>)>,
+) -> Vec<status::NetworkStatus> {
     atts.iter()
         .zip(results)
-        .flat_map(|(a, r)| status::from_result(&a.name, &a.ifname, r, a.is_default, None))
+        .enumerate()
+        .flat_map(|(i, (a, r))| {
+            let default = default_route::status_default(i, a, default_route);
+            status::from_result(&a.name, &a.ifname, r, default, None)
+        })
         .collect()
+}
+
+/// Carries out the `default-route` changes in the pod's netns: per family, every default route of the main
+/// table is deleted (whatever the interface), then one is added via the gateway on the requesting interface.
+async fn apply_default_route(netns: &Path, changes: &[GatewayChange]) -> Result<(), CniError> {
+    let ns = NetNs::open(netns)?;
+    let nl = Netlink::open_in(&ns)?;
+    for c in changes {
+        let link = link::by_name(&nl, &c.ifname).await?.ok_or_else(|| {
+            CniError::kernel(format!(
+                "\"default-route\": interface {} is not in the pod",
+                c.ifname
+            ))
+        })?;
+        for r in route::defaults(&nl, c.v6).await? {
+            match route::del(&nl, &r).await {
+                Err(e) if !e.is_gone() => return Err(e.context("\"default-route\"").into()),
+                _ => {}
+            }
+        }
+        let spec = route::RouteSpec {
+            dst: default_route::default_dst(c.v6),
+            gw: Some(c.gateway),
+            oif: link.index,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        };
+        route::add(&nl, &spec)
+            .await
+            .map_err(|e| e.context(format!("\"default-route\" on {}", c.ifname)))?;
+    }
+    Ok(())
+}
+
+/// Undoes a successful pipeline ADD (a later step failed): every delegate DEL, then the cache; a failed
+/// DEL keeps the cache so that the runtime's DEL can finish the job.
+async fn rollback(
+    ctx: &multus_core::delegate::Context,
+    cache: &Cache,
+    env: &CniEnv,
+    atts: &[Attachment],
+    results: &[CniResult],
+) {
+    let prev: Vec<Option<CniResult>> = results.iter().cloned().map(Some).collect();
+    match pipeline::del(
+        &ctx.with_command(multus_core::cni::Command::Del),
+        atts,
+        &prev,
+    )
+    .await
+    {
+        Ok(()) => {
+            let _ = cache.remove(&env.container_id, &env.ifname);
+        }
+        Err(de) => tracing::warn!("rollback of {}: {de}", env.container_id),
+    }
 }
 
 /// ADD in the Kubernetes mode, against the API server of the kubeconfig.
@@ -172,50 +241,53 @@ pub async fn add_from<S: Source>(
     NetNs::open(netns)?;
     let pod_args = pod_args(env);
     let (plan, _pod) = resolve(src, conf, pod_args.as_ref(), &env.ifname, conf.api_retry).await?;
-    let atts = plan.attachments;
-    pipeline::validate(&atts)?;
+    let atts = &plan.attachments;
+    pipeline::validate(atts)?;
     let ctx = context(env, conf);
     let cache = Cache::new(&conf.cni_dir);
     let mut entry = CacheEntry::new(
         &env.container_id,
         &env.ifname,
         &netns.to_string_lossy(),
-        &atts,
+        atts,
     );
     // The exact delegate configs are cached before the first delegate runs: DEL can always undo them.
     cache.store(&entry)?;
-    let results = match pipeline::add(&ctx, &atts).await {
+    let mut results = match pipeline::add(&ctx, atts).await {
         Ok(r) => r,
         Err(e) => {
             let _ = cache.remove(&env.container_id, &env.ifname);
             return Err(e);
         }
     };
+    if let Some(req) = &plan.default_route {
+        let applied = match default_route::plan(req, atts, &results) {
+            Ok((changes, rewritten)) => apply_default_route(netns, &changes)
+                .await
+                .map(|()| rewritten),
+            Err(e) => Err(e),
+        };
+        match applied {
+            Ok(rewritten) => results = rewritten,
+            Err(e) => {
+                rollback(&ctx, &cache, env, atts, &results).await;
+                return Err(e);
+            }
+        }
+    }
     entry.set_results(&results);
     if let Err(e) = cache.store_results(&entry) {
         tracing::warn!("could not record results in the attachment cache: {e}");
     }
     if let Some(p) = &pod_args {
-        let text = status::render(&statuses(&atts, &results));
+        let text = status::render(&statuses(atts, &results, plan.default_route.as_ref()));
         let uid = Some(p.uid.as_str()).filter(|u| !u.is_empty());
         if let Err(err) = src
             .set_annotation(&p.namespace, &p.name, uid, NETWORK_STATUS_ANNOTATION, &text)
             .await
         {
             // A pod whose status cannot be written is rolled back: never attached but unreported.
-            let prev: Vec<Option<CniResult>> = results.iter().cloned().map(Some).collect();
-            match pipeline::del(
-                &ctx.with_command(multus_core::cni::Command::Del),
-                &atts,
-                &prev,
-            )
-            .await
-            {
-                Ok(()) => {
-                    let _ = cache.remove(&env.container_id, &env.ifname);
-                }
-                Err(de) => tracing::warn!("rollback after the status failure: {de}"),
-            }
+            rollback(&ctx, &cache, env, atts, &results).await;
             return Err(err);
         }
     }

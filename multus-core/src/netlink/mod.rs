@@ -47,6 +47,12 @@ impl NlError {
         matches!(self.errno, Some(libc::ENODEV) | Some(libc::ENOENT))
     }
 
+    /// True when the object to delete is already gone (`ESRCH`, as the kernel answers for a route, or
+    /// `ENOENT`/`ENODEV`).
+    pub fn is_gone(&self) -> bool {
+        self.errno == Some(libc::ESRCH) || self.is_not_found()
+    }
+
     /// True when the object already exists (`EEXIST`).
     pub fn is_exists(&self) -> bool {
         self.errno == Some(libc::EEXIST)

@@ -1,4 +1,4 @@
-//! Routes: add one, list them, find the interface of the default route.
+//! Routes: add and delete one, list them, find the default routes and the interface of the first.
 
 use super::{Netlink, NlError};
 use ipnetwork::IpNetwork;
@@ -192,4 +192,46 @@ pub async fn default_route_oif(nl: &Netlink) -> Result<Option<u32>, NlError> {
         }
     }
     Ok(None)
+}
+
+/// The default routes (`0.0.0.0/0`, or `::/0` when `v6`) of the main table, on every interface.
+pub async fn defaults(nl: &Netlink, v6: bool) -> Result<Vec<RouteInfo>, NlError> {
+    Ok(list(nl, v6)
+        .await?
+        .into_iter()
+        .filter(|r| r.table == MAIN_TABLE && r.dst.prefix() == 0)
+        .collect())
+}
+
+/// Deletes a route as read back by [`list`] (`RTM_DELROUTE` matching its destination, next hop, output
+/// interface, table and metric; any scope and protocol, as `ip route del` does). A route already gone is
+/// `ESRCH`/`ENOENT`: see [`NlError::is_gone`].
+pub async fn del(nl: &Netlink, r: &RouteInfo) -> Result<(), NlError> {
+    let what = || match (r.gw, r.oif) {
+        (Some(gw), Some(oif)) => format!("failed to delete route {} via {gw} dev #{oif}", r.dst),
+        (Some(gw), None) => format!("failed to delete route {} via {gw}", r.dst),
+        (None, Some(oif)) => format!("failed to delete route {} dev #{oif}", r.dst),
+        (None, None) => format!("failed to delete route {}", r.dst),
+    };
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(r.dst.network(), r.dst.prefix())
+        .map_err(|e| NlError::new(Some(libc::EINVAL), e.to_string()).context(what()))?
+        .protocol(RouteProtocol::Unspec)
+        .scope(RouteScope::NoWhere)
+        .table_id(r.table);
+    if let Some(oif) = r.oif {
+        b = b.output_interface(oif);
+    }
+    if let Some(gw) = r.gw {
+        b = b
+            .gateway(gw)
+            .map_err(|e| NlError::new(Some(libc::EINVAL), e.to_string()).context(what()))?;
+    }
+    if let Some(p) = r.priority {
+        b = b.priority(p);
+    }
+    nl.request(RouteNetlinkMessage::DelRoute(b.build()), 0)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.context(what()))
 }
