@@ -81,3 +81,15 @@ def test_bad_values_are_refused_naming_the_key(tmp_path, bad, where, capsys):
     f.write_text(bad)
     assert render.main(["--values", str(f)]) == 1
     assert where in capsys.readouterr().err
+
+
+def test_the_demo_examples_are_valid():
+    """The user guide's pod validates against the Kubernetes schemas, its NAD against our CRD's schema."""
+    pod = yaml.safe_load((DEPLOY / "examples" / "sample-pod.yaml").read_text())
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"] == "macvlan-conf"
+    nad = yaml.safe_load((DEPLOY / "examples" / "macvlan-conf.yaml").read_text())
+    crd = yaml.safe_load((DEPLOY / "crd.yaml").read_text())
+    jsonschema.validate(nad, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    assert nad["kind"] == crd["spec"]["names"]["kind"]
+    assert nad["apiVersion"] == f"{crd['spec']['group']}/v1"
