@@ -291,14 +291,7 @@ pub async fn add_from<S: Source>(
             return Err(err);
         }
     }
-    let default = atts
-        .iter()
-        .zip(&results)
-        .find(|(a, _)| a.is_default)
-        .map(|(_, r)| r)
-        .or(results.first())
-        .ok_or_else(|| CniError::invalid_config("no attachment"))?;
-    Ok(Some(default.to_value(&conf.cni_version)?))
+    super::default_result(atts, &results, &conf.cni_version).map(Some)
 }
 
 async fn del_with_retry(

@@ -97,14 +97,24 @@ async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value
     if let Err(e) = cache.store_results(&entry) {
         tracing::warn!("could not record results in the attachment cache: {e}");
     }
+    default_result(&atts, &results, &conf.cni_version).map(Some)
+}
+
+/// What Multus answers an ADD with, as upstream does: the default network's result (the first attachment's
+/// when none is marked default), in Multus' own cniVersion.
+pub(crate) fn default_result(
+    atts: &[Attachment],
+    results: &[multus_core::cni::CniResult],
+    cni_version: &str,
+) -> Result<serde_json::Value, CniError> {
     let default = atts
         .iter()
-        .zip(&results)
+        .zip(results)
         .find(|(a, _)| a.is_default)
         .map(|(_, r)| r)
         .or(results.first())
         .ok_or_else(|| CniError::invalid_config("no attachment"))?;
-    Ok(Some(default.to_value(&conf.cni_version)?))
+    default.to_value(cni_version)
 }
 
 /// Attachments, their ADD results when known, and whether they came from the cache.

@@ -169,17 +169,11 @@ impl Delegate for Macvlan {
     }
 
     async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        if ipam_type(conf).is_some() {
-            ctx.run_ipam(conf).await?;
-        }
-        Ok(())
+        sublink::ipam_only(ctx, conf).await
     }
 
     async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        if ipam_type(conf).is_some() {
-            ctx.run_ipam(conf).await?;
-        }
-        Ok(())
+        sublink::ipam_only(ctx, conf).await
     }
 }
 

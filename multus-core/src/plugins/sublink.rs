@@ -474,3 +474,12 @@ pub async fn check(
     }
     Ok(())
 }
+
+/// STATUS and GC of a macvlan/ipvlan attachment: only its IPAM has state, so the verb goes to the IPAM
+/// plugin when there is one and is a no-op otherwise.
+pub async fn ipam_only(ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+    if super::ipam_type(conf).is_some() {
+        ctx.run_ipam(conf).await?;
+    }
+    Ok(())
+}
