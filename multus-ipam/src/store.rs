@@ -2,7 +2,8 @@
 //!
 //! Layout under `<dataDir>/<network name>/`, byte for byte as the reference writes it:
 //! - `<ip>` (Go's `net.IP.String()`, e.g. `10.1.2.3`, `2001:db8::2`) holding
-//!   `<containerID>\r\n<ifname>`, no trailing newline, mode 0644, created with `O_CREAT|O_EXCL`
+//!   `<containerID>\r\n<ifname>`, no trailing newline, mode 0644, created whole (`O_TMPFILE` + `linkat`, which
+//!   refuses an existing name like `O_CREAT|O_EXCL`)
 //!   so an existing reservation is never overwritten;
 //! - `last_reserved_ip.<range set index>` holding the address text, no newline; only a hint
 //!   of where the next walk starts (a torn one is ignored, as the reference ignores it);
@@ -399,6 +400,98 @@ fn read_index(dir: &Path) -> Result<Index> {
     Ok(index)
 }
 
+/// Creates `path` holding `content`, or returns `Ok(false)` when it already exists (never overwriting it).
+/// The file appears whole: it is written as an unnamed `O_TMPFILE` in the directory and then linked under its
+/// name (`linkat`, which fails on an existing name just as `O_EXCL` does), so a process killed at any point
+/// leaves either no file or a complete one, never an empty reservation that DEL could not match. File systems
+/// without `O_TMPFILE` get `O_CREAT|O_EXCL` and a write, as the reference plugin does.
+fn create_whole(
+    path: &Path,
+    content: &[u8],
+    fsync: bool,
+) -> std::result::Result<bool, (&'static str, std::io::Error)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o644)
+        .open(dir)
+    {
+        Ok(mut f) => {
+            f.write_all(content).map_err(|e| ("write", e))?;
+            if fsync {
+                f.sync_all().map_err(|e| ("fsync", e))?;
+            }
+            link_tmpfile(&f, path).map_err(|e| ("link", e))
+        }
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+            ) =>
+        {
+            create_exclusive(path, content, fsync)
+        }
+        Err(e) => Err(("create", e)),
+    }
+}
+
+/// Gives an `O_TMPFILE` file its name; `Ok(false)` when the name is taken.
+fn link_tmpfile(f: &File, path: &Path) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == ErrorKind::AlreadyExists {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// `O_CREAT|O_EXCL` and a write; on a failed write the file is removed again.
+fn create_exclusive(
+    path: &Path,
+    content: &[u8],
+    fsync: bool,
+) -> std::result::Result<bool, (&'static str, std::io::Error)> {
+    let mut f = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(("create", e)),
+    };
+    let written = f
+        .write_all(content)
+        .and_then(|()| if fsync { f.sync_all() } else { Ok(()) });
+    if let Err(e) = written {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return Err(("write", e));
+    }
+    Ok(true)
+}
+
 impl Store for LockedDisk<'_> {
     fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool> {
         if self.index()?.by_ip.contains_key(&ip) {
@@ -406,35 +499,18 @@ impl Store for LockedDisk<'_> {
         }
         let path = self.path(&ip.to_string());
         let content = attachment_key(container_id, ifname);
-        let mut f = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+        let fsync = self.store.durability == Durability::Fsync;
+        match create_whole(&path, content.as_bytes(), fsync) {
+            Ok(true) => {}
+            Ok(false) => {
                 // Someone wrote it behind the index's back: learn it, never overwrite it.
                 let holder = read_holder(&path)?;
                 self.index()?.insert(ip, holder);
                 return Ok(false);
             }
-            Err(e) => return Err(IpamError::io("create", &path, e)),
-        };
-        self.dirty = true;
-        let written = f.write_all(content.as_bytes()).and_then(|()| {
-            if self.store.durability == Durability::Fsync {
-                f.sync_all()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            drop(f);
-            let _ = fs::remove_file(&path);
-            return Err(IpamError::io("write", &path, e));
+            Err((what, e)) => return Err(IpamError::io(what, &path, e)),
         }
-        drop(f);
+        self.dirty = true;
         self.sync_dir()?;
         let holder = Holder::parse(content.as_bytes());
         self.index()?.insert(ip, holder);

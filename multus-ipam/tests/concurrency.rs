@@ -226,6 +226,12 @@ fn sigkill_at_random_points_leaves_no_duplicate_no_held_lock_and_gc_reclaims_lea
         reported > 100,
         "children made too little progress: {reported}"
     );
+    // Reservation files appear whole (O_TMPFILE + linkat): a kill never leaves an empty one that a DEL
+    // could not match to its container.
+    assert_eq!(
+        unknown_seen, 0,
+        "a reservation file without its holder was seen after a kill"
+    );
     let leaked = reservations(&dir).len() - handed_out.len();
     eprintln!(
         "{reported} allocations reported; {leaked} reservations leaked by kills; \
