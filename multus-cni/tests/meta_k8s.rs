@@ -550,3 +550,139 @@ fn default_route_moves_to_the_requesting_network() {
     c.assert_clean();
     assert!(c.status().is_empty(), "no network-status for a failed ADD");
 }
+
+/// A script delegate `devmacvlan` in `bin`: on ADD it records the `runtimeConfig.CNIDeviceInfoFile` it was
+/// given (in `seen`) and that file's content at that moment (in `before`), then writes `info` to it, as a
+/// device-info-aware CNI plugin does; every command is then the reference macvlan's.
+fn device_info_writer(bin: &Path, info: &Value) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+conf=$(cat)
+if [ "$CNI_COMMAND" = ADD ]; then
+  f=$(printf '%s' "$conf" | /usr/bin/jq -r '.runtimeConfig.CNIDeviceInfoFile // ""')
+  printf '%s' "$f" > {dir}/seen
+  cat "$f" > {dir}/before 2>/dev/null
+  [ -n "$f" ] && printf '%s' '{info}' > "$f"
+fi
+printf '%s' "$conf" | exec /usr/lib/cni/macvlan
+"#,
+        dir = bin.display(),
+        info = info
+    );
+    let p = bin.join("devmacvlan");
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn device_info_from_the_device_plugin_and_from_the_delegate() {
+    // net1: reference macvlan, a device from the checkpoint, the device plugin's file -> its device-info.
+    // net2: a delegate declaring CNIDeviceInfoFile, which gets the device plugin's file copied to its
+    // CNIDeviceInfoFile and rewrites it -> the rewritten content wins. net3: no resource, no device-info.
+    let c = cluster(Some("dev-a,dev-b,macvlan-conf"));
+    let res = "example.com/dev";
+    let dir = c.dir.path();
+    let devinfo = dir.join("devinfo");
+    let bin = dir.join("bin");
+    let checkpoint = dir.join("kubelet_internal_checkpoint");
+    std::fs::write(
+        &checkpoint,
+        json!({"Data":{"PodDeviceEntries":[{"PodUID":c.uid,"ContainerName":"app","ResourceName":res,
+                "DeviceIDs":{"0":["0000:03:02.0","0000:03:02.1"]}}],"RegisteredDevices":{}},"Checksum":1})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(devinfo.join("dp")).unwrap();
+    let dp_a = json!({"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:03:02.0","pf-pci-address":"0000:03:00.0"}});
+    let dp_b = json!({"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:03:02.1"}});
+    std::fs::write(
+        devinfo.join("dp/example.com-dev-0000:03:02.0-device.json"),
+        dp_a.to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        devinfo.join("dp/example.com-dev-0000:03:02.1-device.json"),
+        dp_b.to_string(),
+    )
+    .unwrap();
+    let cni_info = json!({"type":"pci","version":"1.1.0",
+        "pci":{"pci-address":"0000:03:02.1","representor-device":"eth3"}});
+    device_info_writer(&bin, &cni_info);
+
+    let mut a: Value = serde_json::from_str(&macvlan_conf(&c.master.0, dir, false)).unwrap();
+    a["ipam"] = json!({"type":"host-local","subnet":"172.30.7.0/24","dataDir":dir.join("ipam")});
+    let mut b = a.clone();
+    b["ipam"]["subnet"] = json!("172.30.8.0/24");
+    b["type"] = json!("devmacvlan");
+    b["cniVersion"] = json!("1.0.0");
+    b["capabilities"] = json!({"CNIDeviceInfoFile": true});
+    let ann = [("k8s.v1.cni.cncf.io/resourceName", res)];
+    c.api.add_nad("default", "dev-a", &a.to_string(), &ann);
+    c.api.add_nad("default", "dev-b", &b.to_string(), &ann);
+    let mut conf = c.conf.clone();
+    conf["deviceCheckpoint"] = json!(checkpoint);
+    conf["deviceInfoDir"] = json!(devinfo);
+    conf["binDir"] = json!(bin);
+
+    c.run("ADD", &conf).ok();
+    let st = c.status();
+    let by_if = |i: &str| st.iter().find(|s| s["interface"] == i).cloned().unwrap();
+    assert_eq!(by_if("net1")["name"], "default/dev-a");
+    assert_eq!(by_if("net1")["device-info"], dp_a, "{st:?}");
+    assert_eq!(by_if("net2")["device-info"], cni_info, "{st:?}");
+    assert!(by_if("net3").get("device-info").is_none(), "{st:?}");
+    assert!(by_if("eth0").get("device-info").is_none(), "{st:?}");
+
+    // The delegate was given <dir>/cni/<ns>-<nad>-<containerID>_<ifname>, holding the device plugin's
+    // information when it ran.
+    let cni_b = devinfo.join(format!("cni/default-dev-b-{}_net2", c.cid));
+    let cni_a = devinfo.join(format!("cni/default-dev-a-{}_net1", c.cid));
+    assert_eq!(
+        std::fs::read_to_string(bin.join("seen")).unwrap(),
+        cni_b.display().to_string()
+    );
+    let before: Value =
+        serde_json::from_str(&std::fs::read_to_string(bin.join("before")).unwrap()).unwrap();
+    assert_eq!(before, dp_b);
+    assert!(cni_a.exists() && cni_b.exists());
+
+    c.run("DEL", &conf).ok();
+    c.assert_clean();
+    assert!(
+        !cni_a.exists() && !cni_b.exists(),
+        "DEL removes the CNI files"
+    );
+    assert!(
+        devinfo
+            .join("dp/example.com-dev-0000:03:02.0-device.json")
+            .exists(),
+        "the device plugin's files are the device plugin's"
+    );
+
+    // A malformed device plugin file is ignored: the ADD succeeds without device-info.
+    let c2 = cluster(Some("dev-a"));
+    c2.api.add_nad("default", "dev-a", &a.to_string(), &ann);
+    std::fs::write(
+        &checkpoint,
+        json!({"Data":{"PodDeviceEntries":[{"PodUID":c2.uid,"ContainerName":"app","ResourceName":res,
+                "DeviceIDs":["0000:03:02.0"]}],"RegisteredDevices":{}},"Checksum":1})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        devinfo.join("dp/example.com-dev-0000:03:02.0-device.json"),
+        b"{\"type\": 5",
+    )
+    .unwrap();
+    let mut conf2 = c2.conf.clone();
+    conf2["deviceCheckpoint"] = json!(checkpoint);
+    conf2["deviceInfoDir"] = json!(devinfo);
+    c2.run("ADD", &conf2).ok();
+    let st = c2.status();
+    assert_eq!(st[1]["name"], "default/dev-a");
+    assert!(st[1].get("device-info").is_none(), "{st:?}");
+    c2.run("DEL", &conf2).ok();
+    c2.assert_clean();
+}

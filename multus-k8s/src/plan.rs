@@ -284,6 +284,9 @@ pub struct Plan {
     /// The attachment (index) that carries the pod's default route, and its gateways, when an element asked
     /// for `default-route`; every other attachment's default routes are to be removed.
     pub default_route: Option<(usize, Vec<IpAddr>)>,
+    /// Per attachment, the device-plugin resource (the NAD's `k8s.v1.cni.cncf.io/resourceName`) whose device
+    /// it was given from the kubelet checkpoint, for its device information file ([`crate::devinfo`]).
+    pub device_resources: Vec<Option<String>>,
 }
 
 /// Capability keys: (annotation key, runtimeConfig key / capability).
@@ -328,6 +331,7 @@ pub fn build(
 ) -> Result<Plan, CniError> {
     let mut attachments = Vec::new();
     let mut default_route = None;
+    let mut device_resources = Vec::new();
     let mut seen_if: HashSet<String> = HashSet::new();
     for (idx, req) in requests.iter().enumerate() {
         let name = req.name();
@@ -365,11 +369,14 @@ pub fn build(
         } else {
             Map::new()
         };
-        let device = match sel.and_then(|s| s.device_id.clone()) {
-            Some(d) => Some(d),
+        let (device, device_resource) = match sel.and_then(|s| s.device_id.clone()) {
+            Some(d) => (Some(d), None),
             None => match &resource {
-                Some(r) => Some(devices.take(r).map_err(|e| err(e.msg))?),
-                None => None,
+                Some(r) => (
+                    Some(devices.take(r).map_err(|e| err(e.msg))?),
+                    Some(r.clone()),
+                ),
+                None => (None, None),
             },
         };
         if let Some(d) = &device {
@@ -411,10 +418,12 @@ pub fn build(
         a.is_default = req.is_default;
         a.runtime_config = rc;
         attachments.push(a);
+        device_resources.push(device_resource);
     }
     Ok(Plan {
         attachments,
         default_route,
+        device_resources,
     })
 }
 
@@ -623,6 +632,12 @@ mod tests {
             .map(|a| a.runtime_config["deviceID"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(ids, ["0000:03:02.0", "0000:03:02.1", "0000:09:00.0"]);
+        let sriov = Some("intel.com/sriov".to_string());
+        assert_eq!(
+            p.device_resources,
+            [None, sriov.clone(), sriov, None],
+            "a checkpoint device has its resource (for the device plugin's file), a requested one none"
+        );
         assert_eq!(
             p.attachments[1].network.plugins()[0]
                 .get("pciBusID")

@@ -52,6 +52,9 @@ pub struct MultusConf {
     pub api_request_timeout: Duration,
     /// `deviceCheckpoint` (ours): the kubelet's device-plugin checkpoint file.
     pub device_checkpoint: PathBuf,
+    /// `deviceInfoDir` (ours, default `/var/run/k8s.cni.cncf.io/devinfo`): the base directory of device
+    /// information files (`dp/` from device plugins, `cni/` for delegates), see [`multus_k8s::devinfo`].
+    pub device_info_dir: PathBuf,
     /// `delegates`: the kubeconfig-less mode's networks; the first is the default network.
     pub delegates: Vec<NetworkConfig>,
     /// `cniDir`: where attachments are cached for DEL.
@@ -249,6 +252,9 @@ impl MultusConf {
             device_checkpoint: str_key(&m, "deviceCheckpoint")?
                 .map(PathBuf::from)
                 .unwrap_or_else(|| multus_k8s::nad::DEFAULT_CHECKPOINT.into()),
+            device_info_dir: str_key(&m, "deviceInfoDir")?
+                .map(PathBuf::from)
+                .unwrap_or_else(|| multus_k8s::devinfo::DEFAULT_DIR.into()),
             delegates,
             cni_dir: str_key(&m, "cniDir")?
                 .map(PathBuf::from)
@@ -350,6 +356,10 @@ mod tests {
         assert_eq!(
             c.device_checkpoint,
             PathBuf::from(multus_k8s::nad::DEFAULT_CHECKPOINT)
+        );
+        assert_eq!(
+            c.device_info_dir,
+            PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo")
         );
         let c = MultusConf::parse(
             br#"{"cniVersion":"1.0.0","kubeconfig":"/k","clusterNetwork":"a","defaultNetworks":["b","c"],

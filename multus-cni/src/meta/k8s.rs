@@ -6,6 +6,10 @@
 //!   configs (atomic) -> attach in order (rollback on failure) -> apply `default-route` (the family's other
 //!   default routes removed; a failure rolls the pod back) -> record results -> write network-status
 //!   (retrying on conflicts; a failure there rolls the pod back, never half-reported).
+//! - device-info (device-info spec 1.1, as Go Multus): an attachment with a `deviceID` gets
+//!   `runtimeConfig.CNIDeviceInfoFile` (cached with it, so DEL passes the same); the device plugin's file is
+//!   copied there before the ADD, and the file's content after the ADD is its `device-info`. DEL (and a
+//!   rollback) removes the file once the attachment's delegates are deleted.
 //! - DEL: from the cache alone (the pod, the NADs or the whole API server may be gone). A corrupt cache falls
 //!   back to the API; when the API cannot say what was attached either, DEL fails (code 11) and keeps the
 //!   file rather than report success while something may be left attached (upstream does, #1087).
@@ -21,13 +25,14 @@ use multus_core::pipeline::{self, Attachment};
 use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
 use multus_k8s::client::{Client, ClientConfig};
 use multus_k8s::default_route::{self, GatewayChange};
+use multus_k8s::devinfo;
 use multus_k8s::nad::{Checkpoint, DevicePool, Nad};
 use multus_k8s::plan::{self, Plan, Pod, ResolvedNad};
 use multus_k8s::source::Source;
 use multus_k8s::status;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The pod an invocation is for, from `CNI_ARGS`.
@@ -139,8 +144,61 @@ async fn resolve<S: Source>(
     Ok((p, pod))
 }
 
+/// Gives every attachment with a device (`runtimeConfig.deviceID`) its device information file as
+/// `runtimeConfig.CNIDeviceInfoFile` (Go Multus sets it exactly then).
+fn assign_device_info_files(atts: &mut [Attachment], conf: &MultusConf, container_id: &str) {
+    for a in atts {
+        let has_device = a
+            .runtime_config
+            .get("deviceID")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|d| !d.is_empty());
+        if has_device {
+            let f = devinfo::cni_path(&conf.device_info_dir, &a.name, container_id, &a.ifname);
+            a.runtime_config.insert(
+                devinfo::RUNTIME_CONFIG_KEY.into(),
+                serde_json::Value::String(f.to_string_lossy().into_owned()),
+            );
+        }
+    }
+}
+
+/// An attachment's device information file, when it has one.
+fn device_info_file(a: &Attachment) -> Option<PathBuf> {
+    a.runtime_config
+        .get(devinfo::RUNTIME_CONFIG_KEY)
+        .and_then(serde_json::Value::as_str)
+        .map(PathBuf::from)
+}
+
+/// Before the delegates' ADD: each device plugin's file (resource and device from the checkpoint) is
+/// copied to the attachment's device information file, where its plugins (and, after the ADD, Multus)
+/// read it.
+fn copy_device_plugin_files(plan: &Plan, conf: &MultusConf) {
+    for (a, res) in plan.attachments.iter().zip(&plan.device_resources) {
+        let (Some(res), Some(cni), Some(dev)) = (
+            res,
+            device_info_file(a),
+            a.runtime_config
+                .get("deviceID")
+                .and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        devinfo::copy_dp_to_cni(&devinfo::dp_path(&conf.device_info_dir, res, dev), &cni);
+    }
+}
+
+/// Removes the attachments' device information files.
+fn remove_device_info_files(atts: &[Attachment]) {
+    for f in atts.iter().filter_map(device_info_file) {
+        devinfo::remove(&f);
+    }
+}
+
 /// The network-status entries; `default` goes to the attachment carrying the requested default route, if
-/// any, else to the default network.
+/// any, else to the default network; `device-info` is the content of the attachment's device information
+/// file after its ADD.
 fn statuses(
     atts: &[Attachment],
     results: &[CniResult],
@@ -151,7 +209,8 @@ fn statuses(
         .enumerate()
         .flat_map(|(i, (a, r))| {
             let default = default_route::status_default(i, a, default_route);
-            status::from_result(&a.name, &a.ifname, r, default, None)
+            let info = device_info_file(a).and_then(|f| devinfo::load(&f));
+            status::from_result(&a.name, &a.ifname, r, default, info.as_ref())
         })
         .collect()
 }
@@ -209,6 +268,7 @@ async fn rollback(
     .await
     {
         Ok(()) => {
+            remove_device_info_files(atts);
             let _ = cache.remove(&env.container_id, &env.ifname);
         }
         Err(de) => tracing::warn!("rollback of {}: {de}", env.container_id),
@@ -240,7 +300,9 @@ pub async fn add_from<S: Source>(
         .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
     NetNs::open(netns)?;
     let pod_args = pod_args(env);
-    let (plan, _pod) = resolve(src, conf, pod_args.as_ref(), &env.ifname, conf.api_retry).await?;
+    let (mut plan, _pod) =
+        resolve(src, conf, pod_args.as_ref(), &env.ifname, conf.api_retry).await?;
+    assign_device_info_files(&mut plan.attachments, conf, &env.container_id);
     let atts = &plan.attachments;
     pipeline::validate(atts)?;
     let ctx = context(env, conf);
@@ -253,9 +315,11 @@ pub async fn add_from<S: Source>(
     );
     // The exact delegate configs are cached before the first delegate runs: DEL can always undo them.
     cache.store(&entry)?;
+    copy_device_plugin_files(&plan, conf);
     let mut results = match pipeline::add(&ctx, atts).await {
         Ok(r) => r,
         Err(e) => {
+            remove_device_info_files(atts);
             let _ = cache.remove(&env.container_id, &env.ifname);
             return Err(e);
         }
@@ -340,6 +404,7 @@ pub async fn del_from<S: Source>(
             // API server gone.
             let (atts, results) = entry.attachments()?;
             del_with_retry(&ctx, conf, &atts, &results).await?;
+            remove_device_info_files(&atts);
             cache.remove(&env.container_id, &env.ifname)
         }
         Ok(None) => {
@@ -365,14 +430,16 @@ pub async fn del_from<S: Source>(
                 resolve(&mut src, conf, Some(&pod_args), &env.ifname, short).await
             }
             .await;
-            let (plan, _) = fallback.map_err(|e| {
+            let (mut plan, _) = fallback.map_err(|e| {
                 CniError::try_again_later(format!(
                     "{}; and the API cannot tell what was attached ({}): nothing was deleted, the cache is kept",
                     corrupt.msg, e.msg
                 ))
             })?;
+            assign_device_info_files(&mut plan.attachments, conf, &env.container_id);
             let n = plan.attachments.len();
             del_with_retry(&ctx, conf, &plan.attachments, &vec![None; n]).await?;
+            remove_device_info_files(&plan.attachments);
             cache.remove(&env.container_id, &env.ifname)
         }
     }
