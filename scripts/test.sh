@@ -14,7 +14,7 @@ say() { printf '[test] %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { say "run as root: the tests make network namespaces and links"; exit 1; }
 
 need=()
-for p in containernetworking-plugins iproute2; do
+for p in containernetworking-plugins iproute2 jq; do
     [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
