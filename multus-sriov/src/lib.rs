@@ -4,6 +4,12 @@
 //! full restore of every changed setting on DEL. This version holds the public types the other crates share;
 //! the delegate itself comes with its issue (see the repository's README status table).
 //!
+//! Modules:
+//! - [`sysfs`]: read-only sysfs access with a configurable root (PFs, VFs, `physfn`, netdevs, driver, IDs, IOMMU
+//!   group); VFs are enumerated through `virtfnN` links, never a netlink dump.
+//! - [`alloc`]: VF allocation records under a state dir with a lock (by `deviceID` or a free VF of a PF).
+//! - `fake` (feature `fake-sysfs`, and in this crate's tests): fake sysfs trees shaped like the kernel's.
+//!
 //! ```
 //! use multus_sriov::PciAddress;
 //!
@@ -12,8 +18,39 @@
 //! assert_eq!(vf.to_string(), "0000:03:10.1");
 //! assert!("03:10.1".parse::<PciAddress>().is_err());
 //! ```
+//!
+//! Finding and allocating a VF on the host (needs a real SR-IOV PF, so not run here):
+//!
+//! ```no_run
+//! use multus_sriov::alloc::{Holder, VfAllocator};
+//! use multus_sriov::sysfs::Sysfs;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sysfs = Sysfs::system();
+//! let pf = sysfs.netdev_pci("ens1f0")?;
+//! println!("{pf}: {} of {} VFs enabled", sysfs.num_vfs(pf)?, sysfs.total_vfs(pf)?);
+//! let alloc = VfAllocator::new("/var/lib/cni/multus/sriov", sysfs.clone());
+//! let holder = Holder {
+//!     container_id: "c1".into(),
+//!     ifname: "net1".into(),
+//!     netns: "/var/run/netns/pod1".into(),
+//! };
+//! let vf = alloc.allocate_from_pf("ens1f0", &holder)?;
+//! println!("VF {vf} netdev {:?} driver {:?}", sysfs.netdevs(vf)?, sysfs.driver(vf)?);
+//! alloc.release(vf)?;
+//! # Ok(())
+//! # }
+//! ```
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod alloc;
+#[cfg(any(test, feature = "fake-sysfs"))]
+pub mod fake;
+pub mod sysfs;
+
+pub use alloc::{AllocError, Holder, VfAllocator};
+pub use sysfs::{Sysfs, SysfsError, VfRef};
 
 use std::fmt;
 use std::str::FromStr;
