@@ -7,6 +7,8 @@
 //! Modules:
 //! - [`sysfs`]: read-only sysfs access with a configurable root (PFs, VFs, `physfn`, netdevs, driver, IDs, IOMMU
 //!   group); VFs are enumerated through `virtfnN` links, never a netlink dump.
+//! - [`config`]: the sriov-cni config keys parsed into a typed [`config::SriovConf`], the VF state
+//!   [`config::VfState`] and [`config::plan_changes`] (exactly what ADD changes and DEL restores).
 //! - [`alloc`]: VF allocation records under a state dir with a lock (by `deviceID` or a free VF of a PF).
 //! - `fake` (feature `fake-sysfs`, and in this crate's tests): fake sysfs trees shaped like the kernel's.
 //!
@@ -45,6 +47,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod alloc;
+pub mod config;
 #[cfg(any(test, feature = "fake-sysfs"))]
 pub mod fake;
 pub mod sysfs;

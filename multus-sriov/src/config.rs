@@ -1,0 +1,1007 @@
+//! The sriov-cni configuration keys, parsed from a delegate's full invocation config into a typed [`SriovConf`],
+//! and the pure planning of VF settings: [`VfState`] (a VF's settings as read from the PF) and [`plan_changes`]
+//! (exactly the settings ADD must change, so that DEL restores exactly those).
+//!
+//! Key names and rules follow sriov-cni (`pkg/types`, `pkg/config`):
+//!
+//! | key | type | rule |
+//! |---|---|---|
+//! | `deviceID` | string | a VF's PCI address `dddd:bb:dd.f`; also `pciBusID` and `runtimeConfig.deviceID` |
+//! | `master` / `pfName` | string | the PF to take a free VF from, only used when no device ID is given |
+//! | `vlan` | int | 0–4094 |
+//! | `vlanQoS` | int | 0–7; needs `vlan`; non-zero needs a non-zero `vlan`; default 0 when `vlan` is set |
+//! | `vlanProto` | string | `802.1q` or `802.1ad` (any case); needs `vlan`; `802.1ad` needs a non-zero `vlan`; default `802.1q` |
+//! | `mac` | string | a unicast MAC; `runtimeConfig.mac` wins over it (as in sriov-cni's ADD) |
+//! | `spoofchk`, `trust` | string | `on` or `off` |
+//! | `link_state` | string | `auto`, `enable` or `disable` |
+//! | `min_tx_rate`, `max_tx_rate` | int | Mbps, 0 to 2^32-1 (0 = no limit); `min <= max` when both are set and `max != 0` |
+//! | `ipam` | object | optional, kept raw |
+//! | `logLevel` | string | `panic`, `error`, `warning`, `info` or `debug` (any case) |
+//! | `logFile` | string | a path |
+//!
+//! Device ID precedence: top-level `deviceID` wins, then `pciBusID`, then `runtimeConfig.deviceID`. sriov-cni
+//! reads only `deviceID`, and Go Multus writes the device plugin's ID into `deviceID` (and `pciBusID`, for
+//! host-device) of the delegate config, so `deviceID` is what both see first; the other two are fallbacks for
+//! configs that carry only those. Every one that is present must be a valid PCI address.
+//!
+//! An empty string is "not set" for the string keys, as it is for sriov-cni (Go's zero value); `null` is "not
+//! set" for every key. Each bad value is a CNI error with code 7 naming the key and the value. Keys this module
+//! does not know stay in [`SriovConf::raw`], which is the whole config as received.
+//!
+//! ```
+//! use multus_core::cni::PluginConf;
+//! use multus_sriov::config::{SriovConf, VfSelector};
+//!
+//! let conf = PluginConf::from_slice(br#"{"cniVersion":"1.0.0","name":"n","type":"sriov",
+//!     "deviceID":"0000:03:10.1","vlan":100,"vlanQoS":3,"spoofchk":"off"}"#).unwrap();
+//! let s = SriovConf::parse(&conf).unwrap();
+//! assert!(matches!(s.device, VfSelector::Vf(_)));
+//! assert_eq!(s.vlan.map(|v| (v.id, v.qos)), Some((100, 3)));
+//! assert_eq!(s.spoofchk, Some(false));
+//! ```
+
+use crate::PciAddress;
+use multus_core::cni::{CniError, PluginConf};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::str::FromStr;
+
+/// The highest VLAN ID a VF takes.
+pub const MAX_VLAN: u16 = 4094;
+/// The highest VLAN QoS (PCP) value.
+pub const MAX_QOS: u8 = 7;
+
+/// A MAC address (six octets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// True for the all-zero address (a VF whose admin MAC was never set reads as this).
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
+    /// True when the group bit (bit 0 of the first octet) is set.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+    /// True for an address a VF can own: neither all-zero nor multicast/broadcast.
+    pub fn is_unicast(&self) -> bool {
+        !self.is_zero() && !self.is_multicast()
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = ();
+    /// Six hex octets separated by `:` or `-` (all the same separator).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let sep = if s.contains('-') { '-' } else { ':' };
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split(sep) {
+            if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(());
+            }
+            out[n] = u8::from_str_radix(part, 16).map_err(|_| ())?;
+            n += 1;
+        }
+        if n == 6 {
+            Ok(MacAddr(out))
+        } else {
+            Err(())
+        }
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+/// The VLAN protocol of a VF's VLAN tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum VlanProto {
+    /// 802.1Q (ethertype 0x8100), the default.
+    #[default]
+    Dot1Q,
+    /// 802.1ad, QinQ (ethertype 0x88a8).
+    Dot1Ad,
+}
+
+impl VlanProto {
+    /// The ethertype netlink's `IFLA_VF_VLAN_INFO` carries.
+    pub fn ethertype(self) -> u16 {
+        match self {
+            VlanProto::Dot1Q => 0x8100,
+            VlanProto::Dot1Ad => 0x88a8,
+        }
+    }
+    /// The protocol for an ethertype read from the kernel (None for other values).
+    pub fn from_ethertype(t: u16) -> Option<Self> {
+        match t {
+            0x8100 => Some(VlanProto::Dot1Q),
+            0x88a8 => Some(VlanProto::Dot1Ad),
+            _ => None,
+        }
+    }
+    /// The config spelling (`802.1q`, `802.1ad`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VlanProto::Dot1Q => "802.1q",
+            VlanProto::Dot1Ad => "802.1ad",
+        }
+    }
+}
+
+/// A VF's administrative link state (`IFLA_VF_LINK_STATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LinkState {
+    /// Follows the PF's link (kernel value 0).
+    #[default]
+    Auto,
+    /// Always up (1).
+    Enable,
+    /// Always down (2).
+    Disable,
+}
+
+impl LinkState {
+    /// The kernel's `IFLA_VF_LINK_STATE_*` value.
+    pub fn kernel_value(self) -> u32 {
+        match self {
+            LinkState::Auto => 0,
+            LinkState::Enable => 1,
+            LinkState::Disable => 2,
+        }
+    }
+    /// The state for a kernel value (None for unknown values).
+    pub fn from_kernel_value(v: u32) -> Option<Self> {
+        match v {
+            0 => Some(LinkState::Auto),
+            1 => Some(LinkState::Enable),
+            2 => Some(LinkState::Disable),
+            _ => None,
+        }
+    }
+    /// The config spelling (`auto`, `enable`, `disable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Auto => "auto",
+            LinkState::Enable => "enable",
+            LinkState::Disable => "disable",
+        }
+    }
+}
+
+/// A VF's VLAN settings, set together on the PF (`IFLA_VF_VLAN_LIST`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct VlanConf {
+    /// VLAN ID, 0 (no VLAN) to 4094.
+    pub id: u16,
+    /// QoS (PCP), 0 to 7.
+    pub qos: u8,
+    /// Tag protocol.
+    pub proto: VlanProto,
+}
+
+/// Which VF to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VfSelector {
+    /// This VF (from `deviceID`, `pciBusID` or `runtimeConfig.deviceID`).
+    Vf(PciAddress),
+    /// A free VF of the PF with this netdev name (`master` or `pfName`).
+    Pf(String),
+}
+
+/// The source of the device ID that was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceIdSource {
+    /// Top-level `deviceID`.
+    DeviceId,
+    /// Top-level `pciBusID`.
+    PciBusId,
+    /// `runtimeConfig.deviceID`.
+    RuntimeConfig,
+}
+
+/// sriov-cni's log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// `panic`.
+    Panic,
+    /// `error`.
+    Error,
+    /// `warning`.
+    Warning,
+    /// `info`.
+    Info,
+    /// `debug`.
+    Debug,
+}
+
+/// A delegate config for type `sriov`, typed, with the whole config kept in [`SriovConf::raw`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SriovConf {
+    /// The VF to use, or the PF to take one from.
+    pub device: VfSelector,
+    /// Where the VF's address came from (None when a PF was named).
+    pub device_id_source: Option<DeviceIdSource>,
+    /// VLAN settings; None when `vlan` is not set (the VF's VLAN is then left alone).
+    pub vlan: Option<VlanConf>,
+    /// MAC for the VF (`runtimeConfig.mac` over `mac`).
+    pub mac: Option<MacAddr>,
+    /// Spoof checking (`spoofchk`: on = true).
+    pub spoofchk: Option<bool>,
+    /// Trust (`trust`: on = true).
+    pub trust: Option<bool>,
+    /// `link_state`.
+    pub link_state: Option<LinkState>,
+    /// `min_tx_rate`, Mbps.
+    pub min_tx_rate: Option<u32>,
+    /// `max_tx_rate`, Mbps.
+    pub max_tx_rate: Option<u32>,
+    /// `ipam`, as given.
+    pub ipam: Option<Map<String, Value>>,
+    /// `logLevel`.
+    pub log_level: Option<LogLevel>,
+    /// `logFile`.
+    pub log_file: Option<String>,
+    /// The whole config as received, unknown keys included.
+    pub raw: PluginConf,
+}
+
+fn bad(key: &str, value: &Value, why: &str) -> CniError {
+    CniError::invalid_config(format!("sriov: invalid \"{key}\" value {value}: {why}"))
+}
+
+/// A string key: None when absent, null or empty.
+fn opt_string<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, CniError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(bad(key, v, "must be a string")),
+    }
+}
+
+/// An integer key in `0..=max`: None when absent or null.
+fn opt_uint(m: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>, CniError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Number(n)) => match n.as_u64() {
+            Some(x) if x <= max => Ok(Some(x)),
+            _ => Err(bad(key, v, &format!("must be an integer from 0 to {max}"))),
+        },
+        Some(v) => Err(bad(key, v, "must be an integer")),
+    }
+}
+
+fn on_off(m: &Map<String, Value>, key: &str) -> Result<Option<bool>, CniError> {
+    match opt_string(m, key)? {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(s) => Err(bad(key, &Value::from(s), "must be \"on\" or \"off\"")),
+    }
+}
+
+/// A PCI address under `key`; errors name it `name` (`runtimeConfig.deviceID` for the nested one).
+fn pci(m: &Map<String, Value>, key: &str, name: &str) -> Result<Option<PciAddress>, CniError> {
+    match opt_string(m, key)
+        .map_err(|_| bad(name, m.get(key).unwrap_or(&Value::Null), "must be a string"))?
+    {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            bad(
+                name,
+                &Value::from(s),
+                "must be a PCI address dddd:bb:dd.f, for example 0000:03:10.1",
+            )
+        }),
+    }
+}
+
+/// A unicast MAC under `key`; errors name it `name`.
+fn mac(m: &Map<String, Value>, key: &str, name: &str) -> Result<Option<MacAddr>, CniError> {
+    match opt_string(m, key)
+        .map_err(|_| bad(name, m.get(key).unwrap_or(&Value::Null), "must be a string"))?
+    {
+        None => Ok(None),
+        Some(s) => match s.parse::<MacAddr>() {
+            Ok(a) if a.is_unicast() => Ok(Some(a)),
+            Ok(_) => Err(bad(
+                name,
+                &Value::from(s),
+                "must be a unicast MAC (not all-zero, multicast or broadcast)",
+            )),
+            Err(()) => Err(bad(
+                name,
+                &Value::from(s),
+                "must be a MAC address like 02:00:00:00:00:01",
+            )),
+        },
+    }
+}
+
+impl SriovConf {
+    /// Parses and checks every sriov-cni key of a delegate's invocation config (code 7 on any bad value).
+    pub fn parse(conf: &PluginConf) -> Result<Self, CniError> {
+        let m = conf.raw();
+        let rt = match m.get("runtimeConfig") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(o)) => o.clone(),
+            Some(v) => return Err(bad("runtimeConfig", v, "must be an object")),
+        };
+
+        // Device: deviceID, then pciBusID, then runtimeConfig.deviceID; each present one must be valid.
+        let ids = [
+            (pci(m, "deviceID", "deviceID")?, DeviceIdSource::DeviceId),
+            (pci(m, "pciBusID", "pciBusID")?, DeviceIdSource::PciBusId),
+            (
+                pci(&rt, "deviceID", "runtimeConfig.deviceID")?,
+                DeviceIdSource::RuntimeConfig,
+            ),
+        ];
+        let found = ids.into_iter().find_map(|(id, src)| id.map(|id| (id, src)));
+        let master = opt_string(m, "master")?;
+        let pf_name = opt_string(m, "pfName")?;
+        if let (Some(a), Some(b)) = (master, pf_name) {
+            if a != b {
+                return Err(bad(
+                    "pfName",
+                    &Value::from(b),
+                    &format!("differs from \"master\" {a:?}"),
+                ));
+            }
+        }
+        let (device, device_id_source) = match (found, master.or(pf_name)) {
+            (Some((id, src)), _) => (VfSelector::Vf(id), Some(src)),
+            (None, Some(pf)) => (VfSelector::Pf(pf.to_string()), None),
+            (None, None) => {
+                return Err(CniError::invalid_config(
+                    "sriov: no VF given: set \"deviceID\" (or \"pciBusID\", \"runtimeConfig.deviceID\"), \
+                     or \"master\"/\"pfName\" to take a free VF of that PF",
+                ))
+            }
+        };
+
+        // VLAN, QoS, proto.
+        let vlan_id = opt_uint(m, "vlan", u64::from(MAX_VLAN))?;
+        let qos = opt_uint(m, "vlanQoS", u64::from(MAX_QOS))?;
+        let proto = match opt_string(m, "vlanProto")? {
+            None => None,
+            Some(s) => match s.to_ascii_lowercase().as_str() {
+                "802.1q" => Some(VlanProto::Dot1Q),
+                "802.1ad" => Some(VlanProto::Dot1Ad),
+                _ => {
+                    return Err(bad(
+                        "vlanProto",
+                        &Value::from(s),
+                        "must be \"802.1q\" or \"802.1ad\"",
+                    ))
+                }
+            },
+        };
+        let vlan = match vlan_id {
+            None => {
+                if let Some(v) = m.get("vlanQoS").filter(|_| qos.is_some()) {
+                    return Err(bad("vlanQoS", v, "needs \"vlan\" to be set"));
+                }
+                if let (Some(v), Some(_)) = (m.get("vlanProto"), proto) {
+                    return Err(bad("vlanProto", v, "needs \"vlan\" to be set"));
+                }
+                None
+            }
+            Some(id) => {
+                let id = id as u16;
+                let qos = qos.unwrap_or(0) as u8;
+                let proto = proto.unwrap_or_default();
+                if qos != 0 && id == 0 {
+                    return Err(bad(
+                        "vlanQoS",
+                        &Value::from(qos),
+                        "a non-zero QoS needs a non-zero \"vlan\"",
+                    ));
+                }
+                if proto == VlanProto::Dot1Ad && id == 0 {
+                    return Err(bad(
+                        "vlanProto",
+                        &Value::from(proto.as_str()),
+                        "802.1ad needs a non-zero \"vlan\"",
+                    ));
+                }
+                Some(VlanConf { id, qos, proto })
+            }
+        };
+
+        // MAC: runtimeConfig.mac wins, as in sriov-cni's ADD; both are checked.
+        let conf_mac = mac(m, "mac", "mac")?;
+        let rt_mac = mac(&rt, "mac", "runtimeConfig.mac")?;
+
+        let link_state = match opt_string(m, "link_state")? {
+            None => None,
+            Some("auto") => Some(LinkState::Auto),
+            Some("enable") => Some(LinkState::Enable),
+            Some("disable") => Some(LinkState::Disable),
+            Some(s) => {
+                return Err(bad(
+                    "link_state",
+                    &Value::from(s),
+                    "must be \"auto\", \"enable\" or \"disable\"",
+                ))
+            }
+        };
+
+        let min_tx_rate = opt_uint(m, "min_tx_rate", u64::from(u32::MAX))?.map(|x| x as u32);
+        let max_tx_rate = opt_uint(m, "max_tx_rate", u64::from(u32::MAX))?.map(|x| x as u32);
+        if let (Some(min), Some(max)) = (min_tx_rate, max_tx_rate) {
+            if max != 0 && min > max {
+                return Err(bad(
+                    "min_tx_rate",
+                    &Value::from(min),
+                    &format!("must not exceed \"max_tx_rate\" {max}"),
+                ));
+            }
+        }
+
+        let ipam = match m.get("ipam") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => Some(o.clone()),
+            Some(v) => return Err(bad("ipam", v, "must be an object")),
+        };
+
+        let log_level = match opt_string(m, "logLevel")? {
+            None => None,
+            Some(s) => Some(match s.to_ascii_lowercase().as_str() {
+                "panic" => LogLevel::Panic,
+                "error" => LogLevel::Error,
+                "warning" => LogLevel::Warning,
+                "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                _ => {
+                    return Err(bad(
+                        "logLevel",
+                        &Value::from(s),
+                        "must be panic, error, warning, info or debug",
+                    ))
+                }
+            }),
+        };
+        let log_file = opt_string(m, "logFile")?.map(str::to_string);
+
+        Ok(SriovConf {
+            device,
+            device_id_source,
+            vlan,
+            mac: rt_mac.or(conf_mac),
+            spoofchk: on_off(m, "spoofchk")?,
+            trust: on_off(m, "trust")?,
+            link_state,
+            min_tx_rate,
+            max_tx_rate,
+            ipam,
+            log_level,
+            log_file,
+            raw: conf.clone(),
+        })
+    }
+
+    /// The rates ADD sets, as sriov-cni does: when either is set, both are written, the unset one as 0
+    /// (no limit). None when neither is set.
+    pub fn tx_rates(&self) -> Option<(u32, u32)> {
+        if self.min_tx_rate.is_none() && self.max_tx_rate.is_none() {
+            return None;
+        }
+        Some((self.min_tx_rate.unwrap_or(0), self.max_tx_rate.unwrap_or(0)))
+    }
+}
+
+/// A VF's settings as read before ADD touches it: what DEL puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VfState {
+    /// The VF netdev's name on the host.
+    pub host_ifname: String,
+    /// The VF's admin MAC on the PF (all-zero when never set).
+    pub mac: MacAddr,
+    /// VLAN ID (0 = none), QoS and protocol.
+    pub vlan: VlanConf,
+    /// Spoof checking.
+    pub spoofchk: bool,
+    /// Trust.
+    pub trust: bool,
+    /// Administrative link state.
+    pub link_state: LinkState,
+    /// Minimum TX rate, Mbps (0 = none).
+    pub min_tx_rate: u32,
+    /// Maximum TX rate, Mbps (0 = none).
+    pub max_tx_rate: u32,
+    /// The netdev's MTU.
+    pub mtu: u32,
+}
+
+/// One VF setting ADD changes, with the value before (for DEL) and the value to set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VfChange {
+    /// Admin MAC on the PF (and the netdev's MAC).
+    Mac {
+        /// Original.
+        from: MacAddr,
+        /// New.
+        to: MacAddr,
+    },
+    /// VLAN ID, QoS and protocol, set together.
+    Vlan {
+        /// Original.
+        from: VlanConf,
+        /// New.
+        to: VlanConf,
+    },
+    /// Spoof checking.
+    SpoofChk {
+        /// Original.
+        from: bool,
+        /// New.
+        to: bool,
+    },
+    /// Trust.
+    Trust {
+        /// Original.
+        from: bool,
+        /// New.
+        to: bool,
+    },
+    /// Link state.
+    LinkState {
+        /// Original.
+        from: LinkState,
+        /// New.
+        to: LinkState,
+    },
+    /// Min and max TX rate, set together (`IFLA_VF_RATE`), as (min, max).
+    TxRate {
+        /// Original.
+        from: (u32, u32),
+        /// New.
+        to: (u32, u32),
+    },
+}
+
+impl VfChange {
+    /// The change that undoes this one.
+    pub fn reverse(self) -> Self {
+        match self {
+            VfChange::Mac { from, to } => VfChange::Mac { from: to, to: from },
+            VfChange::Vlan { from, to } => VfChange::Vlan { from: to, to: from },
+            VfChange::SpoofChk { from, to } => VfChange::SpoofChk { from: to, to: from },
+            VfChange::Trust { from, to } => VfChange::Trust { from: to, to: from },
+            VfChange::LinkState { from, to } => VfChange::LinkState { from: to, to: from },
+            VfChange::TxRate { from, to } => VfChange::TxRate { from: to, to: from },
+        }
+    }
+}
+
+/// The VF settings ADD must change to apply `conf` to a VF in state `original`: only keys the config sets, and
+/// only where the value differs. DEL restores exactly these (each [`VfChange::reverse`], in reverse order).
+/// Order is the order ADD applies them in: MAC, VLAN, spoof check, trust, link state, rates. The host name and
+/// MTU are never VF settings here (the netdev move and rename are the ADD flow's own steps).
+pub fn plan_changes(original: &VfState, conf: &SriovConf) -> Vec<VfChange> {
+    let mut out = Vec::new();
+    if let Some(to) = conf.mac.filter(|m| *m != original.mac) {
+        out.push(VfChange::Mac {
+            from: original.mac,
+            to,
+        });
+    }
+    if let Some(to) = conf.vlan.filter(|v| *v != original.vlan) {
+        out.push(VfChange::Vlan {
+            from: original.vlan,
+            to,
+        });
+    }
+    if let Some(to) = conf.spoofchk.filter(|v| *v != original.spoofchk) {
+        out.push(VfChange::SpoofChk {
+            from: original.spoofchk,
+            to,
+        });
+    }
+    if let Some(to) = conf.trust.filter(|v| *v != original.trust) {
+        out.push(VfChange::Trust {
+            from: original.trust,
+            to,
+        });
+    }
+    if let Some(to) = conf.link_state.filter(|v| *v != original.link_state) {
+        out.push(VfChange::LinkState {
+            from: original.link_state,
+            to,
+        });
+    }
+    let from = (original.min_tx_rate, original.max_tx_rate);
+    if let Some(to) = conf.tx_rates().filter(|r| *r != from) {
+        out.push(VfChange::TxRate { from, to });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multus_core::cni::ErrorCode;
+    use serde_json::json;
+
+    fn conf(extra: Value) -> PluginConf {
+        let mut v = json!({"cniVersion": "1.0.0", "name": "n", "type": "sriov"});
+        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        PluginConf::from_value(v).unwrap()
+    }
+
+    fn parse(extra: Value) -> Result<SriovConf, CniError> {
+        SriovConf::parse(&conf(extra))
+    }
+
+    fn vf(extra: Value) -> SriovConf {
+        let mut base = json!({"deviceID": "0000:03:10.1"});
+        if let (Some(o), Value::Object(e)) = (base.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        parse(base).unwrap()
+    }
+
+    /// Asserts a code-7 error whose message names the key and the value.
+    fn refused(extra: Value, key: &str, value: &str) {
+        let mut base = json!({"deviceID": "0000:03:10.1"});
+        if let (Some(o), Value::Object(e)) = (base.as_object_mut(), extra.clone()) {
+            o.extend(e);
+        }
+        let err = parse(base).expect_err(&format!("accepted {extra}"));
+        assert_eq!(err.code, ErrorCode::InvalidNetworkConfig, "{err}");
+        assert_eq!(err.code.code(), 7);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("\"{key}\"")), "{msg} lacks {key}");
+        assert!(msg.contains(value), "{msg} lacks {value}");
+    }
+
+    #[test]
+    fn minimal_and_full() {
+        let s = vf(json!({}));
+        assert_eq!(s.device, VfSelector::Vf("0000:03:10.1".parse().unwrap()));
+        assert_eq!(s.device_id_source, Some(DeviceIdSource::DeviceId));
+        assert_eq!(
+            (s.vlan, s.mac, s.spoofchk, s.trust, s.link_state),
+            (None, None, None, None, None)
+        );
+        assert_eq!((s.tx_rates(), s.ipam.is_none()), (None, true));
+
+        let s = vf(json!({
+            "vlan": 100, "vlanQoS": 5, "vlanProto": "802.1AD", "mac": "02:AA:bb:cc:dd:0e",
+            "spoofchk": "off", "trust": "on", "link_state": "disable",
+            "min_tx_rate": 10, "max_tx_rate": 1000, "ipam": {"type": "host-local", "x": [1]},
+            "logLevel": "Debug", "logFile": "/var/log/sriov.log", "someVendorKey": {"k": 1}
+        }));
+        assert_eq!(
+            s.vlan,
+            Some(VlanConf {
+                id: 100,
+                qos: 5,
+                proto: VlanProto::Dot1Ad
+            })
+        );
+        assert_eq!(
+            s.mac.map(|m| m.to_string()).as_deref(),
+            Some("02:aa:bb:cc:dd:0e")
+        );
+        assert_eq!((s.spoofchk, s.trust), (Some(false), Some(true)));
+        assert_eq!(s.link_state, Some(LinkState::Disable));
+        assert_eq!(s.tx_rates(), Some((10, 1000)));
+        assert_eq!(s.ipam.as_ref().and_then(|i| i.get("x")), Some(&json!([1])));
+        assert_eq!(s.log_level, Some(LogLevel::Debug));
+        assert_eq!(s.log_file.as_deref(), Some("/var/log/sriov.log"));
+        // Unknown keys are kept.
+        assert_eq!(s.raw.get("someVendorKey"), Some(&json!({"k": 1})));
+    }
+
+    #[test]
+    fn device_id_precedence() {
+        let a = "0000:03:10.1";
+        let b = "0000:03:10.2";
+        let c = "0000:03:10.3";
+        let s =
+            parse(json!({"deviceID": a, "pciBusID": b, "runtimeConfig": {"deviceID": c}})).unwrap();
+        assert_eq!(s.device, VfSelector::Vf(a.parse().unwrap()));
+        let s = parse(json!({"pciBusID": b, "runtimeConfig": {"deviceID": c}})).unwrap();
+        assert_eq!(s.device, VfSelector::Vf(b.parse().unwrap()));
+        assert_eq!(s.device_id_source, Some(DeviceIdSource::PciBusId));
+        let s = parse(json!({"runtimeConfig": {"deviceID": c}, "master": "ens1"})).unwrap();
+        assert_eq!(s.device, VfSelector::Vf(c.parse().unwrap()));
+        assert_eq!(s.device_id_source, Some(DeviceIdSource::RuntimeConfig));
+        // An empty deviceID is "not set", as in sriov-cni.
+        let s = parse(json!({"deviceID": "", "pciBusID": b})).unwrap();
+        assert_eq!(s.device, VfSelector::Vf(b.parse().unwrap()));
+        // A malformed one is an error even when a valid one wins.
+        let e = parse(json!({"deviceID": a, "pciBusID": "03:10.2"})).unwrap_err();
+        assert!(e.to_string().contains("\"pciBusID\"") && e.to_string().contains("03:10.2"));
+        let e = parse(json!({"runtimeConfig": {"deviceID": "x"}})).unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        assert!(
+            e.to_string()
+                .contains("\"runtimeConfig.deviceID\" value \"x\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pf_when_no_device_id() {
+        let s = parse(json!({"master": "ens1f0"})).unwrap();
+        assert_eq!(s.device, VfSelector::Pf("ens1f0".into()));
+        assert_eq!(s.device_id_source, None);
+        let s = parse(json!({"pfName": "ens1f1"})).unwrap();
+        assert_eq!(s.device, VfSelector::Pf("ens1f1".into()));
+        assert!(parse(json!({"master": "a", "pfName": "a"})).is_ok());
+        let e = parse(json!({"master": "a", "pfName": "b"})).unwrap_err();
+        assert!(e.to_string().contains("\"pfName\""), "{e}");
+        let e = parse(json!({})).unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        assert!(e.to_string().contains("deviceID"));
+        let e = parse(json!({"deviceID": 3})).unwrap_err();
+        assert!(e.to_string().contains("\"deviceID\" value 3"), "{e}");
+    }
+
+    #[test]
+    fn vlan_rules() {
+        assert_eq!(vf(json!({"vlan": 0})).vlan, Some(VlanConf::default()));
+        assert_eq!(vf(json!({"vlan": 4094})).vlan.map(|v| v.id), Some(4094));
+        let s = vf(json!({"vlan": 7, "vlanProto": "802.1Q"}));
+        assert_eq!(
+            s.vlan.map(|v| (v.qos, v.proto)),
+            Some((0, VlanProto::Dot1Q))
+        );
+        // QoS 0 with VLAN 0 is fine; 802.1q with VLAN 0 is fine.
+        assert!(parse(
+            json!({"deviceID": "0000:03:10.1", "vlan": 0, "vlanQoS": 0, "vlanProto": "802.1q"})
+        )
+        .is_ok());
+        refused(json!({"vlan": 4095}), "vlan", "4095");
+        refused(json!({"vlan": -1}), "vlan", "-1");
+        refused(json!({"vlan": 1.5}), "vlan", "1.5");
+        refused(json!({"vlan": "10"}), "vlan", "\"10\"");
+        refused(json!({"vlan": 1, "vlanQoS": 8}), "vlanQoS", "8");
+        refused(json!({"vlanQoS": 0}), "vlanQoS", "0");
+        refused(json!({"vlan": 0, "vlanQoS": 3}), "vlanQoS", "3");
+        refused(
+            json!({"vlan": 5, "vlanProto": "802.1x"}),
+            "vlanProto",
+            "802.1x",
+        );
+        refused(json!({"vlanProto": "802.1q"}), "vlanProto", "802.1q");
+        refused(
+            json!({"vlan": 0, "vlanProto": "802.1ad"}),
+            "vlanProto",
+            "802.1ad",
+        );
+    }
+
+    #[test]
+    fn mac_rules() {
+        let m = |s: &str| s.parse::<MacAddr>().unwrap();
+        assert_eq!(
+            vf(json!({"mac": "02:00:00:00:00:01"})).mac,
+            Some(m("02:00:00:00:00:01"))
+        );
+        assert_eq!(
+            vf(json!({"mac": "02-00-00-00-00-02"})).mac,
+            Some(m("02:00:00:00:00:02"))
+        );
+        // runtimeConfig.mac wins.
+        let s =
+            vf(json!({"mac": "02:00:00:00:00:01", "runtimeConfig": {"mac": "02:00:00:00:00:09"}}));
+        assert_eq!(s.mac, Some(m("02:00:00:00:00:09")));
+        for bad in [
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "02:00:00:00:00:0g",
+            "0200.0000.0001",
+            "02:00-00:00:00:01",
+        ] {
+            refused(json!({"mac": bad}), "mac", bad);
+        }
+        refused(
+            json!({"runtimeConfig": {"mac": "zz"}}),
+            "runtimeConfig.mac",
+            "zz",
+        );
+        refused(
+            json!({"runtimeConfig": {"mac": 5}}),
+            "runtimeConfig.mac",
+            "5",
+        );
+    }
+
+    #[test]
+    fn flags_link_state_rates_ipam_logs() {
+        refused(json!({"spoofchk": "yes"}), "spoofchk", "yes");
+        refused(json!({"spoofchk": true}), "spoofchk", "true");
+        refused(json!({"trust": "ON"}), "trust", "ON");
+        assert_eq!(vf(json!({"spoofchk": "", "trust": null})).spoofchk, None);
+        for (s, l) in [
+            ("auto", LinkState::Auto),
+            ("enable", LinkState::Enable),
+            ("disable", LinkState::Disable),
+        ] {
+            assert_eq!(vf(json!({"link_state": s})).link_state, Some(l));
+        }
+        refused(json!({"link_state": "up"}), "link_state", "up");
+
+        assert_eq!(vf(json!({"max_tx_rate": 100})).tx_rates(), Some((0, 100)));
+        assert_eq!(vf(json!({"min_tx_rate": 100})).tx_rates(), Some((100, 0)));
+        assert_eq!(
+            vf(json!({"min_tx_rate": 100, "max_tx_rate": 0})).tx_rates(),
+            Some((100, 0))
+        );
+        assert_eq!(
+            vf(json!({"min_tx_rate": 100, "max_tx_rate": 100})).tx_rates(),
+            Some((100, 100))
+        );
+        refused(
+            json!({"min_tx_rate": 101, "max_tx_rate": 100}),
+            "min_tx_rate",
+            "101",
+        );
+        refused(json!({"min_tx_rate": -5}), "min_tx_rate", "-5");
+        refused(
+            json!({"max_tx_rate": 4294967296u64}),
+            "max_tx_rate",
+            "4294967296",
+        );
+
+        refused(json!({"ipam": "host-local"}), "ipam", "host-local");
+        refused(json!({"logLevel": "verbose"}), "logLevel", "verbose");
+        refused(json!({"logFile": 1}), "logFile", "1");
+        refused(json!({"runtimeConfig": []}), "runtimeConfig", "[]");
+    }
+
+    fn orig() -> VfState {
+        VfState {
+            host_ifname: "ens1f0v1".into(),
+            mac: "02:00:00:00:00:aa".parse().unwrap(),
+            vlan: VlanConf::default(),
+            spoofchk: true,
+            trust: false,
+            link_state: LinkState::Auto,
+            min_tx_rate: 0,
+            max_tx_rate: 0,
+            mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn plan_nothing_when_nothing_set_or_all_equal() {
+        assert!(plan_changes(&orig(), &vf(json!({}))).is_empty());
+        let same = vf(json!({
+            "mac": "02:00:00:00:00:aa", "vlan": 0, "spoofchk": "on", "trust": "off",
+            "link_state": "auto", "min_tx_rate": 0, "max_tx_rate": 0
+        }));
+        assert!(plan_changes(&orig(), &same).is_empty());
+    }
+
+    #[test]
+    fn plan_lists_exactly_the_changed_settings() {
+        let o = orig();
+        let c = vf(json!({
+            "mac": "02:00:00:00:00:bb", "vlan": 10, "vlanQoS": 2, "spoofchk": "off", "trust": "on",
+            "link_state": "enable", "max_tx_rate": 500
+        }));
+        let plan = plan_changes(&o, &c);
+        assert_eq!(
+            plan,
+            vec![
+                VfChange::Mac {
+                    from: o.mac,
+                    to: "02:00:00:00:00:bb".parse().unwrap()
+                },
+                VfChange::Vlan {
+                    from: VlanConf::default(),
+                    to: VlanConf {
+                        id: 10,
+                        qos: 2,
+                        proto: VlanProto::Dot1Q
+                    }
+                },
+                VfChange::SpoofChk {
+                    from: true,
+                    to: false
+                },
+                VfChange::Trust {
+                    from: false,
+                    to: true
+                },
+                VfChange::LinkState {
+                    from: LinkState::Auto,
+                    to: LinkState::Enable
+                },
+                VfChange::TxRate {
+                    from: (0, 0),
+                    to: (0, 500)
+                },
+            ]
+        );
+        // Applying the plan then its reverse gives back the original state.
+        let mut s = o.clone();
+        let apply = |s: &mut VfState, ch: VfChange| match ch {
+            VfChange::Mac { to, .. } => s.mac = to,
+            VfChange::Vlan { to, .. } => s.vlan = to,
+            VfChange::SpoofChk { to, .. } => s.spoofchk = to,
+            VfChange::Trust { to, .. } => s.trust = to,
+            VfChange::LinkState { to, .. } => s.link_state = to,
+            VfChange::TxRate { to, .. } => (s.min_tx_rate, s.max_tx_rate) = to,
+        };
+        for ch in &plan {
+            apply(&mut s, *ch);
+        }
+        assert!(plan_changes(&s, &c).is_empty(), "plan is complete");
+        for ch in plan.iter().rev() {
+            apply(&mut s, ch.reverse());
+        }
+        assert_eq!(s, o);
+    }
+
+    #[test]
+    fn plan_only_differing_parts() {
+        let mut o = orig();
+        o.vlan = VlanConf {
+            id: 10,
+            qos: 0,
+            proto: VlanProto::Dot1Q,
+        };
+        o.max_tx_rate = 500;
+        // Same VLAN, different proto only: one VLAN change; rates: min set alone writes max 0 (sriov-cni).
+        let c = vf(json!({"vlan": 10, "vlanProto": "802.1ad", "min_tx_rate": 0, "trust": "off"}));
+        assert_eq!(
+            plan_changes(&o, &c),
+            vec![
+                VfChange::Vlan {
+                    from: o.vlan,
+                    to: VlanConf {
+                        id: 10,
+                        qos: 0,
+                        proto: VlanProto::Dot1Ad
+                    }
+                },
+                VfChange::TxRate {
+                    from: (0, 500),
+                    to: (0, 0)
+                },
+            ]
+        );
+        // Setting VLAN 0 on a VF that has VLAN 10 is a change (clears it).
+        let c = vf(json!({"vlan": 0}));
+        assert_eq!(
+            plan_changes(&o, &c),
+            vec![VfChange::Vlan {
+                from: o.vlan,
+                to: VlanConf::default()
+            }]
+        );
+    }
+
+    #[test]
+    fn kernel_values_round_trip() {
+        for l in [LinkState::Auto, LinkState::Enable, LinkState::Disable] {
+            assert_eq!(LinkState::from_kernel_value(l.kernel_value()), Some(l));
+        }
+        assert_eq!(LinkState::from_kernel_value(3), None);
+        for p in [VlanProto::Dot1Q, VlanProto::Dot1Ad] {
+            assert_eq!(VlanProto::from_ethertype(p.ethertype()), Some(p));
+        }
+        assert_eq!(VlanProto::Dot1Ad.ethertype(), 0x88a8);
+    }
+}
