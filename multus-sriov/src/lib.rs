@@ -9,6 +9,8 @@
 //!   group); VFs are enumerated through `virtfnN` links, never a netlink dump.
 //! - [`config`]: the sriov-cni config keys parsed into a typed [`config::SriovConf`], the VF state
 //!   [`config::VfState`] and [`config::plan_changes`] (exactly what ADD changes and DEL restores).
+//! - [`vf_netlink`]: the thin netlink effect: read a VF's settings from its PF, apply a plan of
+//!   [`config::VfChange`]s (one `RTM_SETLINK` each).
 //! - [`alloc`]: VF allocation records under a state dir with a lock (by `deviceID` or a free VF of a PF).
 //! - `fake` (feature `fake-sysfs`, and in this crate's tests): fake sysfs trees shaped like the kernel's.
 //!
@@ -51,6 +53,7 @@ pub mod config;
 #[cfg(any(test, feature = "fake-sysfs"))]
 pub mod fake;
 pub mod sysfs;
+pub mod vf_netlink;
 
 pub use alloc::{AllocError, Holder, VfAllocator};
 pub use sysfs::{Sysfs, SysfsError, VfRef};
