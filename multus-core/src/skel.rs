@@ -93,15 +93,7 @@ async fn run_verb(
             "CHECK needs cniVersion 0.4.0 or later, the config has {version}"
         )));
     }
-    let ctx = Context {
-        command: env.command,
-        container_id: env.container_id.clone(),
-        netns: env.netns.clone(),
-        ifname: env.ifname.clone(),
-        args: env.args.clone(),
-        cni_path: env.path.clone(),
-        registry,
-    };
+    let ctx = Context::from_env(env, registry);
     match env.command {
         Command::Add => {
             let r = delegate.add(&ctx, &conf).await?;

@@ -135,20 +135,10 @@ pub fn find_in_conf_dir(dir: &Path, name: &str) -> Result<Option<NetworkConfig>,
 /// Gives every plugin of `net` the device: `deviceID` and `pciBusID` (what the SR-IOV and host-device
 /// plugins read).
 pub fn inject_device_id(net: &mut NetworkConfig, device_id: &str) -> Result<(), CniError> {
-    let mut v = net.to_value();
-    let set = |o: &mut serde_json::Map<String, Value>| {
+    net.edit_plugins(|o| {
         o.insert("deviceID".into(), Value::String(device_id.to_string()));
         o.insert("pciBusID".into(), Value::String(device_id.to_string()));
-    };
-    if let Some(plugins) = v.get_mut("plugins").and_then(Value::as_array_mut) {
-        for p in plugins.iter_mut().filter_map(Value::as_object_mut) {
-            set(p);
-        }
-    } else if let Some(o) = v.as_object_mut() {
-        set(o);
-    }
-    *net = NetworkConfig::from_value(v)?;
-    Ok(())
+    })
 }
 
 /// The kubelet's device-plugin checkpoint: which devices of which resource each pod got.

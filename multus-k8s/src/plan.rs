@@ -299,8 +299,7 @@ const CAPS: [(&str, &str); 5] = [
 ];
 
 fn set_cni_args(net: &mut NetworkConfig, args: &Map<String, Value>) -> Result<(), CniError> {
-    let mut v = net.to_value();
-    let set = |o: &mut Map<String, Value>| {
+    net.edit_plugins(|o| {
         let a = o.entry("args").or_insert_with(|| Value::Object(Map::new()));
         if !a.is_object() {
             *a = Value::Object(Map::new());
@@ -308,16 +307,7 @@ fn set_cni_args(net: &mut NetworkConfig, args: &Map<String, Value>) -> Result<()
         if let Some(a) = a.as_object_mut() {
             a.insert("cni".into(), Value::Object(args.clone()));
         }
-    };
-    if let Some(plugins) = v.get_mut("plugins").and_then(Value::as_array_mut) {
-        for p in plugins.iter_mut().filter_map(Value::as_object_mut) {
-            set(p);
-        }
-    } else if let Some(o) = v.as_object_mut() {
-        set(o);
-    }
-    *net = NetworkConfig::from_value(v)?;
-    Ok(())
+    })
 }
 
 /// Builds the attachments from the requests and the fetched NADs (keyed by (namespace, name)).

@@ -53,15 +53,7 @@ fn context(env: &CniEnv, conf: &MultusConf) -> Context {
         conf.bin_dirs.clone(),
         conf.delegate_timeout,
     ));
-    Context {
-        command: env.command,
-        container_id: env.container_id.clone(),
-        netns: env.netns.clone(),
-        ifname: env.ifname.clone(),
-        args: env.args.clone(),
-        cni_path: env.path.clone(),
-        registry,
-    }
+    Context::from_env(env, registry)
 }
 
 async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value>, CniError> {

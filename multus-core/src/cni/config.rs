@@ -427,6 +427,25 @@ impl NetworkConfig {
         }
     }
 
+    /// Changes every plugin object of the network (the one of a single config, each of a conflist's
+    /// `plugins`) with `edit`, then checks the result as [`NetworkConfig::from_value`] does.
+    pub fn edit_plugins(
+        &mut self,
+        mut edit: impl FnMut(&mut Map<String, Value>),
+    ) -> Result<(), CniError> {
+        let mut v = self.to_value();
+        if let Some(plugins) = v.get_mut("plugins").and_then(Value::as_array_mut) {
+            plugins
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .for_each(&mut edit);
+        } else if let Some(o) = v.as_object_mut() {
+            edit(o);
+        }
+        *self = NetworkConfig::from_value(v)?;
+        Ok(())
+    }
+
     /// Whether any plugin of the chain declares a capability.
     pub fn has_capability(&self, cap: &str) -> bool {
         self.plugins()
@@ -502,6 +521,39 @@ mod tests {
             let e = NetworkConfig::from_value(bad.clone()).unwrap_err();
             assert_eq!(e.code.code(), code, "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn edit_plugins_reaches_every_plugin_and_rechecks() {
+        let mut single =
+            NetworkConfig::from_value(json!({"cniVersion": "1.0.0", "type": "a"})).unwrap();
+        single
+            .edit_plugins(|o| {
+                o.insert("k".into(), json!(1));
+            })
+            .unwrap();
+        assert_eq!(single.plugins()[0].get("k"), Some(&json!(1)));
+        let mut list = NetworkConfig::from_value(json!({
+            "cniVersion": "1.0.0", "name": "l", "plugins": [{"type": "a"}, {"type": "b"}]
+        }))
+        .unwrap();
+        list.edit_plugins(|o| {
+            o.insert("k".into(), json!(2));
+        })
+        .unwrap();
+        assert!(list.plugins().iter().all(|p| p.get("k") == Some(&json!(2))));
+        // An edit that breaks a plugin is refused, and the network is left as it was.
+        let before = list.clone();
+        assert_eq!(
+            list.edit_plugins(|o| {
+                o.remove("type");
+            })
+            .unwrap_err()
+            .code
+            .code(),
+            7
+        );
+        assert_eq!(list, before);
     }
 
     #[test]

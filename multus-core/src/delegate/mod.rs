@@ -57,6 +57,19 @@ impl Context {
         }
     }
 
+    /// The context of a plugin invocation: everything from its CNI environment.
+    pub fn from_env(env: &crate::cni::CniEnv, registry: Arc<Registry>) -> Self {
+        Context {
+            command: env.command,
+            container_id: env.container_id.clone(),
+            netns: env.netns.clone(),
+            ifname: env.ifname.clone(),
+            args: env.args.clone(),
+            cni_path: env.path.clone(),
+            registry,
+        }
+    }
+
     /// The same context for another verb.
     pub fn with_command(&self, command: Command) -> Self {
         Context {
