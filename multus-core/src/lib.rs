@@ -29,6 +29,7 @@
 
 pub mod cni;
 pub mod delegate;
+pub mod devinfo;
 pub mod netlink;
 pub mod netns;
 pub mod pipeline;

@@ -2,7 +2,8 @@
 //!
 //! DPDK attachments for a Rust Multus: binding a PCI device (an SR-IOV VF) to `vfio-pci` at attach time,
 //! restoring its original driver on DEL, and reporting it as device-info (spec 1.1.0). This version holds the
-//! public types; the delegate comes with its issue (see the repository's README status table).
+//! public types; the delegate comes with its issue (see the repository's README status table). `DeviceInfo` lives
+//! in `multus_core::devinfo` (the SR-IOV delegate reports it too) and is re-exported here.
 //!
 //! ```
 //! use multus_dpdk::DeviceInfo;
@@ -16,50 +17,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde::{Deserialize, Serialize};
-
 /// The driver a device is bound to for DPDK.
 pub const VFIO_PCI_DRIVER: &str = "vfio-pci";
 
-/// The device-info object of the Network Plumbing WG device-info spec (1.1.0), as written into
-/// network-status and the device-info file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceInfo {
-    /// `type`: `pci` for a PCI device.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `version` of the device-info spec.
-    pub version: String,
-    /// `pci`: the PCI details.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pci: Option<PciInfo>,
-}
-
-/// The `pci` member of [`DeviceInfo`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PciInfo {
-    /// `pci-address` of the device.
-    #[serde(rename = "pci-address")]
-    pub pci_address: String,
-    /// `pf-pci-address` of its PF, for a VF.
-    #[serde(
-        rename = "pf-pci-address",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub pf_pci_address: Option<String>,
-}
-
-impl DeviceInfo {
-    /// A `pci` device-info of spec 1.1.0.
-    pub fn pci(address: &str, pf: Option<&str>) -> Self {
-        DeviceInfo {
-            kind: "pci".into(),
-            version: "1.1.0".into(),
-            pci: Some(PciInfo {
-                pci_address: address.into(),
-                pf_pci_address: pf.map(str::to_string),
-            }),
-        }
-    }
-}
+pub use multus_core::devinfo::{DeviceInfo, PciInfo};
