@@ -15,9 +15,8 @@
 //!   file rather than report success while something may be left attached (upstream does, #1087).
 //!   The cache is removed only when every delegate DEL succeeded.
 
-use super::cache::{Cache, CacheEntry};
+use super::cache::Cache;
 use super::conf::MultusConf;
-use super::context;
 use multus_core::cni::{CniEnv, CniError, CniResult};
 use multus_core::netlink::{link, route, Netlink};
 use multus_core::netns::NetNs;
@@ -252,16 +251,10 @@ async fn apply_default_route(netns: &Path, changes: &[GatewayChange]) -> Result<
 
 /// Undoes a successful pipeline ADD (a later step failed): every delegate DEL, then the cache; a failed
 /// DEL keeps the cache so that the runtime's DEL can finish the job.
-async fn rollback(
-    ctx: &multus_core::delegate::Context,
-    cache: &Cache,
-    env: &CniEnv,
-    atts: &[Attachment],
-    results: &[CniResult],
-) {
-    let prev: Vec<Option<CniResult>> = results.iter().cloned().map(Some).collect();
+async fn rollback(run: &super::Attached, env: &CniEnv, atts: &[Attachment]) {
+    let prev: Vec<Option<CniResult>> = run.results.iter().cloned().map(Some).collect();
     match pipeline::del(
-        &ctx.with_command(multus_core::cni::Command::Del),
+        &run.ctx.with_command(multus_core::cni::Command::Del),
         atts,
         &prev,
     )
@@ -269,7 +262,7 @@ async fn rollback(
     {
         Ok(()) => {
             remove_device_info_files(atts);
-            let _ = cache.remove(&env.container_id, &env.ifname);
+            let _ = run.cache.remove(&env.container_id, &env.ifname);
         }
         Err(de) => tracing::warn!("rollback of {}: {de}", env.container_id),
     }
@@ -294,68 +287,50 @@ pub async fn add_from<S: Source>(
     src: &mut S,
 ) -> Result<Option<serde_json::Value>, CniError> {
     wait_readiness(conf, CniError::try_again_later).await?;
-    let netns = env
-        .netns
-        .as_deref()
-        .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
-    NetNs::open(netns)?;
+    let netns = super::pod_netns(env)?;
     let pod_args = pod_args(env);
     let (mut plan, _pod) =
         resolve(src, conf, pod_args.as_ref(), &env.ifname, conf.api_retry).await?;
     assign_device_info_files(&mut plan.attachments, conf, &env.container_id);
     let atts = &plan.attachments;
     pipeline::validate(atts)?;
-    let ctx = context(env, conf);
-    let cache = Cache::new(&conf.cni_dir);
-    let mut entry = CacheEntry::new(
-        &env.container_id,
-        &env.ifname,
-        &netns.to_string_lossy(),
-        atts,
-    );
-    // The exact delegate configs are cached before the first delegate runs: DEL can always undo them.
-    cache.store(&entry)?;
     copy_device_plugin_files(&plan, conf);
-    let mut results = match pipeline::add(&ctx, atts).await {
-        Ok(r) => r,
+    let mut run = match super::attach(env, conf, netns, atts).await {
+        Ok(run) => run,
         Err(e) => {
             remove_device_info_files(atts);
-            let _ = cache.remove(&env.container_id, &env.ifname);
             return Err(e);
         }
     };
     if let Some(req) = &plan.default_route {
-        let applied = match default_route::plan(req, atts, &results) {
+        let applied = match default_route::plan(req, atts, &run.results) {
             Ok((changes, rewritten)) => apply_default_route(netns, &changes)
                 .await
                 .map(|()| rewritten),
             Err(e) => Err(e),
         };
         match applied {
-            Ok(rewritten) => results = rewritten,
+            Ok(rewritten) => run.results = rewritten,
             Err(e) => {
-                rollback(&ctx, &cache, env, atts, &results).await;
+                rollback(&run, env, atts).await;
                 return Err(e);
             }
         }
     }
-    entry.set_results(&results);
-    if let Err(e) = cache.store_results(&entry) {
-        tracing::warn!("could not record results in the attachment cache: {e}");
-    }
+    run.record_results();
     if let Some(p) = &pod_args {
-        let text = status::render(&statuses(atts, &results, plan.default_route.as_ref()));
+        let text = status::render(&statuses(atts, &run.results, plan.default_route.as_ref()));
         let uid = Some(p.uid.as_str()).filter(|u| !u.is_empty());
         if let Err(err) = src
             .set_annotation(&p.namespace, &p.name, uid, NETWORK_STATUS_ANNOTATION, &text)
             .await
         {
             // A pod whose status cannot be written is rolled back: never attached but unreported.
-            rollback(&ctx, &cache, env, atts, &results).await;
+            rollback(&run, env, atts).await;
             return Err(err);
         }
     }
-    super::default_result(atts, &results, &conf.cni_version).map(Some)
+    super::default_result(atts, &run.results, &conf.cni_version).map(Some)
 }
 
 async fn del_with_retry(
@@ -390,13 +365,7 @@ pub async fn del_from<S: Source>(
     conf: &MultusConf,
     src: impl FnOnce() -> Result<S, CniError>,
 ) -> Result<(), CniError> {
-    let mut ctx = context(env, conf);
-    if let Some(ns) = &env.netns {
-        if NetNs::open(ns).is_err() {
-            tracing::info!("netns {} is gone; running DEL without it", ns.display());
-            ctx.netns = None;
-        }
-    }
+    let ctx = super::del_context(env, conf);
     let cache = Cache::new(&conf.cni_dir);
     match cache.load(&env.container_id, &env.ifname) {
         Ok(Some(entry)) => {

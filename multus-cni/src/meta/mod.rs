@@ -60,36 +60,89 @@ async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value
     if conf.kubeconfig.is_some() {
         return k8s::add(env, conf).await;
     }
+    let netns = pod_netns(env)?;
+    let atts = conf.delegate_attachments(&env.ifname);
+    let mut run = attach(env, conf, netns, &atts).await?;
+    run.record_results();
+    default_result(&atts, &run.results, &conf.cni_version).map(Some)
+}
+
+/// The pod's netns of an ADD or CHECK (`CNI_NETNS`), which must exist.
+fn pod_netns(env: &CniEnv) -> Result<&std::path::Path, CniError> {
     let netns = env
         .netns
         .as_deref()
         .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
     NetNs::open(netns)?;
-    let atts = conf.delegate_attachments(&env.ifname);
-    pipeline::validate(&atts)?;
+    Ok(netns)
+}
+
+/// The context of a DEL: a netns that is already gone is no reason to keep IPs, so DEL runs without one,
+/// as the spec allows.
+fn del_context(env: &CniEnv, conf: &MultusConf) -> Context {
+    let mut ctx = context(env, conf);
+    if let Some(ns) = &env.netns {
+        if NetNs::open(ns).is_err() {
+            tracing::info!("netns {} is gone; running DEL without it", ns.display());
+            ctx.netns = None;
+        }
+    }
+    ctx
+}
+
+/// The delegates of one ADD, attached: what later steps (and their rollback) need.
+pub(crate) struct Attached {
+    /// The context the delegates ran with.
+    pub ctx: Context,
+    /// The attachment cache.
+    pub cache: Cache,
+    /// This attachment's cache entry (already stored, results not yet).
+    pub entry: CacheEntry,
+    /// One result per attachment.
+    pub results: Vec<multus_core::cni::CniResult>,
+}
+
+impl Attached {
+    /// Records the results in the cache entry (for DEL and CHECK); a failure only costs the prevResults.
+    pub fn record_results(&mut self) {
+        self.entry.set_results(&self.results);
+        if let Err(e) = self.cache.store_results(&self.entry) {
+            tracing::warn!("could not record results in the attachment cache: {e}");
+        }
+    }
+}
+
+/// Runs the ADD of `atts` in order: the cache entry is stored before the first delegate runs (whatever
+/// happens next, DEL can undo it); when a delegate fails, the pipeline has rolled back the others and the
+/// cache entry is removed.
+pub(crate) async fn attach(
+    env: &CniEnv,
+    conf: &MultusConf,
+    netns: &std::path::Path,
+    atts: &[Attachment],
+) -> Result<Attached, CniError> {
+    pipeline::validate(atts)?;
     let ctx = context(env, conf);
     let cache = Cache::new(&conf.cni_dir);
-    let mut entry = CacheEntry::new(
+    let entry = CacheEntry::new(
         &env.container_id,
         &env.ifname,
         &netns.to_string_lossy(),
-        &atts,
+        atts,
     );
-    // The cache is written before the first delegate runs: whatever happens next, DEL can undo it.
     cache.store(&entry)?;
-    let results = match pipeline::add(&ctx, &atts).await {
-        Ok(r) => r,
+    match pipeline::add(&ctx, atts).await {
+        Ok(results) => Ok(Attached {
+            ctx,
+            cache,
+            entry,
+            results,
+        }),
         Err(e) => {
-            // The pipeline has rolled back everything it added.
             let _ = cache.remove(&env.container_id, &env.ifname);
-            return Err(e);
+            Err(e)
         }
-    };
-    entry.set_results(&results);
-    if let Err(e) = cache.store_results(&entry) {
-        tracing::warn!("could not record results in the attachment cache: {e}");
     }
-    default_result(&atts, &results, &conf.cni_version).map(Some)
 }
 
 /// What Multus answers an ADD with, as upstream does: the default network's result (the first attachment's
@@ -144,14 +197,7 @@ async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
         return k8s::del(env, conf).await;
     }
     let (atts, results, _) = known_attachments(env, conf)?;
-    let mut ctx = context(env, conf);
-    // A netns that is already gone is no reason to keep IPs: DEL runs without one, as the spec allows.
-    if let Some(ns) = &env.netns {
-        if NetNs::open(ns).is_err() {
-            tracing::info!("netns {} is gone; running DEL without it", ns.display());
-            ctx.netns = None;
-        }
-    }
+    let ctx = del_context(env, conf);
     let res = pipeline::del(&ctx, &atts, &results).await;
     let cache = Cache::new(&conf.cni_dir);
     // The cache goes only when every delegate DEL succeeded, so a failed DEL can be retried from it.
@@ -162,11 +208,7 @@ async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
 }
 
 pub(crate) async fn check(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
-    let netns = env
-        .netns
-        .as_deref()
-        .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
-    NetNs::open(netns)?;
+    pod_netns(env)?;
     let (atts, results, cached) = known_attachments(env, conf)?;
     if !cached {
         return Err(CniError::invalid_config(format!(
