@@ -8,6 +8,7 @@
 //!   `driver_override`, `drivers_probe`, wait for `/dev/vfio/<group>`, verify, roll back on failure; restore),
 //!   over a sysfs root and a small effects trait, so that they run in unit tests on fake sysfs trees.
 //! - [`state`]: per-attachment records of the bound device and what it was before, under a state dir with a lock.
+//! - [`delegate`]: the `dpdk` delegate (built into the `multus` binary as type `dpdk`).
 //!
 //! `DeviceInfo` lives in `multus_core::devinfo` (the SR-IOV delegate reports it too) and is re-exported here.
 //!
@@ -40,9 +41,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bind;
+pub mod delegate;
 #[cfg(test)]
 mod sim;
 pub mod state;
+
+pub use delegate::{Dpdk, DpdkConf};
 
 /// The driver a device is bound to for DPDK.
 pub const VFIO_PCI_DRIVER: &str = "vfio-pci";

@@ -1,0 +1,864 @@
+//! The `dpdk` delegate: binds the attachment's PCI device to vfio-pci on ADD, gives it back on DEL.
+//!
+//! Config keys:
+//!
+//! | key | type | meaning |
+//! |-----|------|---------|
+//! | `deviceID` | string | the device's PCI address `dddd:bb:dd.f`; also `pciBusID` and `runtimeConfig.deviceID` (that order) |
+//! | `allowNoIommu` | bool | bind without an IOMMU when vfio's unsafe no-IOMMU mode is on (default false) |
+//! | `dataDir` | string | the state directory (default `/var/lib/cni/multus/dpdk`) |
+//! | `runtimeConfig.CNIDeviceInfoFile` | string | where to write the device-info (spec 1.1.0), as Multus asks |
+//!
+//! ADD: checks and binds ([`crate::bind`]), recording the device's original driver, netdev name, MAC and up flag
+//! under `dataDir` (before touching it); returns one interface named after `CNI_IFNAME` with the device's `pciID`
+//! (CNI 1.1) and the pod's netns as sandbox, and no netdev enters the pod; writes the device-info file. DEL: gives
+//! the device back to its original driver, renames its netdev back to its original name, puts its MAC and up flag
+//! back, removes the device-info file and the record; succeeds when there is nothing to undo. CHECK: the device is
+//! still on vfio-pci and its group device exists. STATUS: vfio-pci and an IOMMU are there. GC: restores the
+//! devices of attachments that are not in the valid list.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use multus_core::cni::{CniError, CniResult, Interface, PluginConf, CURRENT_VERSION};
+use multus_core::delegate::{Context, Delegate};
+use multus_core::devinfo::DeviceInfo;
+use multus_core::netlink::{link, parse_mac, Netlink};
+use multus_sriov::PciAddress;
+use serde_json::{Map, Value};
+
+use crate::bind::{Binder, Original, RestoreOutcome, VfioGroup};
+use crate::state::{Phase, Record, Store, DEFAULT_STATE_DIR};
+
+/// The runtime config key of the device-info file.
+pub const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
+
+/// A parsed `dpdk` config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkConf {
+    /// The device (`deviceID`, `pciBusID`, `runtimeConfig.deviceID`); `None` when none is given (an error for ADD,
+    /// fine for DEL, which uses its record).
+    pub device: Option<PciAddress>,
+    /// `allowNoIommu`.
+    pub allow_no_iommu: bool,
+    /// `dataDir`.
+    pub state_dir: Option<PathBuf>,
+    /// `runtimeConfig.CNIDeviceInfoFile`.
+    pub device_info_file: Option<PathBuf>,
+}
+
+fn bad(key: &str, v: &Value, want: &str) -> CniError {
+    CniError::invalid_config(format!("dpdk: \"{key}\" {want}, not {v}"))
+}
+
+fn opt_str<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    name: &str,
+) -> Result<Option<&'a str>, CniError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(bad(name, v, "must be a string")),
+    }
+}
+
+fn opt_pci(m: &Map<String, Value>, key: &str, name: &str) -> Result<Option<PciAddress>, CniError> {
+    opt_str(m, key, name)?
+        .map(|s| {
+            s.parse().map_err(|_| {
+                CniError::invalid_config(format!(
+                    "dpdk: \"{name}\" {s:?} is not a PCI address (want dddd:bb:dd.f, for example 0000:03:10.1)"
+                ))
+            })
+        })
+        .transpose()
+}
+
+impl DpdkConf {
+    /// Parses the keys above; each present device key must be a valid PCI address.
+    pub fn parse(conf: &PluginConf) -> Result<Self, CniError> {
+        let m = conf.raw();
+        let rt = match m.get("runtimeConfig") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(o)) => o.clone(),
+            Some(v) => return Err(bad("runtimeConfig", v, "must be an object")),
+        };
+        let ids = [
+            opt_pci(m, "deviceID", "deviceID")?,
+            opt_pci(m, "pciBusID", "pciBusID")?,
+            opt_pci(&rt, "deviceID", "runtimeConfig.deviceID")?,
+        ];
+        let allow_no_iommu = match m.get("allowNoIommu") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => return Err(bad("allowNoIommu", v, "must be a boolean")),
+        };
+        Ok(DpdkConf {
+            device: ids.into_iter().flatten().next(),
+            allow_no_iommu,
+            state_dir: opt_str(m, "dataDir", "dataDir")?.map(PathBuf::from),
+            device_info_file: opt_str(&rt, DEVICE_INFO_KEY, "runtimeConfig.CNIDeviceInfoFile")?
+                .map(PathBuf::from),
+        })
+    }
+}
+
+/// The `dpdk` delegate.
+#[derive(Debug, Clone)]
+pub struct Dpdk {
+    binder: Binder,
+    state_dir: PathBuf,
+    netlink: bool,
+}
+
+impl Dpdk {
+    /// On the host: [`Binder::system`], state under `/var/lib/cni/multus/dpdk` unless `dataDir` says otherwise.
+    pub fn system() -> Self {
+        Dpdk::new(Binder::system(), DEFAULT_STATE_DIR)
+    }
+
+    /// With a binder and a default state directory (tests use a fake sysfs tree).
+    pub fn new(binder: Binder, state_dir: impl Into<PathBuf>) -> Self {
+        Dpdk {
+            binder,
+            state_dir: state_dir.into(),
+            netlink: true,
+        }
+    }
+
+    /// Never touches netdevs through netlink (the rename / MAC / up after a restore): for tests on fake trees,
+    /// whose netdev names are not the host's.
+    pub fn without_netlink(mut self) -> Self {
+        self.netlink = false;
+        self
+    }
+
+    fn store(&self, conf: &DpdkConf) -> Store {
+        Store::new(
+            conf.state_dir
+                .clone()
+                .unwrap_or_else(|| self.state_dir.clone()),
+        )
+    }
+
+    /// Restores a record's device (blocking) and returns what happened.
+    fn restore_record(binder: &Binder, r: &Record) -> Result<crate::bind::Restored, CniError> {
+        let pci: PciAddress = r.pci.parse().map_err(|_| {
+            CniError::io(format!(
+                "dpdk: record of {}/{} has a bad PCI address {:?}",
+                r.container_id, r.ifname, r.pci
+            ))
+        })?;
+        let restored = binder.restore(pci, &r.original)?;
+        match &restored.outcome {
+            RestoreOutcome::TakenOver(d) => tracing::warn!(
+                "{pci} is bound to {d} now, not vfio-pci: left alone (its original driver was {})",
+                r.original.driver.as_deref().unwrap_or("none")
+            ),
+            RestoreOutcome::Gone => tracing::info!("{pci} no longer exists; nothing to restore"),
+            o => tracing::debug!("{pci}: {o:?}"),
+        }
+        Ok(restored)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CniError> + Send + 'static,
+) -> Result<T, CniError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CniError::io(format!("dpdk: worker thread failed: {e}")))?
+}
+
+/// Writes the device-info file whole (temp file + rename), creating its directory.
+pub fn write_device_info(path: &Path, info: &DeviceInfo) -> Result<(), CniError> {
+    let err = |op: &str, e: std::io::Error| {
+        CniError::io(format!(
+            "dpdk: device-info file {}: {op}: {e}",
+            path.display()
+        ))
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| err("create its directory", e))?;
+    }
+    let json = serde_json::to_vec(info).map_err(|e| CniError::io(e.to_string()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| err("create", e))?;
+    f.write_all(&json).map_err(|e| err("write", e))?;
+    fs::rename(&tmp, path).map_err(|e| err("rename", e))
+}
+
+fn remove_device_info(path: &Path) {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("dpdk: removing device-info file {}: {e}", path.display())
+        }
+        _ => {}
+    }
+}
+
+/// After a restore: the netdev the kernel made gets its original name, MAC and up flag back. Failures are logged,
+/// not returned: the device is back on its driver, which is what DEL must achieve.
+async fn restore_netdev(current: &str, original: &Original) {
+    if let Err(e) = try_restore_netdev(current, original).await {
+        tracing::warn!(
+            "dpdk: netdev {current} (originally {}): {e}",
+            original.netdev.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+async fn try_restore_netdev(current: &str, original: &Original) -> Result<(), CniError> {
+    let nl = Netlink::current()?;
+    let l = link::by_name(&nl, current)
+        .await
+        .map_err(|e| CniError::kernel(e.to_string()))?
+        .ok_or_else(|| CniError::kernel(format!("netdev {current} vanished")))?;
+    let want = original.netdev.as_deref().filter(|n| *n != current);
+    let mac = original
+        .mac
+        .as_deref()
+        .and_then(parse_mac)
+        .filter(|m| m[..] != l.mac[..]);
+    if want.is_some() && l.up {
+        // A netdev is renamed only when down.
+        let msg = rtnetlink::LinkUnspec::new_with_index(l.index)
+            .down()
+            .build();
+        nl.request(
+            rtnetlink::packet_route::RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+        .await
+        .map_err(|e| CniError::kernel(format!("setting {current} down to rename it: {e}")))?;
+    }
+    if let Some(name) = want {
+        link::set(
+            &nl,
+            l.index,
+            &link::LinkChange {
+                name: Some(name),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| CniError::kernel(format!("renaming {current} back to {name}: {e}")))?;
+        tracing::info!("dpdk: netdev {current} renamed back to {name}");
+    }
+    if let Some(m) = mac {
+        if let Err(e) = link::set(
+            &nl,
+            l.index,
+            &link::LinkChange {
+                mac: Some(m),
+                ..Default::default()
+            },
+        )
+        .await
+        {
+            tracing::warn!("dpdk: setting the MAC of {current} back: {e}");
+        }
+    }
+    if original.up || (l.up && want.is_some()) {
+        link::set(
+            &nl,
+            l.index,
+            &link::LinkChange {
+                up: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| CniError::kernel(format!("setting the netdev up again: {e}")))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Delegate for Dpdk {
+    fn describe(&self) -> String {
+        "built-in dpdk".into()
+    }
+
+    async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
+        let c = DpdkConf::parse(conf)?;
+        let device = c.device.ok_or_else(|| {
+            CniError::invalid_config(
+                "dpdk: no device given: set \"deviceID\" (or \"pciBusID\", \"runtimeConfig.deviceID\") to its PCI address",
+            )
+        })?;
+        let store = self.store(&c);
+        let binder = self.binder.clone();
+        let (cid, ifname) = (ctx.container_id.clone(), ctx.ifname.clone());
+        let netns = ctx
+            .netns
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let allow = c.allow_no_iommu;
+        let (record, fresh) = {
+            let netns = netns.clone();
+            blocking(move || bind_for(&binder, &store, &cid, &ifname, &netns, device, allow))
+                .await?
+        };
+        if let Some(f) = &c.device_info_file {
+            let info = DeviceInfo::pci(&record.pci, record.pf.as_deref());
+            if let Err(e) = write_device_info(f, &info) {
+                if fresh {
+                    // Undo this ADD's bind: the runtime may not call DEL.
+                    let (binder, store, r) = (self.binder.clone(), self.store(&c), record.clone());
+                    let _ = blocking(move || {
+                        let _l = store.lock()?;
+                        Dpdk::restore_record(&binder, &r)?;
+                        store.remove(&r.container_id, &r.ifname)?;
+                        Ok(())
+                    })
+                    .await;
+                }
+                return Err(e);
+            }
+        }
+        let mut result = CniResult::new(conf.cni_version().unwrap_or(CURRENT_VERSION));
+        result.interfaces.push(Interface {
+            name: ctx.ifname.clone(),
+            sandbox: netns,
+            pci_id: record.pci.clone(),
+            ..Default::default()
+        });
+        Ok(result)
+    }
+
+    async fn check(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        let c = DpdkConf::parse(conf)?;
+        let store = self.store(&c);
+        let binder = self.binder.clone();
+        let (cid, ifname) = (ctx.container_id.clone(), ctx.ifname.clone());
+        blocking(move || {
+            let r = {
+                let _l = store.lock()?;
+                store.get(&cid, &ifname)?
+            };
+            let r = r.ok_or_else(|| {
+                CniError::kernel(format!(
+                    "dpdk: no device is bound for container {cid} ifname {ifname}"
+                ))
+            })?;
+            let (Some(number), Ok(pci)) = (r.group, r.pci.parse::<PciAddress>()) else {
+                return Err(CniError::kernel(format!(
+                    "dpdk: {} was never fully bound",
+                    r.pci
+                )));
+            };
+            binder.verify(
+                pci,
+                &VfioGroup {
+                    number,
+                    noiommu: r.noiommu,
+                },
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn del(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        // DEL must work with a config that no longer parses for ADD (no device): only the state is needed.
+        let c = DpdkConf::parse(conf).unwrap_or(DpdkConf {
+            device: None,
+            allow_no_iommu: false,
+            state_dir: None,
+            device_info_file: None,
+        });
+        let store = self.store(&c);
+        let binder = self.binder.clone();
+        let (cid, ifname) = (ctx.container_id.clone(), ctx.ifname.clone());
+        let done = blocking(move || {
+            let _l = store.lock()?;
+            let Some(r) = store.get(&cid, &ifname)? else {
+                return Ok(None);
+            };
+            let restored = Dpdk::restore_record(&binder, &r)?;
+            store.remove(&cid, &ifname)?;
+            Ok(Some((r, restored)))
+        })
+        .await?;
+        if let Some((r, restored)) = done.filter(|_| self.netlink) {
+            if let Some(cur) = &restored.netdev {
+                restore_netdev(cur, &r.original).await;
+            }
+        }
+        if let Some(f) = &c.device_info_file {
+            remove_device_info(f);
+        }
+        Ok(())
+    }
+
+    async fn status(&self, _ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        let c = DpdkConf::parse(conf)?;
+        let vfio = self
+            .binder
+            .sysfs()
+            .root()
+            .join("sys/bus/pci/drivers/vfio-pci");
+        if !vfio.is_dir() {
+            return Err(CniError::not_available(format!(
+                "dpdk: the vfio-pci driver is not loaded ({} does not exist)",
+                vfio.display()
+            )));
+        }
+        if !c.allow_no_iommu && !self.binder.iommu_present()? {
+            return Err(CniError::not_available(
+                "dpdk: no IOMMU on this host (/sys/class/iommu is empty)",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn gc(&self, _ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        let c = DpdkConf::parse(conf)?;
+        let valid = conf.valid_attachments()?;
+        let store = self.store(&c);
+        let binder = self.binder.clone();
+        let restored = blocking(move || {
+            let _l = store.lock()?;
+            let mut out = Vec::new();
+            for r in store.list()? {
+                if valid
+                    .iter()
+                    .any(|a| a.container_id == r.container_id && a.ifname == r.ifname)
+                {
+                    continue;
+                }
+                tracing::info!(
+                    "dpdk GC: restoring {} of {}/{}",
+                    r.pci,
+                    r.container_id,
+                    r.ifname
+                );
+                let x = Dpdk::restore_record(&binder, &r)?;
+                store.remove(&r.container_id, &r.ifname)?;
+                out.push((r, x));
+            }
+            Ok(out)
+        })
+        .await?;
+        for (r, x) in restored.into_iter().filter(|_| self.netlink) {
+            if let Some(cur) = &x.netdev {
+                restore_netdev(cur, &r.original).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// ADD's blocking part, under the store's lock: returns the record and whether this call bound the device.
+fn bind_for(
+    binder: &Binder,
+    store: &Store,
+    cid: &str,
+    ifname: &str,
+    netns: &str,
+    device: PciAddress,
+    allow_no_iommu: bool,
+) -> Result<(Record, bool), CniError> {
+    let _l = store.lock()?;
+    let pci = device.to_string();
+    let existing = store.get(cid, ifname)?;
+    if let Some(r) = &existing {
+        if r.pci != pci {
+            return Err(CniError::invalid_config(format!(
+                "dpdk: container {cid} ifname {ifname} already holds {}; DEL it before adding {pci}",
+                r.pci
+            )));
+        }
+        if let (Phase::Bound, Some(number)) = (r.phase, r.group) {
+            if binder
+                .verify(
+                    device,
+                    &VfioGroup {
+                        number,
+                        noiommu: r.noiommu,
+                    },
+                )
+                .is_ok()
+            {
+                return Ok((r.clone(), false));
+            }
+        }
+    }
+    if let Some(o) = store
+        .list()?
+        .into_iter()
+        .find(|o| o.pci == pci && (o.container_id != cid || o.ifname != ifname))
+    {
+        return Err(CniError::kernel(format!(
+            "dpdk: {pci} is already bound for container {} ifname {}",
+            o.container_id, o.ifname
+        )));
+    }
+    let mut plan = binder.plan(device, allow_no_iommu)?;
+    if let Some(r) = &existing {
+        // A retried ADD after an interrupted one: the device's true original is in the record.
+        plan.original = r.original.clone();
+    }
+    let mut record = Record {
+        container_id: cid.to_string(),
+        ifname: ifname.to_string(),
+        netns: netns.to_string(),
+        pci: pci.clone(),
+        pf: plan.pf.map(|p| p.to_string()),
+        original: plan.original.clone(),
+        phase: Phase::Binding,
+        vfio_dev: String::new(),
+        group: None,
+        noiommu: plan.noiommu,
+    };
+    store.put(&record)?;
+    match binder.bind(&plan) {
+        Ok(b) => {
+            record.phase = Phase::Bound;
+            record.group = Some(b.group.number);
+            record.vfio_dev = b.dev.to_string_lossy().into_owned();
+            store.put(&record)?;
+            tracing::info!(
+                "dpdk: {pci} bound to vfio-pci ({}), was on {}",
+                record.vfio_dev,
+                plan.original.driver.as_deref().unwrap_or("no driver")
+            );
+            Ok((record, true))
+        }
+        Err(e) => {
+            // Rolled back to the original: nothing left to undo. Otherwise the record stays for DEL.
+            if binder.sysfs().driver(device).ok() == Some(plan.original.driver.clone()) {
+                store.remove(cid, ifname)?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{igb_host, pci, Fault, Sim};
+    use multus_core::cni::Command;
+    use multus_core::delegate::Registry;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    struct T {
+        _d: tempfile::TempDir,
+        sim: Sim,
+        dpdk: Dpdk,
+        state: PathBuf,
+        devinfo: PathBuf,
+    }
+
+    fn setup() -> T {
+        let d = tempfile::tempdir().unwrap();
+        let sim = igb_host(d.path(), 2);
+        let state = d.path().join("state");
+        let devinfo = d.path().join("devinfo/cni/net-c1_net1");
+        let dpdk = Dpdk::new(sim.binder(), &state).without_netlink();
+        T {
+            _d: d,
+            sim,
+            dpdk,
+            state,
+            devinfo,
+        }
+    }
+
+    fn ctx(cmd: Command, cid: &str, ifname: &str) -> Context {
+        Context::new(
+            cmd,
+            cid,
+            Some("/var/run/netns/p1".into()),
+            ifname,
+            Arc::new(Registry::new()),
+        )
+    }
+
+    fn conf(t: &T, extra: Value) -> PluginConf {
+        let mut v = json!({"cniVersion": "1.1.0", "name": "net", "type": "dpdk", "deviceID": "0000:01:10.0",
+            "runtimeConfig": {"CNIDeviceInfoFile": t.devinfo}});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        PluginConf::from_value(v).unwrap()
+    }
+
+    fn driver(t: &T, p: &str) -> Option<String> {
+        t.sim.fake.sysfs().driver(pci(p)).unwrap()
+    }
+
+    #[test]
+    fn config_keys() {
+        let t = setup();
+        let c = DpdkConf::parse(&conf(&t, json!({"allowNoIommu": true, "dataDir": "/s"}))).unwrap();
+        assert_eq!(c.device, Some(pci("0000:01:10.0")));
+        assert!(c.allow_no_iommu);
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new("/s")));
+        assert_eq!(c.device_info_file.as_deref(), Some(t.devinfo.as_path()));
+        let c = DpdkConf::parse(&conf(
+            &t,
+            json!({"deviceID": "", "pciBusID": "0000:01:10.2",
+            "runtimeConfig": {"deviceID": "0000:01:10.4"}}),
+        ))
+        .unwrap();
+        assert_eq!(c.device, Some(pci("0000:01:10.2")));
+        let c = DpdkConf::parse(&conf(
+            &t,
+            json!({"deviceID": null, "runtimeConfig": {"deviceID": "0000:01:10.4"}}),
+        ))
+        .unwrap();
+        assert_eq!(c.device, Some(pci("0000:01:10.4")));
+        for (bad, what) in [
+            (
+                json!({"deviceID": "01:10.0"}),
+                "\"deviceID\" \"01:10.0\" is not a PCI address",
+            ),
+            (
+                json!({"deviceID": 3}),
+                "\"deviceID\" must be a string, not 3",
+            ),
+            (
+                json!({"allowNoIommu": "yes"}),
+                "\"allowNoIommu\" must be a boolean",
+            ),
+            (
+                json!({"runtimeConfig": []}),
+                "\"runtimeConfig\" must be an object",
+            ),
+        ] {
+            let e = DpdkConf::parse(&conf(&t, bad)).unwrap_err();
+            assert_eq!(e.code.code(), 7);
+            assert!(e.msg.contains(what), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn add_check_del() {
+        let t = setup();
+        let c = conf(&t, json!({}));
+        let r = t
+            .dpdk
+            .add(&ctx(Command::Add, "c1", "net1"), &c)
+            .await
+            .unwrap();
+        let v = r.to_value("1.1.0").unwrap();
+        assert_eq!(
+            v["interfaces"],
+            json!([{"name": "net1", "sandbox": "/var/run/netns/p1", "pciID": "0000:01:10.0"}])
+        );
+        assert!(v.get("ips").is_none());
+        assert_eq!(driver(&t, "0000:01:10.0").as_deref(), Some("vfio-pci"));
+        assert!(t.sim.dev_vfio.join("8").exists());
+        let info: Value = serde_json::from_slice(&fs::read(&t.devinfo).unwrap()).unwrap();
+        assert_eq!(
+            info,
+            json!({"type": "pci", "version": "1.1.0",
+                "pci": {"pci-address": "0000:01:10.0", "pf-pci-address": "0000:01:00.0"}})
+        );
+        let rec: Value =
+            serde_json::from_slice(&fs::read(t.state.join("c1@net1.json")).unwrap()).unwrap();
+        assert_eq!(rec["phase"], "bound");
+        assert_eq!(
+            rec["original"],
+            json!({"driver": "igbvf", "netdev": "ens1v0", "mac": "02:00:00:00:01:00", "up": true})
+        );
+        assert_eq!(
+            rec["vfioDevice"],
+            t.sim.dev_vfio.join("8").to_string_lossy().as_ref()
+        );
+        t.dpdk
+            .check(&ctx(Command::Check, "c1", "net1"), &c)
+            .await
+            .unwrap();
+
+        // ADD again: the same answer, nothing done.
+        let n = t.sim.log().len();
+        let r2 = t
+            .dpdk
+            .add(&ctx(Command::Add, "c1", "net1"), &c)
+            .await
+            .unwrap();
+        assert_eq!(r2, r);
+        assert_eq!(t.sim.log().len(), n);
+        // Another attachment cannot take the same device; this one cannot switch devices.
+        let e = t
+            .dpdk
+            .add(&ctx(Command::Add, "c2", "net1"), &c)
+            .await
+            .unwrap_err();
+        assert!(
+            e.msg
+                .contains("0000:01:10.0 is already bound for container c1 ifname net1"),
+            "{e}"
+        );
+        let e = t
+            .dpdk
+            .add(
+                &ctx(Command::Add, "c1", "net1"),
+                &conf(&t, json!({"deviceID": "0000:01:10.2"})),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.msg.contains("already holds 0000:01:10.0"), "{e}");
+        // A CHECK of an attachment with nothing bound fails.
+        let e = t
+            .dpdk
+            .check(&ctx(Command::Check, "c9", "net1"), &c)
+            .await
+            .unwrap_err();
+        assert!(
+            e.msg
+                .contains("no device is bound for container c9 ifname net1"),
+            "{e}"
+        );
+
+        // DEL: back on igbvf, record and device-info gone; again: nothing to do.
+        t.dpdk
+            .del(&ctx(Command::Del, "c1", "net1"), &c)
+            .await
+            .unwrap();
+        assert_eq!(driver(&t, "0000:01:10.0").as_deref(), Some("igbvf"));
+        assert!(!t.devinfo.exists());
+        assert!(!t.state.join("c1@net1.json").exists());
+        let n = t.sim.log().len();
+        t.dpdk
+            .del(&ctx(Command::Del, "c1", "net1"), &c)
+            .await
+            .unwrap();
+        // DEL with a config that has no device at all still works.
+        t.dpdk
+            .del(
+                &ctx(Command::Del, "c1", "net1"),
+                &conf(&t, json!({"deviceID": "junk"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(t.sim.log().len(), n);
+        let e = t
+            .dpdk
+            .check(&ctx(Command::Check, "c1", "net1"), &c)
+            .await
+            .unwrap_err();
+        assert!(e.msg.contains("no device is bound"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_add_leaves_the_device_and_no_record() {
+        let t = setup();
+        t.sim.fail(Fault::Probe, 0);
+        let e = t
+            .dpdk
+            .add(&ctx(Command::Add, "c1", "net1"), &conf(&t, json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.code(), 103);
+        assert!(
+            e.msg
+                .contains("rolled back: 0000:01:10.0 is bound to igbvf again"),
+            "{e}"
+        );
+        assert_eq!(driver(&t, "0000:01:10.0").as_deref(), Some("igbvf"));
+        assert!(!t.state.join("c1@net1.json").exists());
+        assert!(!t.devinfo.exists());
+        // No device: a config error.
+        let e = t
+            .dpdk
+            .add(
+                &ctx(Command::Add, "c1", "net1"),
+                &conf(&t, json!({"deviceID": null})),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        assert!(e.msg.contains("no device given"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_add_is_undone_by_del() {
+        let t = setup();
+        // The rollback fails too: the device is left unbound, the record (phase binding) stays for DEL.
+        t.sim.fail(Fault::Probe, 0);
+        t.sim.fail(Fault::SetOverride, 1);
+        let c = conf(&t, json!({}));
+        let e = t
+            .dpdk
+            .add(&ctx(Command::Add, "c1", "net1"), &c)
+            .await
+            .unwrap_err();
+        assert!(e.msg.contains("ROLLBACK FAILED"), "{e}");
+        assert_eq!(driver(&t, "0000:01:10.0"), None);
+        let rec: Value =
+            serde_json::from_slice(&fs::read(t.state.join("c1@net1.json")).unwrap()).unwrap();
+        assert_eq!(rec["phase"], "binding");
+        assert_eq!(rec["original"]["driver"], "igbvf");
+        // A retried ADD keeps the true original (igbvf), not "unbound".
+        t.dpdk
+            .add(&ctx(Command::Add, "c1", "net1"), &c)
+            .await
+            .unwrap();
+        let rec: Value =
+            serde_json::from_slice(&fs::read(t.state.join("c1@net1.json")).unwrap()).unwrap();
+        assert_eq!(rec["original"]["driver"], "igbvf");
+        t.dpdk
+            .del(&ctx(Command::Del, "c1", "net1"), &c)
+            .await
+            .unwrap();
+        assert_eq!(driver(&t, "0000:01:10.0").as_deref(), Some("igbvf"));
+    }
+
+    #[tokio::test]
+    async fn status_and_gc() {
+        let t = setup();
+        let c = conf(&t, json!({}));
+        t.dpdk
+            .status(&ctx(Command::Status, "", ""), &c)
+            .await
+            .unwrap();
+        t.dpdk
+            .add(&ctx(Command::Add, "c1", "net1"), &c)
+            .await
+            .unwrap();
+        t.dpdk
+            .add(
+                &ctx(Command::Add, "c2", "net1"),
+                &conf(&t, json!({"deviceID": "0000:01:10.2"})),
+            )
+            .await
+            .unwrap();
+        let mut gc = conf(&t, json!({}));
+        gc.set_valid_attachments(&[multus_core::cni::AttachmentRef {
+            container_id: "c2".into(),
+            ifname: "net1".into(),
+        }]);
+        t.dpdk.gc(&ctx(Command::Gc, "", ""), &gc).await.unwrap();
+        assert_eq!(driver(&t, "0000:01:10.0").as_deref(), Some("igbvf"));
+        assert_eq!(driver(&t, "0000:01:10.2").as_deref(), Some("vfio-pci"));
+        assert_eq!(Store::new(&t.state).list().unwrap().len(), 1);
+        fs::remove_dir(t.sim.fake.root().join("sys/bus/pci/drivers/vfio-pci")).unwrap();
+        let e = t
+            .dpdk
+            .status(&ctx(Command::Status, "", ""), &c)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.code(), 50);
+        assert!(e.msg.contains("vfio-pci driver is not loaded"), "{e}");
+    }
+}
