@@ -38,6 +38,16 @@ pub struct Holder {
     pub netns: String,
 }
 
+/// A VF allocated by [`VfAllocator::claim_device`] or [`VfAllocator::claim_from_pf`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The VF now held.
+    pub vf: PciAddress,
+    /// The holder of a stale record (its netns gone) that was taken over: its attachment was never deleted,
+    /// so the VF may still carry its settings (the caller restores them from that attachment's cache).
+    pub replaced: Option<Holder>,
+}
+
 /// Why an allocation operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {
@@ -129,6 +139,11 @@ impl VfAllocator {
     /// Allocates the VF named by `deviceID` to `holder`. Succeeds again for the same (containerID, ifname); fails
     /// with [`AllocError::Taken`] when a live attachment holds it; takes over a stale record.
     pub fn allocate_device(&self, vf: PciAddress, holder: &Holder) -> Result<PciAddress> {
+        self.claim_device(vf, holder).map(|c| c.vf)
+    }
+
+    /// [`VfAllocator::allocate_device`], also saying whose stale record was taken over (see [`Claim`]).
+    pub fn claim_device(&self, vf: PciAddress, holder: &Holder) -> Result<Claim> {
         check_holder(holder)?;
         if !self.sysfs.pci_exists(vf) {
             return Err(AllocError::NoSuchDevice(vf));
@@ -137,26 +152,33 @@ impl VfAllocator {
             return Err(AllocError::NotAVf(vf));
         }
         let _lock = self.lock()?;
-        match self.read(vf)? {
-            Record::Held(h) if !same_attachment(&h, holder) && !stale(&h) => {
+        let replaced = match self.read(vf)? {
+            Record::Held(h) if same_attachment(&h, holder) => None,
+            Record::Held(h) if !stale(&h) => {
                 return Err(AllocError::Taken { vf, holder: h });
             }
+            Record::Held(h) => Some(h),
             Record::Corrupt(reason) => {
                 return Err(AllocError::CorruptRecord {
                     path: self.record_path(vf),
                     reason,
                 });
             }
-            _ => {}
-        }
+            Record::Free => None,
+        };
         self.write(vf, holder)?;
-        Ok(vf)
+        Ok(Claim { vf, replaced })
     }
 
     /// Allocates a free VF of the PF with netdev `pf` (lowest VF index first), skipping VFs held by live attachments,
     /// with unreadable records, or bound to a [`USERSPACE_DRIVERS`] driver. The same (containerID, ifname) gets
     /// back the VF it already holds on this PF.
     pub fn allocate_from_pf(&self, pf: &str, holder: &Holder) -> Result<PciAddress> {
+        self.claim_from_pf(pf, holder).map(|c| c.vf)
+    }
+
+    /// [`VfAllocator::allocate_from_pf`], also saying whose stale record was taken over (see [`Claim`]).
+    pub fn claim_from_pf(&self, pf: &str, holder: &Holder) -> Result<Claim> {
         check_holder(holder)?;
         let pf_pci = self.sysfs.netdev_pci(pf)?;
         let vfs = self.sysfs.vfs(pf_pci)?;
@@ -166,27 +188,36 @@ impl VfAllocator {
         let _lock = self.lock()?;
         let mut free = None;
         for v in &vfs {
-            match self.read(v.pci)? {
-                Record::Held(h) if same_attachment(&h, holder) => return Ok(v.pci),
+            let replaced = match self.read(v.pci)? {
+                Record::Held(h) if same_attachment(&h, holder) => {
+                    return Ok(Claim {
+                        vf: v.pci,
+                        replaced: None,
+                    })
+                }
                 Record::Held(h) if !stale(&h) => continue,
                 Record::Corrupt(_) => continue,
-                _ => {}
-            }
+                Record::Held(h) => Some(h),
+                Record::Free => None,
+            };
             if free.is_none() {
                 let driver = self.sysfs.driver(v.pci)?;
                 if !driver.is_some_and(|d| USERSPACE_DRIVERS.contains(&d.as_str())) {
-                    free = Some(v.pci);
+                    free = Some(Claim {
+                        vf: v.pci,
+                        replaced,
+                    });
                 }
             }
         }
-        let Some(vf) = free else {
+        let Some(claim) = free else {
             return Err(AllocError::NoFreeVf {
                 pf: pf.to_string(),
                 total: vfs.len(),
             });
         };
-        self.write(vf, holder)?;
-        Ok(vf)
+        self.write(claim.vf, holder)?;
+        Ok(claim)
     }
 
     /// The holder of a VF, `None` when free. Stale records are reported as they are.
@@ -199,6 +230,21 @@ impl VfAllocator {
                 path: self.record_path(vf),
                 reason,
             }),
+        }
+    }
+
+    /// Gives a VF held by `from` to `to` (same attachment compared by containerID and ifname); returns whether
+    /// it did (false when `from` does not hold it). Used to hand a VF back to the stale holder it was taken
+    /// from when restoring that holder's settings failed.
+    pub fn reassign(&self, vf: PciAddress, from: &Holder, to: &Holder) -> Result<bool> {
+        check_holder(to)?;
+        let _lock = self.lock()?;
+        match self.read(vf)? {
+            Record::Held(h) if same_attachment(&h, from) => {
+                self.write(vf, to)?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -369,6 +415,13 @@ fn check_holder(h: &Holder) -> Result<()> {
 
 fn same_attachment(a: &Holder, b: &Holder) -> bool {
     a.container_id == b.container_id && a.ifname == b.ifname
+}
+
+impl Holder {
+    /// Whether the holder's netns path is gone (its record is then stale and may be taken over).
+    pub fn is_stale(&self) -> bool {
+        stale(self)
+    }
 }
 
 /// A record is stale when its netns path is gone (checked without following into it).
@@ -548,6 +601,43 @@ mod tests {
         let c = e.live("c");
         assert_eq!(e.alloc.allocate_device(vf, &c).unwrap(), vf);
         assert_eq!(e.alloc.holder(vf).unwrap(), Some(c));
+    }
+
+    #[test]
+    fn claims_name_the_stale_holder_replaced() {
+        let e = env(2);
+        let vf = pci("0000:01:10.0");
+        let a = e.live("a");
+        let claim = e.alloc.claim_device(vf, &a).unwrap();
+        assert_eq!((claim.vf, claim.replaced), (vf, None));
+        // Again for the same attachment: nothing replaced.
+        assert_eq!(e.alloc.claim_device(vf, &a).unwrap().replaced, None);
+        assert!(!a.is_stale());
+        fs::remove_file(&a.netns).unwrap();
+        assert!(a.is_stale());
+        let b = e.live("b");
+        let claim = e.alloc.claim_from_pf("ens1", &b).unwrap();
+        assert_eq!(claim.vf, vf, "the stale VF 0 comes first");
+        assert_eq!(claim.replaced, Some(a.clone()));
+        assert_eq!(e.alloc.claim_from_pf("ens1", &b).unwrap().replaced, None);
+        fs::remove_file(&b.netns).unwrap();
+        let c = e.live("c");
+        assert_eq!(
+            e.alloc.claim_device(vf, &c).unwrap().replaced,
+            Some(b.clone())
+        );
+        // Handing it back to b (say, restoring b's VF failed).
+        assert!(e.alloc.reassign(vf, &c, &b).unwrap());
+        assert_eq!(e.alloc.holder(vf).unwrap(), Some(b.clone()));
+        assert!(
+            !e.alloc.reassign(vf, &c, &b).unwrap(),
+            "c no longer holds it"
+        );
+        assert!(e.alloc.reassign(vf, &b, &c).unwrap());
+        // A free VF replaces nobody.
+        let d = e.live("d");
+        let claim = e.alloc.claim_from_pf("ens1", &d).unwrap();
+        assert_eq!((claim.vf, claim.replaced), (pci("0000:01:10.2"), None));
     }
 
     #[test]

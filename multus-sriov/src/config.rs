@@ -18,6 +18,7 @@
 //! | `ipam` | object | optional, kept raw |
 //! | `logLevel` | string | `panic`, `error`, `warning`, `info` or `debug` (any case) |
 //! | `logFile` | string | a path |
+//! | `dataDir` | string | this project's key, not sriov-cni's: an absolute path for the allocation records and the per-attachment cache (default `/var/lib/cni/sriov`) |
 //!
 //! Device ID precedence: top-level `deviceID` wins, then `pciBusID`, then `runtimeConfig.deviceID`. sriov-cni
 //! reads only `deviceID`, and Go Multus writes the device plugin's ID into `deviceID` (and `pciBusID`, for
@@ -42,8 +43,10 @@
 
 use crate::PciAddress;
 use multus_core::cni::{CniError, PluginConf};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The highest VLAN ID a VF takes.
@@ -92,6 +95,21 @@ impl FromStr for MacAddr {
     }
 }
 
+/// Serialized as `aa:bb:cc:dd:ee:ff`.
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|()| serde::de::Error::custom(format!("invalid MAC address {s:?}")))
+    }
+}
+
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
@@ -103,13 +121,15 @@ impl fmt::Display for MacAddr {
     }
 }
 
-/// The VLAN protocol of a VF's VLAN tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// The VLAN protocol of a VF's VLAN tag (serialized in the config spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum VlanProto {
     /// 802.1Q (ethertype 0x8100), the default.
     #[default]
+    #[serde(rename = "802.1q")]
     Dot1Q,
     /// 802.1ad, QinQ (ethertype 0x88a8).
+    #[serde(rename = "802.1ad")]
     Dot1Ad,
 }
 
@@ -138,8 +158,9 @@ impl VlanProto {
     }
 }
 
-/// A VF's administrative link state (`IFLA_VF_LINK_STATE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// A VF's administrative link state (`IFLA_VF_LINK_STATE`; serialized in the config spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LinkState {
     /// Follows the PF's link (kernel value 0).
     #[default]
@@ -179,7 +200,7 @@ impl LinkState {
 }
 
 /// A VF's VLAN settings, set together on the PF (`IFLA_VF_VLAN_LIST`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct VlanConf {
     /// VLAN ID, 0 (no VLAN) to 4094.
     pub id: u16,
@@ -332,43 +353,17 @@ impl SriovConf {
     /// Parses and checks every sriov-cni key of a delegate's invocation config (code 7 on any bad value).
     pub fn parse(conf: &PluginConf) -> Result<Self, CniError> {
         let m = conf.raw();
-        let rt = match m.get("runtimeConfig") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(o)) => o.clone(),
-            Some(v) => return Err(bad("runtimeConfig", v, "must be an object")),
-        };
-
-        // Device: deviceID, then pciBusID, then runtimeConfig.deviceID; each present one must be valid.
-        let ids = [
-            (pci(m, "deviceID", "deviceID")?, DeviceIdSource::DeviceId),
-            (pci(m, "pciBusID", "pciBusID")?, DeviceIdSource::PciBusId),
-            (
-                pci(&rt, "deviceID", "runtimeConfig.deviceID")?,
-                DeviceIdSource::RuntimeConfig,
-            ),
-        ];
-        let found = ids.into_iter().find_map(|(id, src)| id.map(|id| (id, src)));
-        let master = opt_string(m, "master")?;
-        let pf_name = opt_string(m, "pfName")?;
-        if let (Some(a), Some(b)) = (master, pf_name) {
-            if a != b {
-                return Err(bad(
-                    "pfName",
-                    &Value::from(b),
-                    &format!("differs from \"master\" {a:?}"),
-                ));
-            }
-        }
-        let (device, device_id_source) = match (found, master.or(pf_name)) {
-            (Some((id, src)), _) => (VfSelector::Vf(id), Some(src)),
-            (None, Some(pf)) => (VfSelector::Pf(pf.to_string()), None),
-            (None, None) => {
+        let rt = runtime_config(m)?;
+        let (device, device_id_source) = match device_selector(conf)? {
+            Some((d, src)) => (d, src),
+            None => {
                 return Err(CniError::invalid_config(
                     "sriov: no VF given: set \"deviceID\" (or \"pciBusID\", \"runtimeConfig.deviceID\"), \
                      or \"master\"/\"pfName\" to take a free VF of that PF",
                 ))
             }
         };
+        data_dir(conf)?;
 
         // VLAN, QoS, proto.
         let vlan_id = opt_uint(m, "vlan", u64::from(MAX_VLAN))?;
@@ -524,8 +519,10 @@ pub struct VfState {
     pub mtu: u32,
 }
 
-/// One VF setting ADD changes, with the value before (for DEL) and the value to set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One VF setting ADD changes, with the value before (for DEL) and the value to set. Serialized as
+/// `{"<setting>": {"from": .., "to": ..}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum VfChange {
     /// Admin MAC on the PF (and the netdev's MAC).
     Mac {
@@ -582,6 +579,60 @@ impl VfChange {
             VfChange::LinkState { from, to } => VfChange::LinkState { from: to, to: from },
             VfChange::TxRate { from, to } => VfChange::TxRate { from: to, to: from },
         }
+    }
+}
+
+fn runtime_config(m: &Map<String, Value>) -> Result<Map<String, Value>, CniError> {
+    match m.get("runtimeConfig") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(o)) => Ok(o.clone()),
+        Some(v) => Err(bad("runtimeConfig", v, "must be an object")),
+    }
+}
+
+/// The VF (or the PF to take one from) a config names, checking only the device keys (`deviceID`, `pciBusID`,
+/// `runtimeConfig.deviceID`, `master`, `pfName`): what STATUS needs from a config that may name no device at
+/// all (a network whose device comes from the device plugin at ADD). `None` when it names none.
+pub fn device_selector(
+    conf: &PluginConf,
+) -> Result<Option<(VfSelector, Option<DeviceIdSource>)>, CniError> {
+    let m = conf.raw();
+    let rt = runtime_config(m)?;
+    // Device: deviceID, then pciBusID, then runtimeConfig.deviceID; each present one must be valid.
+    let ids = [
+        (pci(m, "deviceID", "deviceID")?, DeviceIdSource::DeviceId),
+        (pci(m, "pciBusID", "pciBusID")?, DeviceIdSource::PciBusId),
+        (
+            pci(&rt, "deviceID", "runtimeConfig.deviceID")?,
+            DeviceIdSource::RuntimeConfig,
+        ),
+    ];
+    let found = ids.into_iter().find_map(|(id, src)| id.map(|id| (id, src)));
+    let master = opt_string(m, "master")?;
+    let pf_name = opt_string(m, "pfName")?;
+    if let (Some(a), Some(b)) = (master, pf_name) {
+        if a != b {
+            return Err(bad(
+                "pfName",
+                &Value::from(b),
+                &format!("differs from \"master\" {a:?}"),
+            ));
+        }
+    }
+    Ok(match (found, master.or(pf_name)) {
+        (Some((id, src)), _) => Some((VfSelector::Vf(id), Some(src))),
+        (None, Some(pf)) => Some((VfSelector::Pf(pf.to_string()), None)),
+        (None, None) => None,
+    })
+}
+
+/// The state directory a config names with `dataDir` (this project's key: allocation records and the
+/// per-attachment cache live there; default [`crate::cache::DEFAULT_DATA_DIR`]). Must be an absolute path.
+pub fn data_dir(conf: &PluginConf) -> Result<Option<PathBuf>, CniError> {
+    match opt_string(conf.raw(), "dataDir")? {
+        None => Ok(None),
+        Some(d) if d.starts_with('/') => Ok(Some(PathBuf::from(d))),
+        Some(d) => Err(bad("dataDir", &Value::from(d), "must be an absolute path")),
     }
 }
 

@@ -1,10 +1,16 @@
 //! # multus-sriov
 //!
 //! SR-IOV for a Rust Multus: VF discovery and allocation through sysfs, VF settings through netlink, and a
-//! full restore of every changed setting on DEL. This version holds the public types the other crates share;
-//! the delegate itself comes with its issue (see the repository's README status table).
+//! full restore of every changed setting on DEL. [`Sriov`] is the `sriov` delegate (netdev mode: the VF's
+//! kernel netdev moved into the pod, as sriov-cni does); [`vf`] is the part of it a userspace (DPDK) delegate
+//! reuses (allocate, save the state, apply the settings on the PF; and give back).
 //!
 //! Modules:
+//! - [`delegate`]: the [`Sriov`] delegate: ADD, DEL, CHECK, STATUS, GC.
+//! - [`vf`]: [`vf::acquire`] and [`vf::release`], whatever becomes of the VF's netdev; [`vf::SriovEnv`] (the
+//!   sysfs and state directory an SR-IOV delegate works with).
+//! - [`netdev`]: the VF netdev: found in a pod by its PCI parent, moved between namespaces, renamed, MAC/MTU.
+//! - [`cache`]: the per-attachment record of what ADD found and changed (`<dataDir>/<containerID>-<ifname>.json`).
 //! - [`sysfs`]: read-only sysfs access with a configurable root (PFs, VFs, `physfn`, netdevs, driver, IDs, IOMMU
 //!   group); VFs are enumerated through `virtfnN` links, never a netlink dump.
 //! - [`config`]: the sriov-cni config keys parsed into a typed [`config::SriovConf`], the VF state
@@ -13,6 +19,9 @@
 //!   [`config::VfChange`]s (one `RTM_SETLINK` each).
 //! - [`alloc`]: VF allocation records under a state dir with a lock (by `deviceID` or a free VF of a PF).
 //! - `fake` (feature `fake-sysfs`, and in this crate's tests): fake sysfs trees shaped like the kernel's.
+//!
+//! State lives under `dataDir` (a config key of this project; default `/var/lib/cni/sriov`, sriov-cni's):
+//! `pci/` for the allocation records, `<containerID>-<ifname>.json` for each attachment's cache.
 //!
 //! ```
 //! use multus_sriov::PciAddress;
@@ -49,14 +58,20 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod alloc;
+pub mod cache;
 pub mod config;
+pub mod delegate;
 #[cfg(any(test, feature = "fake-sysfs"))]
 pub mod fake;
+pub mod netdev;
 pub mod sysfs;
+pub mod vf;
 pub mod vf_netlink;
 
-pub use alloc::{AllocError, Holder, VfAllocator};
+pub use alloc::{AllocError, Claim, Holder, VfAllocator};
+pub use delegate::Sriov;
 pub use sysfs::{Sysfs, SysfsError, VfRef};
+pub use vf::SriovEnv;
 
 use std::fmt;
 use std::str::FromStr;
@@ -121,9 +136,34 @@ impl fmt::Display for PciAddress {
     }
 }
 
+/// Serialized as its `dddd:bb:dd.f` string.
+impl serde::Serialize for PciAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PciAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_as_string() {
+        let a: PciAddress = "0000:03:10.1".parse().unwrap();
+        assert_eq!(serde_json::to_string(&a).unwrap(), "\"0000:03:10.1\"");
+        assert_eq!(
+            serde_json::from_str::<PciAddress>("\"0000:03:10.1\"").unwrap(),
+            a
+        );
+        assert!(serde_json::from_str::<PciAddress>("\"03:10.1\"").is_err());
+    }
 
     #[test]
     fn parses_and_refuses() {

@@ -36,7 +36,8 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
 
 /// A VF's settings as the PF reports them (`IFLA_VF_*`): the part of [`VfState`] that lives on the PF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VfSettings {
     /// The VF's admin MAC (all-zero when never set).
     pub mac: MacAddr,
