@@ -10,7 +10,9 @@
 //! - DEL restores the exact original state (netlink `read_vf_state` and `ip`, the netdev's name, MAC and MTU);
 //!   DEL again succeeds; a pod whose netns was deleted before DEL is restored all the same.
 //! - Through the meta-plugin: an ADD failing after the VF moved into the pod (the interface name is taken
-//!   there) undoes everything; then ADD, CHECK and DEL.
+//!   there) undoes everything; then ADD, CHECK and DEL; GC (valid attachment kept, others given back) and STATUS.
+//! - A pod whose netns died without a DEL: its stale VF is taken over by the next pod, after its settings are
+//!   put back from its cache, so the next pod's DEL restores the true original; the late DEL is a no-op.
 
 #[allow(dead_code)]
 mod vm_common;
@@ -681,4 +683,73 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
     drop(b);
     let err = cni(&standalone, "STATUS", "", "", "", &status);
     failed(err, "STATUS, SR-IOV off", 50, "sriov_numvfs is 0");
+}
+
+#[test]
+fn vm_sriov_delegate_stale_holder_taken_over() {
+    let b = bed();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let exe = sriov_exe(tmp.path());
+    let state = tmp.path().join("state");
+    let ipam = tmp.path().join("ipam");
+    let orig0 = snap(&b, 0);
+
+    // Pod A takes VF 0, then its netns dies without a DEL: its allocation record is stale.
+    let a = Netns::new("vm-sriov-s1");
+    let conf_a = conf(
+        "sriov-s",
+        &state,
+        &ipam,
+        json!({"deviceID": b.vfs[0], "mac": "02:33:44:55:66:77", "vlan": 100, "trust": "on"}),
+    );
+    ok(cni(&exe, "ADD", "sa", &a.path(), "net1", &conf_a), "ADD a");
+    drop(a);
+
+    // Pod C takes the VF over: A's settings are put back first, so C's DEL restores the true original.
+    let c = Netns::new("vm-sriov-s2");
+    let conf_c = conf(
+        "sriov-s",
+        &state,
+        &ipam,
+        json!({"deviceID": b.vfs[0], "vlan": 300}),
+    );
+    let rc = ok(
+        cni(&exe, "ADD", "sc", &c.path(), "net1", &conf_c),
+        "ADD c over a's stale record",
+    );
+    show(&["-d", "link", "show", &b.pf]);
+    let s0 = ip_vf(&b.pf, 0);
+    assert_eq!(
+        (s0.mac, s0.vlan.id, s0.trust),
+        (orig0.ip.mac, 300, orig0.ip.trust),
+        "a's MAC and trust put back, c's VLAN applied"
+    );
+    assert_eq!(
+        link_in(&c, "net1")["address"].as_str(),
+        Some(orig0.mac.as_str())
+    );
+    assert_eq!(
+        rc["interfaces"][0]["mac"].as_str(),
+        Some(orig0.mac.as_str())
+    );
+    assert!(!state.join("sa-net1.json").exists(), "a's cache consumed");
+
+    // A's late DEL touches nothing of C's.
+    ok(
+        cni(
+            &exe,
+            "DEL",
+            "sa",
+            "/var/run/netns/vm-sriov-s1",
+            "net1",
+            &conf_a,
+        ),
+        "DEL a (late)",
+    );
+    assert!(link_exists(&c, "net1"));
+    assert_eq!(ip_vf(&b.pf, 0).vlan.id, 300);
+    ok(cni(&exe, "DEL", "sc", &c.path(), "net1", &conf_c), "DEL c");
+    assert_eq!(snap(&b, 0), orig0, "VF 0 restored exactly");
+    assert!(reserved_ips(&ipam, "sriov-s").is_empty());
+    assert_no_state(&state);
 }
