@@ -29,6 +29,9 @@ enum Cmd {
     /// from the reference bridge plugin and net1 from the macvlan NAD, through the meta-plugin's own code;
     /// prints the network-status annotation and the pod's net1, then takes it all down (--keep leaves it).
     Demo(crate::demo::DemoOpts),
+    /// List this node's SR-IOV PFs and VFs (and devices on vfio-pci): PCI address, vendor and device names,
+    /// driver, netdev, IOMMU group, and the attachment holding each (SR-IOV allocation or DPDK binding).
+    Devices(crate::devices::DevicesOpts),
 }
 
 /// Runs the command line; returns the exit status.
@@ -60,6 +63,7 @@ pub fn main() -> i32 {
         Some(Cmd::Install(o)) => crate::install::install(&o),
         Some(Cmd::Uninstall(o)) => crate::install::uninstall(&o),
         Some(Cmd::Demo(o)) => crate::demo::run(&o),
+        Some(Cmd::Devices(o)) => crate::devices::run(&o),
         Some(Cmd::Builtins) => {
             for t in crate::builtins::standalone_types() {
                 println!("{t}");

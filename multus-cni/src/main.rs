@@ -10,6 +10,7 @@
 mod builtins;
 mod cli;
 mod demo;
+mod devices;
 mod fsutil;
 mod install;
 mod logging;
