@@ -665,9 +665,30 @@ pub fn remove_device_info(path: &Path) {
 }
 
 /// Writes the device-info file (device-info spec 1.1, type `pci`) of a VF: whole (temp file and rename),
-/// creating its directory.
+/// creating its directory. A `pci` device-info for the same VF already there (the device plugin's, copied
+/// there by Multus) is kept, with its extra members (`rdma-device`, `representor-device`, ...), and only gets
+/// the `pf-pci-address` it lacks.
 pub fn write_device_info(path: &Path, vf: PciAddress, pf: PciAddress) -> std::io::Result<()> {
-    let info = multus_core::devinfo::DeviceInfo::pci(&vf.to_string(), Some(&pf.to_string()));
+    let ours = serde_json::to_value(multus_core::devinfo::DeviceInfo::pci(
+        &vf.to_string(),
+        Some(&pf.to_string()),
+    ))
+    .map_err(std::io::Error::other)?;
+    let existing = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let info = match existing {
+        Some(mut v)
+            if v["type"] == "pci" && v["pci"]["pci-address"] == ours["pci"]["pci-address"] =>
+        {
+            if let Some(pci) = v["pci"].as_object_mut() {
+                pci.entry("pf-pci-address")
+                    .or_insert_with(|| ours["pci"]["pf-pci-address"].clone());
+            }
+            v
+        }
+        _ => ours,
+    };
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
@@ -845,6 +866,30 @@ mod tests {
                 "pci": {"pci-address": "0000:01:10.0", "pf-pci-address": "0000:01:00.0"}})
         );
         assert_eq!(std::fs::read_dir(f.parent().unwrap()).unwrap().count(), 1);
+        // The device plugin's file for this VF is kept (extra members too) and completed.
+        let dp = serde_json::json!({"type": "pci", "version": "1.1.0",
+            "pci": {"pci-address": "0000:01:10.0", "rdma-device": "mlx5_3"}});
+        std::fs::write(&f, dp.to_string()).unwrap();
+        write_device_info(
+            &f,
+            "0000:01:10.0".parse().unwrap(),
+            "0000:01:00.0".parse().unwrap(),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(v["pci"]["rdma-device"], "mlx5_3");
+        assert_eq!(v["pci"]["pf-pci-address"], "0000:01:00.0");
+        // Another device's (or a malformed) file is replaced.
+        std::fs::write(&f, dp.to_string().replace("10.0", "10.2")).unwrap();
+        write_device_info(
+            &f,
+            "0000:01:10.0".parse().unwrap(),
+            "0000:01:00.0".parse().unwrap(),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(v["pci"]["pci-address"], "0000:01:10.0");
+        assert!(v["pci"].get("rdma-device").is_none());
         remove_device_info(&f);
         remove_device_info(&f);
         assert!(!f.exists());
