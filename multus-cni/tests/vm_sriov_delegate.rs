@@ -12,7 +12,8 @@
 //! - Through the meta-plugin: an ADD failing after the VF moved into the pod (the interface name is taken
 //!   there) undoes everything; then ADD, CHECK and DEL; GC (valid attachment kept, others given back) and STATUS.
 //! - A pod whose netns died without a DEL: its stale VF is taken over by the next pod, after its settings are
-//!   put back from its cache, so the next pod's DEL restores the true original; the late DEL is a no-op.
+//!   put back from its cache, so the next pod's DEL restores the true original (with the PF renamed since
+//!   ADD); the late DEL is a no-op.
 
 #[allow(dead_code)]
 mod vm_common;
@@ -748,7 +749,13 @@ fn vm_sriov_delegate_stale_holder_taken_over() {
     );
     assert!(link_exists(&c, "net1"));
     assert_eq!(ip_vf(&b.pf, 0).vlan.id, 300);
-    ok(cni(&exe, "DEL", "sc", &c.path(), "net1", &conf_c), "DEL c");
+    // The PF renamed since ADD: DEL finds it by its PCI address.
+    run_ok("ip", &["link", "set", &b.pf, "down"]);
+    run_ok("ip", &["link", "set", &b.pf, "name", "pfrenamed"]);
+    let del = cni(&exe, "DEL", "sc", &c.path(), "net1", &conf_c);
+    run_ok("ip", &["link", "set", "pfrenamed", "name", &b.pf]);
+    run_ok("ip", &["link", "set", &b.pf, "up"]);
+    ok(del, "DEL c, PF renamed");
     assert_eq!(snap(&b, 0), orig0, "VF 0 restored exactly");
     assert!(reserved_ips(&ipam, "sriov-s").is_empty());
     assert_no_state(&state);

@@ -231,10 +231,8 @@ impl Delegate for Sriov {
         }
         check_ips(&cont, &l, &prev, idx, &sandbox).await?;
         let host = Netlink::current()?;
-        let pf = netdev::by_name(&host, &rec.pf_name)
-            .await?
-            .ok_or_else(|| CniError::kernel(format!("sriov: PF {:?} not found", rec.pf_name)))?;
-        let current = crate::vf_netlink::read_vf_state(&host, pf.index, rec.vf_index).await?;
+        let pf_index = vf::pf_index(&env, &host, &rec).await?;
+        let current = crate::vf_netlink::read_vf_state(&host, pf_index, rec.vf_index).await?;
         let drift = vf::drifted(&current, &rec.changes);
         if !drift.is_empty() {
             let what: Vec<String> = drift

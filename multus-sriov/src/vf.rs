@@ -255,7 +255,7 @@ async fn prepare(
     let cache = env.cache();
     cache.save(&rec).map_err(|e| Undo::Clean(e.into()))?;
     let applied = async {
-        let pf_index = pf_index(nl, &rec).await?;
+        let pf_index = pf_index(env, nl, &rec).await?;
         // The netdev's own MAC first, where the driver allows it: a driver that takes an administrative MAC
         // only at its next reset (igbvf) then carries the new MAC at once. Best effort: the pod side checks.
         if let (Some(mac), Some(nd)) = (conf.mac, &rec.netdev) {
@@ -387,16 +387,23 @@ async fn snapshot(
     })
 }
 
-async fn pf_index(nl: &Netlink, rec: &VfRecord) -> Result<u32, CniError> {
-    netdev::by_name(nl, &rec.pf_name)
-        .await?
-        .map(|l| l.index)
-        .ok_or_else(|| {
-            CniError::kernel(format!(
-                "sriov: PF {:?} of VF {} not found",
-                rec.pf_name, rec.vf
-            ))
-        })
+/// The PF's interface index: its netdev found through sysfs by PCI address (it may have been renamed since
+/// ADD), else by the name cached at ADD.
+pub async fn pf_index(env: &SriovEnv, nl: &Netlink, rec: &VfRecord) -> Result<u32, CniError> {
+    let now = env
+        .sysfs
+        .netdevs(rec.pf)
+        .ok()
+        .and_then(|n| n.into_iter().next());
+    for name in now.iter().chain(std::iter::once(&rec.pf_name)) {
+        if let Some(l) = netdev::by_name(nl, name).await? {
+            return Ok(l.index);
+        }
+    }
+    Err(CniError::kernel(format!(
+        "sriov: PF {} ({:?} at ADD) of VF {} not found",
+        rec.pf, rec.pf_name, rec.vf
+    )))
 }
 
 /// The changes that put the settings `changes` touched back to `original`, given the `current` ones: one per
@@ -498,7 +505,7 @@ pub async fn restore_settings(
         tracing::info!("VF {} is gone: no settings to put back", rec.vf);
         return Ok(());
     }
-    let pf_index = pf_index(nl, rec).await?;
+    let pf_index = pf_index(env, nl, rec).await?;
     let current = read_vf_state(nl, pf_index, rec.vf_index).await?;
     let plan = restore_plan(&current, &rec.original, &rec.changes);
     apply_changes(nl, pf_index, rec.vf_index, &plan).await
