@@ -8,6 +8,12 @@
 //! | `allowNoIommu` | bool | bind without an IOMMU when vfio's unsafe no-IOMMU mode is on (default false) |
 //! | `dataDir` | string | the state directory (default `/var/lib/cni/multus/dpdk`) |
 //! | `runtimeConfig.CNIDeviceInfoFile` | string | where to write the device-info (spec 1.1.0), as Multus asks |
+//! | `mac`, `vlan`, `vlanQoS`, `vlanProto`, `spoofchk`, `trust`, `link_state`, `min_tx_rate`, `max_tx_rate` | | VF settings applied on the PF, as the `sriov` delegate does (see `multus_sriov::config`) |
+//!
+//! For an SR-IOV VF, ADD first allocates it and applies the VF settings on its PF with the SR-IOV delegate's
+//! `multus_sriov::vf::acquire` (state under `<dataDir>/sriov`, or the SR-IOV delegate's default directory, so that
+//! the two delegates never hand out one VF twice); DEL puts them back with `vf::release` once the VF is on its
+//! kernel driver again. The DPDK application then sees the VF with the configured MAC and VLAN.
 //!
 //! ADD: checks and binds ([`crate::bind`]), recording the device's original driver, netdev name, MAC and up flag
 //! under `dataDir` (before touching it); returns one interface named after `CNI_IFNAME` with the device's `pciID`
@@ -27,6 +33,9 @@ use multus_core::cni::{CniError, CniResult, Interface, PluginConf, CURRENT_VERSI
 use multus_core::delegate::{Context, Delegate};
 use multus_core::devinfo::DeviceInfo;
 use multus_core::netlink::{link, parse_mac, Netlink};
+use multus_sriov::cache::VfRecord;
+use multus_sriov::config::SriovConf;
+use multus_sriov::vf::{self, AttachmentId, SriovEnv};
 use multus_sriov::PciAddress;
 use serde_json::{Map, Value};
 
@@ -136,6 +145,66 @@ impl Dpdk {
     pub fn without_netlink(mut self) -> Self {
         self.netlink = false;
         self
+    }
+
+    /// The SR-IOV state (allocation records, VF settings cache) for a VF: `<dataDir>/sriov` when `dataDir` is
+    /// set, else the SR-IOV delegate's default, so that both delegates see each other's allocations.
+    fn sriov_env(&self, conf: &DpdkConf) -> SriovEnv {
+        let dir = conf
+            .state_dir
+            .as_ref()
+            .map(|d| d.join("sriov"))
+            .unwrap_or_else(|| PathBuf::from(multus_sriov::cache::DEFAULT_DATA_DIR));
+        SriovEnv::new(self.binder.sysfs().clone(), dir)
+    }
+
+    /// For an SR-IOV VF (and with netlink): allocates it and applies the config's VF settings on its PF (the
+    /// SR-IOV delegate's `vf::acquire`), unless this attachment already did. Returns the new record.
+    async fn acquire_vf(
+        &self,
+        ctx: &Context,
+        conf: &PluginConf,
+        c: &DpdkConf,
+        device: PciAddress,
+    ) -> Result<Option<VfRecord>, CniError> {
+        if !self.netlink || !self.binder.sysfs().is_vf(device).unwrap_or(false) {
+            return Ok(None);
+        }
+        let env = self.sriov_env(c);
+        if env.cache().load(&ctx.container_id, &ctx.ifname)?.is_some() {
+            return Ok(None);
+        }
+        let sconf = SriovConf::parse(conf)?;
+        let nl = Netlink::current()?;
+        let id = AttachmentId {
+            network: conf.name().unwrap_or_default().to_string(),
+            container_id: ctx.container_id.clone(),
+            ifname: ctx.ifname.clone(),
+            netns: ctx
+                .netns
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        vf::acquire(&env, &nl, &sconf, &id).await.map(Some)
+    }
+
+    /// Puts back the VF settings of an attachment and frees its VF (`vf::release`), when it has a record.
+    async fn release_vf(
+        &self,
+        c: &DpdkConf,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<(), CniError> {
+        if !self.netlink {
+            return Ok(());
+        }
+        let env = self.sriov_env(c);
+        let Some(rec) = env.cache().load(container_id, ifname)? else {
+            return Ok(());
+        };
+        let nl = Netlink::current()?;
+        vf::release(&env, &nl, &rec).await
     }
 
     fn store(&self, conf: &DpdkConf) -> Store {
@@ -309,10 +378,33 @@ impl Delegate for Dpdk {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let allow = c.allow_no_iommu;
-        let (record, fresh) = {
+        let acquired = self.acquire_vf(ctx, conf, &c, device).await?;
+        let bound = {
             let netns = netns.clone();
-            blocking(move || bind_for(&binder, &store, &cid, &ifname, &netns, device, allow))
-                .await?
+            blocking(move || {
+                Ok(bind_for(
+                    &binder, &store, &cid, &ifname, &netns, device, allow,
+                ))
+            })
+            .await?
+        };
+        let (record, fresh) = match bound {
+            Ok(x) => x,
+            Err(f) => {
+                if let (Some((original, Some(cur))), true) =
+                    (f.rolled_back.as_deref(), self.netlink)
+                {
+                    restore_netdev(cur, original).await;
+                }
+                if acquired.is_some() {
+                    if let Err(e) = self.release_vf(&c, &ctx.container_id, &ctx.ifname).await {
+                        tracing::warn!(
+                            "dpdk: putting the VF settings back after a failed ADD: {e}"
+                        );
+                    }
+                }
+                return Err(f.err);
+            }
         };
         if let Some(f) = &c.device_info_file {
             let info = DeviceInfo::pci(&record.pci, record.pf.as_deref());
@@ -320,13 +412,23 @@ impl Delegate for Dpdk {
                 if fresh {
                     // Undo this ADD's bind: the runtime may not call DEL.
                     let (binder, store, r) = (self.binder.clone(), self.store(&c), record.clone());
-                    let _ = blocking(move || {
+                    let undone = blocking(move || {
                         let _l = store.lock()?;
-                        Dpdk::restore_record(&binder, &r)?;
+                        let x = Dpdk::restore_record(&binder, &r)?;
                         store.remove(&r.container_id, &r.ifname)?;
-                        Ok(())
+                        Ok(x)
                     })
                     .await;
+                    if let (Ok(x), true) = (&undone, self.netlink) {
+                        if let Some(cur) = &x.netdev {
+                            restore_netdev(cur, &record.original).await;
+                        }
+                    }
+                    if let Err(e) = self.release_vf(&c, &ctx.container_id, &ctx.ifname).await {
+                        tracing::warn!(
+                            "dpdk: putting the VF settings back after a failed ADD: {e}"
+                        );
+                    }
                 }
                 return Err(e);
             }
@@ -400,6 +502,8 @@ impl Delegate for Dpdk {
                 restore_netdev(cur, &r.original).await;
             }
         }
+        // The VF's settings last, with its kernel driver and netdev back (as in netdev mode).
+        self.release_vf(&c, &ctx.container_id, &ctx.ifname).await?;
         if let Some(f) = &c.device_info_file {
             remove_device_info(f);
         }
@@ -459,6 +563,7 @@ impl Delegate for Dpdk {
             if let Some(cur) = &x.netdev {
                 restore_netdev(cur, &r.original).await;
             }
+            self.release_vf(&c, &r.container_id, &r.ifname).await?;
         }
         Ok(())
     }
@@ -473,7 +578,7 @@ fn bind_for(
     netns: &str,
     device: PciAddress,
     allow_no_iommu: bool,
-) -> Result<(Record, bool), CniError> {
+) -> Result<(Record, bool), Failed> {
     let _l = store.lock()?;
     let pci = device.to_string();
     let existing = store.get(cid, ifname)?;
@@ -482,7 +587,8 @@ fn bind_for(
             return Err(CniError::invalid_config(format!(
                 "dpdk: container {cid} ifname {ifname} already holds {}; DEL it before adding {pci}",
                 r.pci
-            )));
+            ))
+            .into());
         }
         if let (Phase::Bound, Some(number)) = (r.phase, r.group) {
             if binder
@@ -507,7 +613,8 @@ fn bind_for(
         return Err(CniError::kernel(format!(
             "dpdk: {pci} is already bound for container {} ifname {}",
             o.container_id, o.ifname
-        )));
+        ))
+        .into());
     }
     let mut plan = binder.plan(device, allow_no_iommu)?;
     if let Some(r) = &existing {
@@ -541,11 +648,34 @@ fn bind_for(
             Ok((record, true))
         }
         Err(e) => {
-            // Rolled back to the original: nothing left to undo. Otherwise the record stays for DEL.
+            // Rolled back to the original: nothing left to undo but the netdev's name. Otherwise the record stays
+            // for DEL.
+            let mut f = Failed::from(CniError::from(e));
             if binder.sysfs().driver(device).ok() == Some(plan.original.driver.clone()) {
                 store.remove(cid, ifname)?;
+                let netdev = binder
+                    .sysfs()
+                    .netdevs(device)
+                    .ok()
+                    .and_then(|n| n.into_iter().next());
+                f.rolled_back = Some(Box::new((plan.original, netdev)));
             }
-            Err(e.into())
+            Err(f)
+        }
+    }
+}
+
+/// A failed ADD: the error, and after a successful rollback the original and the netdev the kernel made.
+struct Failed {
+    err: CniError,
+    rolled_back: Option<Box<(Original, Option<String>)>>,
+}
+
+impl<E: Into<CniError>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed {
+            err: e.into(),
+            rolled_back: None,
         }
     }
 }
@@ -789,6 +919,24 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code.code(), 7);
         assert!(e.msg.contains("no device given"), "{e}");
+        // The device-info file cannot be written: the bind is undone.
+        let blocker = t.state.parent().unwrap().join("file");
+        fs::write(&blocker, "").unwrap();
+        let e = t
+            .dpdk
+            .add(
+                &ctx(Command::Add, "c1", "net1"),
+                &conf(
+                    &t,
+                    json!({"runtimeConfig": {"CNIDeviceInfoFile": blocker.join("x")}}),
+                ),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code.code(), 5);
+        assert!(e.msg.contains("device-info file"), "{e}");
+        assert_eq!(driver(&t, "0000:01:10.0").as_deref(), Some("igbvf"));
+        assert!(!t.state.join("c1@net1.json").exists());
     }
 
     #[tokio::test]

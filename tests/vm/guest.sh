@@ -15,6 +15,11 @@ for m in igb igbvf ipvlan 8021q dummy macvlan vfio-pci; do
     modprobe "$m" || { say "FATAL: modprobe $m failed"; exit 96; }
 done
 say "modules loaded: igb igbvf ipvlan 8021q dummy macvlan vfio-pci"
+# Hugepages for DPDK (vm_dpdk runs dpdk-testpmd): 64 x 2 MiB, hugetlbfs at /dev/hugepages.
+mkdir -p /dev/hugepages
+mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages || say "WARNING: cannot mount hugetlbfs"
+echo 64 >/proc/sys/vm/nr_hugepages || say "WARNING: cannot reserve hugepages"
+say "hugepages: $(cat /proc/sys/vm/nr_hugepages) x 2 MiB at /dev/hugepages"
 ip link set lo up
 ip -br link
 

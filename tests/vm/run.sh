@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The VM test bed: boots a Debian 6.12 kernel under QEMU (software emulation) with an emulated igb SR-IOV NIC behind
 # a PCIe root port, an emulated Intel IOMMU and the host's root filesystem shared read-only over 9p (with a tmpfs
-# overlay on top), loads igb/igbvf/ipvlan/8021q/dummy/macvlan/vfio-pci, and runs the project's VM tests (the
+# overlay on top), loads igb/igbvf/ipvlan/8021q/dummy/macvlan/vfio-pci, reserves 64 2 MiB hugepages (for
+# dpdk-testpmd, from the host's dpdk-dev), and runs the project's VM tests (the
 # `multus-cni/tests/vm_*.rs` test binaries, built on the host with `--features vm-tests`) inside, as root.
 #
 # Usage:
@@ -88,9 +89,11 @@ install_missing() {
     command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
     command -v xz >/dev/null || missing+=(xz-utils)
     command -v zstd >/dev/null || missing+=(zstd)
+    # dpdk-testpmd (the DPDK proof in vm_dpdk) is in dpdk-dev, not in the dpdk package.
+    [ -x /usr/bin/dpdk-testpmd ] || missing+=(dpdk-dev)
 
     if [ ${#missing[@]} -eq 0 ] && [ ${#bp_missing[@]} -eq 0 ]; then
-        say "all host packages present (qemu, kernel $kver, busybox-static, CNI plugins)"
+        say "all host packages present (qemu, kernel $kver, busybox-static, CNI plugins, dpdk-testpmd)"
         return
     fi
     [ "${VM_SKIP_INSTALL:-0}" = 1 ] && die "missing: ${bp_missing[*]} ${missing[*]} (and VM_SKIP_INSTALL=1)"
