@@ -603,3 +603,53 @@ fn vm_dpdk_testpmd_drives_the_bound_vf() {
     cni(&dpdk, "DEL", "c1", &ns, &conf, false).ok("DEL");
     vf.assert_back();
 }
+
+#[test]
+fn vm_dpdk_free_vf_of_a_pf() {
+    require_vm();
+    let vf0 = Vf::setup("dpdkvf0");
+    let pf = igb_pf();
+    let vf1 = fs::canonicalize(format!("/sys/class/net/{pf}/device/virtfn1"))
+        .expect("virtfn1")
+        .file_name()
+        .expect("bdf")
+        .to_string_lossy()
+        .into_owned();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let ns = Netns::new("dpdk5");
+    let multus = multus_bin();
+    // No device ID: `master` names the PF, the SR-IOV allocator picks a free VF (the lowest one first).
+    let mut conf = multus_conf(&vf0, &state);
+    let d = conf["delegates"][0].as_object_mut().expect("delegate");
+    d.remove("deviceID");
+    d.insert("master".into(), json!(pf));
+    let r1 = cni(&multus, "ADD", "c1", &ns, &conf, false).ok("ADD c1");
+    assert_eq!(
+        r1["interfaces"][0]["pciID"],
+        vf0.pci.as_str(),
+        "c1 gets VF 0"
+    );
+    vf0.assert_on_vfio();
+    let r2 = cni(&multus, "ADD", "c2", &ns, &conf, false).ok("ADD c2");
+    assert_eq!(r2["interfaces"][0]["pciID"], vf1.as_str(), "c2 gets VF 1");
+    assert_eq!(
+        link_name(format!("/sys/bus/pci/devices/{vf1}/driver")).as_deref(),
+        Some("vfio-pci")
+    );
+    // Both VFs taken: a third attachment is refused, nothing changes.
+    let msg = err_msg(&cni(&multus, "ADD", "c3", &ns, &conf, false));
+    assert!(msg.contains("no free VF"), "{msg}");
+    cni(&multus, "DEL", "c3", &ns, &conf, false).ok("DEL c3");
+    cni(&multus, "DEL", "c2", &ns, &conf, false).ok("DEL c2");
+    assert_eq!(
+        link_name(format!("/sys/bus/pci/devices/{vf1}/driver")).as_deref(),
+        Some("igbvf")
+    );
+    cni(&multus, "DEL", "c1", &ns, &conf, false).ok("DEL c1");
+    vf0.assert_back();
+    assert!(
+        !state.join("sriov/pci").join(&vf0.pci).exists()
+            && !state.join("sriov/pci").join(&vf1).exists()
+    );
+}

@@ -5,6 +5,7 @@
 //! | key | type | meaning |
 //! |-----|------|---------|
 //! | `deviceID` | string | the device's PCI address `dddd:bb:dd.f`; also `pciBusID` and `runtimeConfig.deviceID` (that order) |
+//! | `master` / `pfName` | string | without a device ID: take a free VF of this PF (the SR-IOV allocator's choice) |
 //! | `allowNoIommu` | bool | bind without an IOMMU when vfio's unsafe no-IOMMU mode is on (default false) |
 //! | `dataDir` | string | the state directory (default `/var/lib/cni/multus/dpdk`) |
 //! | `runtimeConfig.CNIDeviceInfoFile` | string | where to write the device-info (spec 1.1.0), as Multus asks |
@@ -158,21 +159,31 @@ impl Dpdk {
         SriovEnv::new(self.binder.sysfs().clone(), dir)
     }
 
-    /// For an SR-IOV VF (and with netlink): allocates it and applies the config's VF settings on its PF (the
-    /// SR-IOV delegate's `vf::acquire`), unless this attachment already did. Returns the new record.
+    /// The device, and for an SR-IOV VF (with netlink) its allocation and VF settings on the PF (the SR-IOV
+    /// delegate's `vf::acquire`; a new record only when this attachment did not already have one). Without a
+    /// device ID, `master` / `pfName` names a PF and a free VF of it is allocated, as the `sriov` delegate does.
     async fn acquire_vf(
         &self,
         ctx: &Context,
         conf: &PluginConf,
         c: &DpdkConf,
-        device: PciAddress,
-    ) -> Result<Option<VfRecord>, CniError> {
-        if !self.netlink || !self.binder.sysfs().is_vf(device).unwrap_or(false) {
-            return Ok(None);
+    ) -> Result<(PciAddress, Option<VfRecord>), CniError> {
+        let no_device = || {
+            CniError::invalid_config(
+                "dpdk: no device given: set \"deviceID\" (or \"pciBusID\", \"runtimeConfig.deviceID\") to its PCI \
+                 address, or \"master\" / \"pfName\" to take a free VF of that PF",
+            )
+        };
+        if let Some(d) = c.device {
+            if !self.netlink || !self.binder.sysfs().is_vf(d).unwrap_or(false) {
+                return Ok((d, None));
+            }
+        } else if !self.netlink || !["master", "pfName"].iter().any(|k| conf.get(k).is_some()) {
+            return Err(no_device());
         }
         let env = self.sriov_env(c);
-        if env.cache().load(&ctx.container_id, &ctx.ifname)?.is_some() {
-            return Ok(None);
+        if let Some(rec) = env.cache().load(&ctx.container_id, &ctx.ifname)? {
+            return Ok((c.device.unwrap_or(rec.vf), None));
         }
         let sconf = SriovConf::parse(conf)?;
         let nl = Netlink::current()?;
@@ -186,7 +197,8 @@ impl Dpdk {
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         };
-        vf::acquire(&env, &nl, &sconf, &id).await.map(Some)
+        let rec = vf::acquire(&env, &nl, &sconf, &id).await?;
+        Ok((rec.vf, Some(rec)))
     }
 
     /// Puts back the VF settings of an attachment and frees its VF (`vf::release`), when it has a record.
@@ -364,11 +376,7 @@ impl Delegate for Dpdk {
 
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let c = DpdkConf::parse(conf)?;
-        let device = c.device.ok_or_else(|| {
-            CniError::invalid_config(
-                "dpdk: no device given: set \"deviceID\" (or \"pciBusID\", \"runtimeConfig.deviceID\") to its PCI address",
-            )
-        })?;
+        let (device, acquired) = self.acquire_vf(ctx, conf, &c).await?;
         let store = self.store(&c);
         let binder = self.binder.clone();
         let (cid, ifname) = (ctx.container_id.clone(), ctx.ifname.clone());
@@ -378,7 +386,6 @@ impl Delegate for Dpdk {
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let allow = c.allow_no_iommu;
-        let acquired = self.acquire_vf(ctx, conf, &c, device).await?;
         let bound = {
             let netns = netns.clone();
             blocking(move || {
