@@ -337,7 +337,8 @@ fn vm_dpdk_bind_and_restore() {
     let v: Value = serde_json::from_str(&text).expect("device-info JSON");
     assert_eq!(
         v,
-        json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": vf.pci, "pf-pci-address": vf.pf_pci}})
+        json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": vf.pci, "pf-pci-address": vf.pf_pci,
+            "vfio-device": format!("/dev/vfio/{}", vf.group)}})
     );
     cni(&dpdk, "DEL", "c2", &ns, &conf, false).ok("standalone DEL");
     assert!(!info.exists(), "DEL removes the device-info file");

@@ -11,6 +11,10 @@
 //! assert_eq!(json["type"], "pci");
 //! assert_eq!(json["pci"]["pf-pci-address"], "0000:03:00.0");
 //! assert_eq!(json["version"], "1.1.0");
+//! assert!(json["pci"].get("vfio-device").is_none());
+//!
+//! let bound = DeviceInfo::pci("0000:03:10.1", None).with_vfio_device("/dev/vfio/12");
+//! assert_eq!(serde_json::to_value(&bound).unwrap()["pci"]["vfio-device"], "/dev/vfio/12");
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +46,16 @@ pub struct PciInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub pf_pci_address: Option<String>,
+    /// `vfio-device`: the VFIO group device (`/dev/vfio/<group>`) of a device bound to vfio-pci. This project's
+    /// extension: spec 1.1.0's `pci` object has no member for it, and a DPDK application in the pod needs it
+    /// (the group is otherwise only found through the host's sysfs). Readers that decode the spec's members
+    /// only (Go Multus' typed `PciDevice`) ignore it.
+    #[serde(
+        rename = "vfio-device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vfio_device: Option<String>,
 }
 
 impl DeviceInfo {
@@ -53,7 +67,16 @@ impl DeviceInfo {
             pci: Some(PciInfo {
                 pci_address: address.into(),
                 pf_pci_address: pf.map(str::to_string),
+                vfio_device: None,
             }),
         }
+    }
+
+    /// The same, with the VFIO group device of a `pci` device bound to vfio-pci (empty: none).
+    pub fn with_vfio_device(mut self, dev: &str) -> Self {
+        if let Some(p) = self.pci.as_mut() {
+            p.vfio_device = Some(dev.to_string()).filter(|d| !d.is_empty());
+        }
+        self
     }
 }

@@ -414,7 +414,8 @@ impl Delegate for Dpdk {
             }
         };
         if let Some(f) = &c.device_info_file {
-            let info = DeviceInfo::pci(&record.pci, record.pf.as_deref());
+            let info = DeviceInfo::pci(&record.pci, record.pf.as_deref())
+                .with_vfio_device(&record.vfio_dev);
             if let Err(e) = write_device_info(f, &info) {
                 if fresh {
                     // Undo this ADD's bind: the runtime may not call DEL.
@@ -808,7 +809,8 @@ mod tests {
         assert_eq!(
             info,
             json!({"type": "pci", "version": "1.1.0",
-                "pci": {"pci-address": "0000:01:10.0", "pf-pci-address": "0000:01:00.0"}})
+                "pci": {"pci-address": "0000:01:10.0", "pf-pci-address": "0000:01:00.0",
+                    "vfio-device": t.sim.dev_vfio.join("8")}})
         );
         let rec: Value =
             serde_json::from_slice(&fs::read(t.state.join("c1@net1.json")).unwrap()).unwrap();
