@@ -24,9 +24,6 @@
 //! still on vfio-pci and its group device exists. STATUS: vfio-pci and an IOMMU are there. GC: restores the
 //! devices of attachments that are not in the valid list.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -256,39 +253,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CniError::io(format!("dpdk: worker thread failed: {e}")))?
 }
 
-/// Writes the device-info file whole (temp file + rename), creating its directory.
+/// Writes the device-info file whole (temp file + rename), creating its directory: the SR-IOV delegate's writer
+/// (`multus_sriov::vf::write_device_info_file`), which keeps the device plugin's file for the same device and
+/// only adds what it lacks.
 pub fn write_device_info(path: &Path, info: &DeviceInfo) -> Result<(), CniError> {
-    let err = |op: &str, e: std::io::Error| {
-        CniError::io(format!(
-            "dpdk: device-info file {}: {op}: {e}",
-            path.display()
-        ))
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(|e| err("create its directory", e))?;
-    }
-    let json = serde_json::to_vec(info).map_err(|e| CniError::io(e.to_string()))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(|e| err("create", e))?;
-    f.write_all(&json).map_err(|e| err("write", e))?;
-    fs::rename(&tmp, path).map_err(|e| err("rename", e))
-}
-
-fn remove_device_info(path: &Path) {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            tracing::warn!("dpdk: removing device-info file {}: {e}", path.display())
-        }
-        _ => {}
-    }
+    vf::write_device_info_file(path, info)
+        .map_err(|e| CniError::io(format!("dpdk: device-info file {}: {e}", path.display())))
 }
 
 /// After a restore: the netdev the kernel made gets its original name, MAC and up flag back. Failures are logged,
@@ -513,7 +483,7 @@ impl Delegate for Dpdk {
         // The VF's settings last, with its kernel driver and netdev back (as in netdev mode).
         self.release_vf(&c, &ctx.container_id, &ctx.ifname).await?;
         if let Some(f) = &c.device_info_file {
-            remove_device_info(f);
+            vf::remove_device_info(f);
         }
         Ok(())
     }
@@ -695,6 +665,7 @@ mod tests {
     use multus_core::cni::Command;
     use multus_core::delegate::Registry;
     use serde_json::json;
+    use std::fs;
     use std::sync::Arc;
 
     struct T {

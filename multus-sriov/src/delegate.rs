@@ -1,4 +1,11 @@
-//! The `sriov` delegate, netdev mode: a VF's kernel netdev moved into the pod, as sriov-cni does.
+//! The `sriov` delegate: netdev mode (a VF's kernel netdev moved into the pod) and userspace mode (a VF already
+//! bound to vfio-pci or another userspace driver: settings on the PF only, see [`crate::userspace`]), as
+//! sriov-cni does. The mode follows the VF's driver at ADD (as sriov-cni's): a `deviceID` on a userspace
+//! driver takes the userspace mode, one on its kernel driver the netdev mode; a VF with no driver is refused
+//! (this type never binds a VF: the `dpdk` type does, with the same VF settings). Below, the netdev mode; the
+//! userspace mode's ADD skips the netdev steps (no move, no rename, IPAM's addresses reported but not applied)
+//! and writes `vfio-device` into the device-info, its DEL has no netdev to bring back, and its CHECK checks the
+//! VF's driver instead of a netdev.
 //!
 //! - ADD: [`vf::acquire`] (VF allocated, its state cached, the config's settings applied on the PF), then the
 //!   VF netdev moved into the pod under a temporary name, renamed to `CNI_IFNAME`, given the config's MAC,
@@ -19,6 +26,7 @@ use crate::cache::VfRecord;
 use crate::config::{self, SriovConf, VfSelector};
 use crate::netdev::{self, LinkSet};
 use crate::sysfs::Sysfs;
+use crate::userspace::{self, UserspaceVf};
 use crate::vf::{self, AttachmentId, SriovEnv, NETDEV_RETURN_TIMEOUT};
 use crate::PciAddress;
 use async_trait::async_trait;
@@ -38,7 +46,7 @@ use std::path::{Path, PathBuf};
 /// The runtime config key naming the device-info file to write (device-info spec 1.1).
 pub const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
 
-/// The built-in `sriov` delegate (netdev mode).
+/// The built-in `sriov` delegate (netdev and userspace modes).
 #[derive(Debug, Clone)]
 pub struct Sriov {
     env: SriovEnv,
@@ -138,6 +146,12 @@ impl Delegate for Sriov {
             .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required for ADD"))?;
         let ns = NetNs::open(path)?;
         let env = self.env_for(conf)?;
+        // A VF already on a userspace driver (vfio-pci, ...) takes the userspace mode; decided before anything
+        // changes, so that its refusals leave nothing behind.
+        let us = match &sconf.device {
+            VfSelector::Vf(v) => userspace::probe(env.sysfs(), *v)?,
+            VfSelector::Pf(_) => None,
+        };
         let host = Netlink::current()?;
         let id = AttachmentId {
             network: conf.name().unwrap_or_default().to_string(),
@@ -147,7 +161,11 @@ impl Delegate for Sriov {
         };
         let mut rec = vf::acquire(&env, &host, &sconf, &id).await?;
         let mut done = Plugged::default();
-        match plug(ctx, conf, &sconf, &env, &host, &ns, &mut rec, &mut done).await {
+        let plugged = match &us {
+            Some(u) => plug_userspace(ctx, conf, &sconf, &env, &ns, &mut rec, u, &mut done).await,
+            None => plug(ctx, conf, &sconf, &env, &host, &ns, &mut rec, &mut done).await,
+        };
+        match plugged {
             Ok(r) => Ok(r),
             Err(e) => {
                 if let Err(u) = unplug(ctx, conf, &env, &host, &ns, &rec, &done).await {
@@ -205,31 +223,39 @@ impl Delegate for Sriov {
                 rec.vf, rec.container_id, rec.ifname
             )));
         }
-        let ns = NetNs::open(path)?;
-        let cont = Netlink::open_in(&ns)?;
-        let l = netdev::by_name(&cont, &ctx.ifname).await?.ok_or_else(|| {
-            CniError::kernel(format!(
-                "sriov: interface {:?} not found in {sandbox}",
-                ctx.ifname
-            ))
-        })?;
-        if let Some(p) = netdev::parent_pci(&cont, l.index).await? {
-            if p != rec.vf.to_string() {
+        if rec.netdev.is_none() {
+            // Userspace mode: no netdev to look at; the VF must still be on a userspace driver.
+            check_userspace(env.sysfs(), &rec)?;
+        } else {
+            let ns = NetNs::open(path)?;
+            let cont = Netlink::open_in(&ns)?;
+            let l = netdev::by_name(&cont, &ctx.ifname).await?.ok_or_else(|| {
+                CniError::kernel(format!(
+                    "sriov: interface {:?} not found in {sandbox}",
+                    ctx.ifname
+                ))
+            })?;
+            if let Some(p) = netdev::parent_pci(&cont, l.index).await? {
+                if p != rec.vf.to_string() {
+                    return Err(CniError::kernel(format!(
+                        "sriov: interface {:?} is the netdev of {p}, not of VF {}",
+                        ctx.ifname, rec.vf
+                    )));
+                }
+            }
+            if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
                 return Err(CniError::kernel(format!(
-                    "sriov: interface {:?} is the netdev of {p}, not of VF {}",
-                    ctx.ifname, rec.vf
+                    "sriov: interface {:?} has MAC {}, prevResult says {}",
+                    ctx.ifname,
+                    format_mac(&l.mac),
+                    iface.mac
                 )));
             }
+            check_ips(&cont, &l, &prev, idx, &sandbox).await?;
         }
-        if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
-            return Err(CniError::kernel(format!(
-                "sriov: interface {:?} has MAC {}, prevResult says {}",
-                ctx.ifname,
-                format_mac(&l.mac),
-                iface.mac
-            )));
+        if rec.changes.is_empty() {
+            return Ok(());
         }
-        check_ips(&cont, &l, &prev, idx, &sandbox).await?;
         let host = Netlink::current()?;
         let pf_index = vf::pf_index(&env, &host, &rec).await?;
         let current = crate::vf_netlink::read_vf_state(&host, pf_index, rec.vf_index).await?;
@@ -435,10 +461,12 @@ async fn plug(
     let Some(nd) = rec.netdev.clone() else {
         let driver = env.sysfs().driver(rec.vf).ok().flatten();
         return Err(CniError::invalid_config(format!(
-            "sriov: VF {} has no network interface in the host (driver {}): the sriov plugin's netdev mode \
-             needs the VF bound to its kernel network driver",
+            "sriov: VF {} has no network interface in the host (driver {}): the sriov plugin needs the VF \
+             bound to its kernel network driver (netdev mode) or to a userspace driver ({}: userspace mode); \
+             to have the plugin bind it to vfio-pci, use type \"dpdk\"",
             rec.vf,
-            driver.as_deref().unwrap_or("none")
+            driver.as_deref().unwrap_or("none"),
+            crate::alloc::USERSPACE_DRIVERS.join(", ")
         )));
     };
     let hl = netdev::by_name(host, &nd.name).await?.ok_or_else(|| {
@@ -550,6 +578,103 @@ async fn plug(
             tracing::warn!("writing device-info {}: {e}", f.display());
         }
     }
+    Ok(result)
+}
+
+/// CHECK of a userspace-mode attachment: its VF is still on a userspace driver.
+fn check_userspace(sysfs: &Sysfs, rec: &VfRecord) -> Result<(), CniError> {
+    if userspace::probe(sysfs, rec.vf)?.is_none() {
+        let driver = sysfs.driver(rec.vf).ok().flatten();
+        return Err(CniError::kernel(format!(
+            "sriov: VF {} is on driver {} now, not on a userspace driver ({})",
+            rec.vf,
+            driver.as_deref().unwrap_or("none"),
+            crate::alloc::USERSPACE_DRIVERS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// ADD past [`vf::acquire`] in userspace mode ([`crate::userspace`]): no netdev, nothing bound or unbound;
+/// IPAM's addresses reported, not applied; the device-info file with the VFIO group device.
+#[allow(clippy::too_many_arguments)]
+async fn plug_userspace(
+    ctx: &Context,
+    conf: &PluginConf,
+    sconf: &SriovConf,
+    env: &SriovEnv,
+    ns: &NetNs,
+    rec: &mut VfRecord,
+    u: &UserspaceVf,
+    done: &mut Plugged,
+) -> Result<CniResult, CniError> {
+    // Read before the allocation: the VF must still be on that driver now that it is this attachment's.
+    let now = env.sysfs().driver(rec.vf).ok().flatten();
+    if now.as_deref() != Some(u.driver.as_str()) {
+        return Err(CniError::try_again_later(format!(
+            "sriov: VF {} moved from driver {} to {} during ADD",
+            rec.vf,
+            u.driver,
+            now.as_deref().unwrap_or("none")
+        )));
+    }
+    let mac = sconf
+        .mac
+        .or_else(|| (!rec.original.mac.is_zero()).then_some(rec.original.mac));
+    let mut result = CniResult::new(
+        conf.cni_version()
+            .unwrap_or(multus_core::cni::CURRENT_VERSION),
+    );
+    result.interfaces = vec![Interface {
+        name: ctx.ifname.clone(),
+        sandbox: ns.path().display().to_string(),
+        pci_id: rec.vf.to_string(),
+        mac: mac.map(|m| m.to_string()).unwrap_or_default(),
+        ..Default::default()
+    }];
+    let mut dns = conf_dns(conf)?;
+    if ipam_type(conf).is_some() {
+        done.ipam = true;
+        let ipam = ipam_run(ctx, conf, Command::Add).await?.ok_or_else(|| {
+            CniError::new(ErrorCode::IpamFailure, "IPAM plugin returned no result")
+        })?;
+        if ipam.ips.is_empty() {
+            return Err(CniError::new(
+                ErrorCode::IpamFailure,
+                "IPAM plugin returned missing IP config",
+            ));
+        }
+        result.ips = ipam
+            .ips
+            .into_iter()
+            .map(|ip| IpConfig {
+                interface: Some(0),
+                ..ip
+            })
+            .collect();
+        result.routes = ipam.routes;
+        if dns.is_empty() {
+            dns = ipam.dns;
+        }
+    }
+    result.dns = dns;
+    if let Some(f) = device_info_path(conf) {
+        // Recorded before it is written, so that whatever happens DEL knows to remove it.
+        rec.device_info_file = Some(f.display().to_string());
+        env.cache().save(rec)?;
+        done.device_info = Some(f.clone());
+        // The DPDK application finds its device through this file: not writing it fails the ADD.
+        vf::write_device_info_file(&f, &userspace::device_info(rec.vf, rec.pf, u)).map_err(
+            |e| CniError::io(format!("sriov: writing device-info {}: {e}", f.display())),
+        )?;
+    }
+    tracing::info!(
+        "sriov: VF {} on {} (userspace mode) for container {} ifname {}",
+        rec.vf,
+        u.driver,
+        rec.container_id,
+        rec.ifname
+    );
     Ok(result)
 }
 
@@ -1012,6 +1137,173 @@ mod tests {
             alloc.list().unwrap(),
             [("0000:01:10.2".parse().unwrap(), live)]
         );
+    }
+
+    /// A host whose VF 1 (`0000:01:10.2`, IOMMU group 9) is bound to vfio-pci, as the device plugin leaves it.
+    fn vfio_env() -> (Env, PciAddress) {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeSysfs::new(dir.path().join("root")).unwrap();
+        let mut pf = FakePf::igb("ens1", 1, 3);
+        pf.vfs[1].driver = Some("vfio-pci".into());
+        pf.vfs[1].netdev = None;
+        fake.add_pf(&pf).unwrap();
+        let sriov = Sriov::new(SriovEnv::new(fake.sysfs(), dir.path().join("state")));
+        (Env { dir, fake, sriov }, "0000:01:10.2".parse().unwrap())
+    }
+
+    /// The cached record of a userspace-mode attachment of `vf` (no netdev; no settings changed).
+    fn userspace_record(e: &Env, vf: PciAddress, devinfo: Option<&Path>) -> VfRecord {
+        let rec = VfRecord {
+            network: "sriov-net".into(),
+            container_id: "c1".into(),
+            ifname: "net1".into(),
+            netns: "/proc/self/ns/net".into(),
+            vf,
+            vf_index: 1,
+            pf: "0000:01:00.0".parse().unwrap(),
+            pf_name: "ens1".into(),
+            original: Default::default(),
+            changes: vec![],
+            netdev: None,
+            device_info_file: devinfo.map(|p| p.display().to_string()),
+        };
+        let st = e.state();
+        st.allocator()
+            .allocate_device(
+                vf,
+                &crate::Holder {
+                    container_id: "c1".into(),
+                    ifname: "net1".into(),
+                    netns: "/proc/self/ns/net".into(),
+                },
+            )
+            .unwrap();
+        std::fs::create_dir_all(st.data_dir()).unwrap();
+        st.cache().save(&rec).unwrap();
+        rec
+    }
+
+    #[test]
+    fn userspace_vf_refusals_touch_nothing() {
+        let (e, vf) = vfio_env();
+        // On vfio-pci without an IOMMU group: refused before the allocation.
+        e.fake.unlink(vf, "iommu_group").unwrap();
+        refused(
+            &e,
+            "c1",
+            json!({"deviceID": vf.to_string(), "vlan": 100}),
+            11,
+            "has no IOMMU group",
+        );
+        let (e, vf) = vfio_env();
+        // Held by another attachment.
+        let other = crate::Holder {
+            container_id: "other".into(),
+            ifname: "net1".into(),
+            netns: "/proc/self/ns/net".into(),
+        };
+        e.state().allocator().allocate_device(vf, &other).unwrap();
+        refused(
+            &e,
+            "c1",
+            json!({"deviceID": vf.to_string(), "vlan": 100}),
+            11,
+            "already allocated to container other",
+        );
+        assert_eq!(e.state().allocator().holder(vf).unwrap(), Some(other));
+        // A bad setting is refused before the userspace path is even looked at.
+        let (e, vf) = vfio_env();
+        refused(
+            &e,
+            "c1",
+            json!({"deviceID": vf.to_string(), "vlan": 4095}),
+            7,
+            "\"vlan\" value 4095",
+        );
+        // An unbound VF is neither mode: refused, naming both and the dpdk type (its PF is not on this host, so
+        // the ADD stops at reading the PF; either way nothing is left).
+        let (e, _) = vfio_env();
+        let unbound: PciAddress = "0000:01:10.4".parse().unwrap();
+        e.fake.unlink(unbound, "driver").unwrap();
+        e.fake.remove_netdev(unbound, "ens1v2").unwrap();
+        let before = e.snapshot();
+        let err = rt()
+            .block_on(e.sriov.add(
+                &e.ctx(Command::Add, "c1"),
+                &e.conf(json!({"deviceID": unbound.to_string()})),
+            ))
+            .unwrap_err();
+        assert_ne!(err.code.code(), 0, "{err}");
+        assert!(e.state().allocator().list().unwrap().is_empty());
+        assert!(!e.state().cache().exists("c1", "net1"));
+        assert_eq!(
+            e.fake.sysfs().driver(vf).unwrap().as_deref(),
+            Some("vfio-pci")
+        );
+        assert!(before.iter().all(|b| e.snapshot().contains(b)));
+    }
+
+    #[test]
+    fn userspace_del_frees_and_leaves_the_vf_on_vfio_pci() {
+        let (e, vf) = vfio_env();
+        let f = e.dir.path().join("devinfo/cni/x");
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, "{}").unwrap();
+        userspace_record(&e, vf, Some(&f));
+        let conf = e.conf(json!({"deviceID": vf.to_string(), "vlan": 100}));
+        let ctx = e.ctx(Command::Del, "c1");
+        rt().block_on(e.sriov.del(&ctx, &conf)).unwrap();
+        assert!(e.state().allocator().list().unwrap().is_empty());
+        assert!(!e.state().cache().exists("c1", "net1"));
+        assert!(!f.exists());
+        assert_eq!(
+            e.fake.sysfs().driver(vf).unwrap().as_deref(),
+            Some("vfio-pci")
+        );
+        // Idempotent.
+        rt().block_on(e.sriov.del(&ctx, &conf)).unwrap();
+    }
+
+    #[test]
+    fn userspace_check() {
+        let (e, vf) = vfio_env();
+        userspace_record(&e, vf, None);
+        let conf = |pci: &str| {
+            e.conf(json!({"deviceID": vf.to_string(), "prevResult": {
+                "cniVersion": "1.1.0",
+                "interfaces": [{"name": "net1", "sandbox": "/proc/self/ns/net", "pciID": pci}],
+            }}))
+        };
+        let ctx = e.ctx(Command::Check, "c1");
+        rt().block_on(e.sriov.check(&ctx, &conf(&vf.to_string())))
+            .unwrap();
+        let err = rt()
+            .block_on(e.sriov.check(&ctx, &conf("0000:01:10.4")))
+            .unwrap_err();
+        assert!(err.to_string().contains("is not the VF"), "{err}");
+        // Someone rebinds it to its kernel driver: CHECK says so.
+        e.fake
+            .relink(vf, "driver", "../../../../bus/pci/drivers/igbvf")
+            .unwrap();
+        let err = rt()
+            .block_on(e.sriov.check(&ctx, &conf(&vf.to_string())))
+            .unwrap_err();
+        assert!(err.to_string().contains("is on driver igbvf now"), "{err}");
+        // Freed behind its back: CHECK says so.
+        e.fake
+            .relink(vf, "driver", "../../../../bus/pci/drivers/vfio-pci")
+            .unwrap();
+        e.state().allocator().release(vf).unwrap();
+        let other = crate::Holder {
+            container_id: "other".into(),
+            ifname: "net1".into(),
+            netns: "/proc/self/ns/net".into(),
+        };
+        e.state().allocator().allocate_device(vf, &other).unwrap();
+        let err = rt()
+            .block_on(e.sriov.check(&ctx, &conf(&vf.to_string())))
+            .unwrap_err();
+        assert!(err.to_string().contains("no longer allocated"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`delegate`]: the [`Sriov`] delegate: ADD, DEL, CHECK, STATUS, GC.
 //! - [`vf`]: [`vf::acquire`] and [`vf::release`], whatever becomes of the VF's netdev; [`vf::SriovEnv`] (the
 //!   sysfs and state directory an SR-IOV delegate works with).
+//! - [`userspace`]: the userspace (DPDK) mode: a VF already bound to vfio-pci (or another userspace driver) by
+//!   someone else gets its VF settings on the PF, no netdev, and its VFIO group device in the device-info.
 //! - [`netdev`]: the VF netdev: found in a pod by its PCI parent, moved between namespaces, renamed, MAC/MTU.
 //! - [`cache`]: the per-attachment record of what ADD found and changed (`<dataDir>/<containerID>-<ifname>.json`).
 //! - [`sysfs`]: read-only sysfs access with a configurable root (PFs, VFs, `physfn`, netdevs, driver, IDs, IOMMU
@@ -65,6 +67,7 @@ pub mod delegate;
 pub mod fake;
 pub mod netdev;
 pub mod sysfs;
+pub mod userspace;
 pub mod vf;
 pub mod vf_netlink;
 

@@ -676,21 +676,35 @@ pub fn remove_device_info(path: &Path) {
 /// there by Multus) is kept, with its extra members (`rdma-device`, `representor-device`, ...), and only gets
 /// the `pf-pci-address` it lacks.
 pub fn write_device_info(path: &Path, vf: PciAddress, pf: PciAddress) -> std::io::Result<()> {
-    let ours = serde_json::to_value(multus_core::devinfo::DeviceInfo::pci(
-        &vf.to_string(),
-        Some(&pf.to_string()),
-    ))
-    .map_err(std::io::Error::other)?;
+    write_device_info_file(
+        path,
+        &multus_core::devinfo::DeviceInfo::pci(&vf.to_string(), Some(&pf.to_string())),
+    )
+}
+
+/// Writes a device-info file (device-info spec 1.1) whole (temp file and rename), creating its directory: the
+/// writer of every delegate that reports a PCI device (`sriov` in both modes, `dpdk`). A `pci` device-info for
+/// the same PCI address already there (the device plugin's, copied there by Multus) is kept with its extra
+/// members (`rdma-device`, `representor-device`, ...), and only gets the `pci` members of `info` it lacks
+/// (`pf-pci-address`, `vfio-device`); another device's or an unreadable file is replaced.
+pub fn write_device_info_file(
+    path: &Path,
+    info: &multus_core::devinfo::DeviceInfo,
+) -> std::io::Result<()> {
+    let ours = serde_json::to_value(info).map_err(std::io::Error::other)?;
     let existing = std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     let info = match existing {
         Some(mut v)
-            if v["type"] == "pci" && v["pci"]["pci-address"] == ours["pci"]["pci-address"] =>
+            if v["type"] == "pci"
+                && ours["type"] == "pci"
+                && v["pci"]["pci-address"] == ours["pci"]["pci-address"] =>
         {
-            if let Some(pci) = v["pci"].as_object_mut() {
-                pci.entry("pf-pci-address")
-                    .or_insert_with(|| ours["pci"]["pf-pci-address"].clone());
+            if let (Some(pci), Some(add)) = (v["pci"].as_object_mut(), ours["pci"].as_object()) {
+                for (k, val) in add {
+                    pci.entry(k.clone()).or_insert_with(|| val.clone());
+                }
             }
             v
         }
@@ -703,7 +717,17 @@ pub fn write_device_info(path: &Path, vf: PciAddress, pf: PciAddress) -> std::io
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let json = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, json)?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(&json)?;
+    }
     std::fs::rename(&tmp, path)
 }
 
@@ -900,5 +924,28 @@ mod tests {
         remove_device_info(&f);
         remove_device_info(&f);
         assert!(!f.exists());
+    }
+
+    #[test]
+    fn device_info_file_completes_the_device_plugins_with_vfio_device() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.json");
+        let dp = serde_json::json!({"type": "pci", "version": "1.1.0",
+            "pci": {"pci-address": "0000:01:10.2", "extra": "dp"}});
+        std::fs::write(&f, dp.to_string()).unwrap();
+        let ours = multus_core::devinfo::DeviceInfo::pci("0000:01:10.2", Some("0000:01:00.0"))
+            .with_vfio_device("/dev/vfio/9");
+        write_device_info_file(&f, &ours).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(
+            v["pci"],
+            serde_json::json!({"pci-address": "0000:01:10.2", "extra": "dp",
+                "pf-pci-address": "0000:01:00.0", "vfio-device": "/dev/vfio/9"})
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777 & !0o022,
+            0o644
+        );
     }
 }

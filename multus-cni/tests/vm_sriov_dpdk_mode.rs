@@ -1,0 +1,301 @@
+//! VM test (tests/vm/run.sh) of the `sriov` delegate's userspace (DPDK) mode, as sriov-cni's: a VF bound to
+//! vfio-pci by hand (as the SR-IOV device plugin's `drivers: [vfio-pci]` pools hand them out) is added with `type:
+//! sriov` and VF settings, through the meta-plugin and through the binary started as `sriov`. The PF's `ip -d link
+//! show` carries the settings, the VF stays on vfio-pci with no netdev anywhere, the result has its `pciID`, IPAM's
+//! address (host-local) is reported (not applied: the pod has only `lo`), the device-info names `/dev/vfio/<group>`; CHECK passes;
+//! DEL puts the settings back, frees the VF and leaves it on vfio-pci. The VF goes back to igbvf at the end.
+
+#[allow(dead_code)]
+mod vm_common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vm_common::{
+    igb_pf, link_name, read_attr, require_vm, reserved_ips, run_ok, show, wait_for, Cni, Netns,
+    CNI_PATH,
+};
+
+/// Writes `sriov_numvfs`; puts it back to 0 on drop, so a failed assertion leaves no VFs for the next test.
+struct NumVfs(PathBuf);
+
+impl NumVfs {
+    fn set(dev: &Path, n: u32) -> Self {
+        let attr = dev.join("sriov_numvfs");
+        if read_attr(&attr) != "0" {
+            fs::write(&attr, "0").expect("reset sriov_numvfs");
+        }
+        fs::write(&attr, n.to_string())
+            .unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
+        NumVfs(attr)
+    }
+}
+
+impl Drop for NumVfs {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.0, "0");
+    }
+}
+
+/// The netdev of a PCI function (its `net/` entry), waiting up to `timeout`.
+fn netdev_of(pci: &str, timeout: Duration) -> Option<String> {
+    let dir = PathBuf::from("/sys/bus/pci/devices").join(pci).join("net");
+    let mut found = None;
+    wait_for(timeout, || {
+        found = fs::read_dir(&dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned());
+        found.is_some()
+    });
+    found
+}
+
+fn driver(pci: &str) -> Option<String> {
+    link_name(format!("/sys/bus/pci/devices/{pci}/driver"))
+}
+
+/// Moves `pci` to `to` by hand, as an operator or the device plugin's setup does: `driver_override`, unbind,
+/// `drivers_probe`, override cleared.
+fn rebind(pci: &str, to: &str) {
+    let dev = PathBuf::from("/sys/bus/pci/devices").join(pci);
+    fs::write(dev.join("driver_override"), to).expect("driver_override");
+    if driver(pci).is_some() {
+        fs::write(dev.join("driver/unbind"), pci).expect("unbind");
+    }
+    fs::write("/sys/bus/pci/drivers_probe", pci).expect("drivers_probe");
+    fs::write(dev.join("driver_override"), "\n").expect("clear driver_override");
+    assert!(
+        wait_for(Duration::from_secs(10), || driver(pci).as_deref()
+            == Some(to)),
+        "{pci} did not bind to {to} (driver {:?})",
+        driver(pci)
+    );
+    println!("{pci} bound to {to} by hand");
+}
+
+fn multus_bin() -> PathBuf {
+    let p = PathBuf::from(std::env::var("MULTUS_BIN").expect("MULTUS_BIN (set by run.sh)"));
+    assert!(p.is_file(), "{} not found", p.display());
+    p
+}
+
+/// Runs one CNI command of `exe` with `conf` on stdin.
+fn cni(exe: &Path, command: &str, cid: &str, ns: &Netns, conf: &Value) -> Cni {
+    let mut child = Command::new(exe)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", cid)
+        .env("CNI_NETNS", ns.path())
+        .env("CNI_IFNAME", "net1")
+        .env("CNI_PATH", CNI_PATH)
+        .env("MULTUS_LOG_LEVEL", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(conf.to_string().as_bytes())
+        .expect("write config");
+    let out = child.wait_with_output().expect("wait for plugin");
+    let c = Cni {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    println!(
+        "{} {command} {cid} -> exit {:?}\nstdout {}\nstderr {}",
+        exe.file_name().unwrap_or_default().to_string_lossy(),
+        c.code,
+        c.stdout.trim(),
+        c.stderr.trim()
+    );
+    c
+}
+
+/// VF `vf`'s entry in `ip -j -d link show <pf>` (vfinfo_list): MAC, VLAN, spoofchk, trust.
+fn vfinfo(pf: &str, vf: u64) -> (String, u64, bool, bool) {
+    let link = vm_common::ip_json(&["-d", "link", "show", pf]);
+    let e = link[0]["vfinfo_list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["vf"].as_u64() == Some(vf)))
+        .unwrap_or_else(|| panic!("VF {vf} not in vfinfo_list: {link}"))
+        .clone();
+    let mac = e["address"]
+        .as_str()
+        .or(e["mac"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let vlan = e["vlan_list"][0]["vlan"]
+        .as_u64()
+        .or(e["vlan"].as_u64())
+        .unwrap_or(0);
+    let v = (
+        mac,
+        vlan,
+        e["spoofchk"].as_bool().unwrap_or(true),
+        e["trust"].as_bool().unwrap_or(false),
+    );
+    println!(
+        "{pf} vf {vf}: mac {} vlan {} spoofchk {} trust {}",
+        v.0, v.1, v.2, v.3
+    );
+    v
+}
+
+/// Only `lo` in the pod: no netdev entered it.
+fn assert_pod_has_only_lo(ns: &Netns) {
+    let links = vm_common::ip_json(&["-n", &ns.name, "link", "show"]);
+    let names: Vec<&str> = links
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l["ifname"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["lo"], "links in {}", ns.name);
+}
+
+/// On vfio-pci, no netdev, its group device there.
+fn assert_on_vfio(pci: &str, group: &str) {
+    assert_eq!(driver(pci).as_deref(), Some("vfio-pci"), "{pci} driver");
+    assert_eq!(
+        netdev_of(pci, Duration::ZERO),
+        None,
+        "no netdev on vfio-pci"
+    );
+    assert!(
+        Path::new("/dev/vfio").join(group).exists(),
+        "/dev/vfio/{group}"
+    );
+    println!("{pci} still on vfio-pci, /dev/vfio/{group} there");
+}
+
+#[test]
+fn vm_sriov_dpdk_mode_vfio_bound_vf() {
+    require_vm();
+    let pf = igb_pf();
+    let dev = fs::canonicalize(format!("/sys/class/net/{pf}/device")).expect("PF device dir");
+    let _vfs = NumVfs::set(&dev, 2);
+    let pci = fs::canonicalize(dev.join("virtfn0"))
+        .expect("virtfn0")
+        .file_name()
+        .expect("bdf")
+        .to_string_lossy()
+        .into_owned();
+    netdev_of(&pci, Duration::from_secs(20)).expect("VF 0 netdev did not appear");
+    let group = link_name(format!("/sys/bus/pci/devices/{pci}/iommu_group")).expect("IOMMU group");
+    rebind(&pci, "vfio-pci");
+    assert_on_vfio(&pci, &group);
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = tmp.path().join("state");
+    let ipam = tmp.path().join("ipam");
+    let ns = Netns::new("sriovdpdk");
+    let multus = multus_bin();
+    let delegate = json!({"cniVersion": "1.1.0", "name": "sriov-dpdk", "type": "sriov", "deviceID": pci,
+        "dataDir": state, "mac": "02:11:22:33:44:55", "vlan": 100, "spoofchk": "off", "trust": "on",
+        "ipam": {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": ipam}});
+    let alloc = state.join("pci").join(&pci);
+    let before = vfinfo(&pf, 0);
+
+    // Through the meta-plugin.
+    let conf = json!({"cniVersion": "1.1.0", "name": "multus-vm", "type": "multus", "binDir": CNI_PATH,
+        "delegates": [delegate]});
+    let r = cni(&multus, "ADD", "c1", &ns, &conf).ok("ADD");
+    let ifaces = r["interfaces"].as_array().expect("interfaces");
+    let iface = ifaces
+        .iter()
+        .find(|i| i["pciID"] == pci.as_str())
+        .unwrap_or_else(|| panic!("no interface with pciID {pci}: {r}"));
+    assert_eq!(iface["name"], "net1");
+    assert_eq!(iface["sandbox"], ns.path().as_str());
+    assert_eq!(iface["mac"], "02:11:22:33:44:55");
+    let ip = r["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(ip.starts_with("10.77.0."), "IPAM's address reported: {r}");
+    assert_eq!(r["ips"][0]["interface"], 0, "{r}");
+    assert_eq!(
+        reserved_ips(&ipam, "sriov-dpdk").len(),
+        1,
+        "host-local reservation"
+    );
+    assert_eq!(
+        vfinfo(&pf, 0),
+        ("02:11:22:33:44:55".to_string(), 100, false, true),
+        "VF settings on the PF"
+    );
+    show(&["-d", "link", "show", &pf]);
+    assert_on_vfio(&pci, &group);
+    assert_pod_has_only_lo(&ns);
+    assert!(alloc.exists(), "allocation record {}", alloc.display());
+    // A second attachment cannot take the same VF.
+    let ns2 = Netns::new("sriovdpdk2");
+    let e = cni(&multus, "ADD", "c2", &ns2, &conf);
+    assert_eq!(e.code, Some(1), "second ADD of the same VF: {e:?}");
+    assert!(e.stdout.contains("already allocated"), "{e:?}");
+    cni(&multus, "DEL", "c1", &ns, &conf).ok("DEL");
+    assert!(
+        reserved_ips(&ipam, "sriov-dpdk").is_empty(),
+        "IPAM released"
+    );
+    assert_eq!(vfinfo(&pf, 0), before, "VF settings put back");
+    assert!(!alloc.exists(), "VF freed");
+    assert_on_vfio(&pci, &group);
+    cni(&multus, "DEL", "c1", &ns, &conf).ok("second DEL");
+    cni(&multus, "DEL", "c2", &ns2, &conf).ok("DEL of the refused ADD");
+
+    // Standalone, as `sriov`, with the device-info file and CHECK.
+    let bin = tmp.path().join("sriov");
+    std::os::unix::fs::symlink(&multus, &bin).expect("symlink sriov");
+    let devinfo = tmp.path().join("devinfo/sriov-dpdk-c3-net1.json");
+    let mut conf = delegate.clone();
+    if let Some(o) = conf.as_object_mut() {
+        o.remove("ipam");
+    }
+    conf["runtimeConfig"] = json!({"CNIDeviceInfoFile": devinfo});
+    let r = cni(&bin, "ADD", "c3", &ns, &conf).ok("standalone ADD");
+    assert_eq!(r["interfaces"][0]["pciID"], pci.as_str(), "{r}");
+    let info: Value = serde_json::from_slice(&fs::read(&devinfo).expect("device-info written"))
+        .expect("device-info JSON");
+    println!("device-info {info}");
+    assert_eq!(info["type"], "pci");
+    assert_eq!(info["pci"]["pci-address"], pci.as_str());
+    assert_eq!(
+        info["pci"]["pf-pci-address"],
+        dev.file_name().expect("bdf").to_string_lossy().as_ref()
+    );
+    assert_eq!(
+        info["pci"]["vfio-device"],
+        format!("/dev/vfio/{group}").as_str()
+    );
+    assert_eq!(vfinfo(&pf, 0).1, 100, "VLAN on the PF");
+    let mut check = conf.clone();
+    check["prevResult"] = r.clone();
+    cni(&bin, "CHECK", "c3", &ns, &check).ok("CHECK");
+    // CHECK sees a VLAN changed behind its back.
+    run_ok("ip", &["link", "set", "dev", &pf, "vf", "0", "vlan", "7"]);
+    let c = cni(&bin, "CHECK", "c3", &ns, &check);
+    assert_eq!(c.code, Some(1), "CHECK after the VLAN changed: {c:?}");
+    assert!(c.stdout.contains("vlan"), "{c:?}");
+    run_ok("ip", &["link", "set", "dev", &pf, "vf", "0", "vlan", "100"]);
+    cni(&bin, "DEL", "c3", &ns, &conf).ok("standalone DEL");
+    assert!(!devinfo.exists(), "device-info removed");
+    assert_eq!(vfinfo(&pf, 0), before, "VF settings put back");
+    assert!(!alloc.exists(), "VF freed");
+    assert_on_vfio(&pci, &group);
+
+    // Back to igbvf, as it was.
+    rebind(&pci, "igbvf");
+    let n = netdev_of(&pci, Duration::from_secs(20)).expect("netdev back on igbvf");
+    println!("{pci} back on igbvf as {n}");
+}
