@@ -6,12 +6,15 @@
 //! - Started as `multus` without `CNI_COMMAND`: the command line ([`cli`]).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+// The C `main` below replaces std's start-up (see `main`); unit tests keep the harness's.
+#![cfg_attr(not(test), no_main)]
 
 mod builtins;
 mod cli;
 mod demo;
 mod devices;
 mod fsutil;
+mod host_local_inline;
 mod install;
 mod logging;
 mod meta;
@@ -22,7 +25,36 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn main() {
+/// The process entry, called by the C runtime. It skips std's start-up code, which a plugin living a few
+/// milliseconds pays for: reading and parsing `/proc/self/maps` to find the main thread's stack, a signal
+/// stack and SIGSEGV/SIGBUS handlers to report stack overflows (one is a plain SIGSEGV here). What of it we
+/// rely on is done here: SIGPIPE ignored (a write to a closed pipe fails with EPIPE instead of killing us)
+/// and file descriptors 0-2 open (else the first files and sockets opened would take their numbers, and
+/// the result written to "stdout" would go to one of them). `std::env::args` does not need std's start-up
+/// on glibc. `main` ends with `std::process::exit`, which flushes stdout as std's exit path does.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: plain libc calls on constant arguments, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        for fd in 0..3 {
+            if libc::fcntl(fd, libc::F_GETFD) == -1
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+            {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null != fd {
+                    // Could not get `fd` back: stop before anything is written to the wrong file.
+                    libc::abort();
+                }
+            }
+        }
+    }
+    rust_main()
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn rust_main() -> ! {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let name = Path::new(&argv0)
         .file_name()
@@ -70,16 +102,69 @@ fn meta_plugin() -> i32 {
     skel::emit(&outcome)
 }
 
-/// One built-in delegate as a standalone plugin.
+/// One built-in delegate as a standalone plugin: the environment and stdin, a current-thread runtime, the
+/// verb, the answer on stdout (what `skel::main` does), tuned for a process that lives a few milliseconds:
+/// the namespace's socket made before the runtime starts, logging set up when something is logged,
+/// host-local on this thread, and no tear-down of the runtime before exit.
 fn standalone(name: &str) -> i32 {
-    logging::init(
-        &std::env::var("MULTUS_LOG_LEVEL").unwrap_or_default(),
-        None,
-        true,
+    preopen_netns(name);
+    logging::init_lazy(&std::env::var("MULTUS_LOG_LEVEL").unwrap_or_default());
+    let mut registry = builtins::registry(Vec::new(), Duration::from_secs(60));
+    registry.register(
+        "host-local",
+        Arc::new(host_local_inline::HostLocalInline {
+            del_on_thread: name != "host-local",
+        }),
     );
-    let registry = Arc::new(builtins::registry(Vec::new(), Duration::from_secs(60)));
-    match registry.resolve(name, &[]) {
-        Ok(d) => skel::main(d, registry),
-        Err(e) => skel::emit(&Outcome::error(&e, multus_core::cni::CURRENT_VERSION)),
+    let registry = Arc::new(registry);
+    let delegate = match registry.resolve(name, &[]) {
+        Ok(d) => d,
+        Err(e) => return skel::emit(&Outcome::error(&e, multus_core::cni::CURRENT_VERSION)),
+    };
+    let stdin = skel::read_stdin();
+    let env = match CniEnv::from_process() {
+        Ok(e) => e,
+        Err(e) => return skel::emit(&Outcome::error(&e, &error_version(&stdin))),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let e = CniError::io(format!("cannot start the runtime: {e}"));
+            return skel::emit(&Outcome::error(&e, &error_version(&stdin)));
+        }
+    };
+    let outcome = rt.block_on(skel::run_plugin(delegate.as_ref(), &env, &stdin, registry));
+    let code = skel::emit(&outcome);
+    // The process exits next: closing the runtime's descriptors and joining its idle blocking thread
+    // (after a DEL) would only delay the exit.
+    std::mem::forget(rt);
+    code
+}
+
+/// For a plugin that works inside `CNI_NETNS` (macvlan, ipvlan: ADD, CHECK, DEL), opens its netlink socket
+/// and sysctl directories there now, on this thread before the runtime starts, so that no thread has to
+/// enter the namespace later ([`multus_core::netns::preopen`]).
+fn preopen_netns(name: &str) {
+    if !matches!(name, "macvlan" | "ipvlan") {
+        return;
+    }
+    if !matches!(
+        std::env::var("CNI_COMMAND").as_deref(),
+        Ok("ADD" | "CHECK" | "DEL")
+    ) {
+        return;
+    }
+    let Some(netns) = std::env::var_os("CNI_NETNS").filter(|n| !n.is_empty()) else {
+        return;
+    };
+    if let Err(e) = multus_core::netns::preopen(Path::new(&netns)) {
+        // This thread may be in the wrong namespace: stop before doing anything.
+        std::process::exit(skel::emit(&Outcome::error(
+            &e,
+            multus_core::cni::CURRENT_VERSION,
+        )));
     }
 }

@@ -210,6 +210,119 @@ async fn add_check_del_with_host_local() {
         .unwrap();
 }
 
+/// CHECK compares the CNI 1.1 route fields (mtu, advmss, priority, table, scope) of prevResult's routes with
+/// the kernel's: routes set up with `ip` next to the ones ADD made, then prevResults that match and that
+/// differ in one field each.
+#[tokio::test]
+async fn check_compares_route_fields() {
+    require_root();
+    let ns = Netns::new("mvt-chkrt");
+    let veth = Veth::new("mvchk0", "mvchk1");
+    let data = tempfile::tempdir().unwrap();
+    // (1.0.0: the reference host-local 1.1.1 does not take 1.1.0; the route fields are read all the same.)
+    let c = conf(macvlan_conf("mvchk", &veth.a, data.path(), json!({})));
+    let d = delegate("macvlan", false);
+    let p = Some(ns.path());
+    let p = p.as_deref();
+    let r = run(&d, Command::Add, "c-chkrt", p, "net1", "", &c)
+        .await
+        .unwrap()
+        .unwrap();
+    let ipn = |args: &[&str]| {
+        let mut full = vec!["ip", "-n", ns.name.as_str()];
+        full.extend_from_slice(args);
+        sh(&full);
+    };
+    ipn(&[
+        "route",
+        "add",
+        "10.79.0.0/16",
+        "via",
+        "10.77.0.254",
+        "dev",
+        "net1",
+        "mtu",
+        "1300",
+        "advmss",
+        "1200",
+        "metric",
+        "7",
+        "table",
+        "100",
+    ]);
+    ipn(&[
+        "route",
+        "add",
+        "10.80.0.0/16",
+        "dev",
+        "net1",
+        "scope",
+        "link",
+        "metric",
+        "9",
+    ]);
+    let mut prev = r.to_value("1.1.0").unwrap();
+    let extra = [
+        json!({"dst": "10.79.0.0/16", "gw": "10.77.0.254", "mtu": 1300, "advmss": 1200, "priority": 7, "table": 100}),
+        json!({"dst": "10.80.0.0/16", "scope": 253, "priority": 9}),
+    ];
+    prev["routes"]
+        .as_array_mut()
+        .unwrap()
+        .extend(extra.iter().cloned());
+    let check = |prev: Value| {
+        let mut cp = c.clone();
+        cp.set("prevResult", prev);
+        let d = d.clone();
+        async move { run(&d, Command::Check, "c-chkrt", p, "net1", "", &cp).await }
+    };
+    check(prev.clone()).await.unwrap();
+    // Each field that differs from the kernel's fails CHECK, and the error names it.
+    for (i, field, value) in [
+        (0, "mtu", json!(1400)),
+        (0, "advmss", json!(1100)),
+        (0, "priority", json!(8)),
+        (0, "table", json!(101)),
+        (1, "scope", json!(0)),
+        (1, "priority", json!(10)),
+    ] {
+        let mut bad = prev.clone();
+        let routes = bad["routes"].as_array_mut().unwrap();
+        let n = routes.len();
+        routes[n - 2 + i][field] = value.clone();
+        let e = check(bad).await.unwrap_err();
+        assert_eq!(e.code.code(), 103, "{field}: {e}");
+        if field == "table" {
+            assert!(e.msg.contains("not found"), "{field}: {e}");
+        } else {
+            assert!(e.msg.contains(&format!("{field} {value}")), "{field}: {e}");
+        }
+    }
+    // The kernel's route changed under the same destination: CHECK sees it.
+    ipn(&[
+        "route",
+        "change",
+        "10.79.0.0/16",
+        "via",
+        "10.77.0.254",
+        "dev",
+        "net1",
+        "mtu",
+        "1280",
+        "advmss",
+        "1200",
+        "metric",
+        "7",
+        "table",
+        "100",
+    ]);
+    let e = check(prev.clone()).await.unwrap_err();
+    assert!(e.msg.contains("mtu 1300 (the kernel's: 1280)"), "{e}");
+    run(&d, Command::Del, "c-chkrt", p, "net1", "", &c)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn every_mode_l2_only() {
     require_root();

@@ -2,7 +2,7 @@
 
 mod sublink_util;
 
-use multus_core::netlink::{route, Netlink};
+use multus_core::netlink::{link, route, Netlink};
 use multus_core::netns::NetNs;
 use sublink_util::*;
 
@@ -42,4 +42,75 @@ async fn list_and_delete_default_routes_of_one_family() {
     // Deleting again: gone, and said so.
     let e = route::del(&nl, &v4[0]).await.unwrap_err();
     assert!(e.is_gone(), "{e:?}");
+}
+
+/// A connection asked for in a namespace uses what `netns::preopen` opened there only when it is the same
+/// namespace (by identity, not path), once; the sysctl directories it opened show that namespace; and
+/// queued requests are carried out in order.
+#[tokio::test]
+async fn preopened_socket_goes_to_its_namespace_only() {
+    require_root();
+    let a = Netns::new(&format!("nlpa{}", std::process::id()));
+    let b = Netns::new(&format!("nlpb{}", std::process::id()));
+    sh(&[
+        "ip", "-n", &a.name, "link", "add", "ina", "type", "veth", "peer", "name", "ina1",
+    ]);
+    sh(&[
+        "ip", "-n", &b.name, "link", "add", "inb", "type", "veth", "peer", "name", "inb1",
+    ]);
+    // The test harness runs other tests on other threads: preopen from a fresh thread of its own, which
+    // is what the function asks for (no other work on that thread).
+    let pa = a.path();
+    assert!(
+        std::thread::spawn(move || multus_core::netns::preopen(&pa).unwrap())
+            .join()
+            .unwrap()
+    );
+    let nb = NetNs::open(&b.path()).unwrap();
+    let (in_b, ()) = Netlink::open_in_background(&nb)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(link::by_name(&in_b, "inb").await.unwrap().is_some());
+    assert!(
+        link::by_name(&in_b, "ina").await.unwrap().is_none(),
+        "b's own socket"
+    );
+    let na = NetNs::open(&a.path()).unwrap();
+    let (in_a, dirs) = Netlink::open_in_background_with_sysctl(&na, true)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let dirs = dirs.unwrap();
+    let ina = link::by_name(&in_a, "ina")
+        .await
+        .unwrap()
+        .expect("a's link");
+    assert!(dirs.verify("ina") && !dirs.verify("inb"));
+    // Queued: up, then an address; both answered, in order.
+    let up = link::set_queued(
+        &in_a,
+        ina.index,
+        &link::LinkChange {
+            up: true,
+            ..Default::default()
+        },
+    );
+    let addr =
+        multus_core::netlink::addr::add_queued(&in_a, ina.index, "10.9.9.2/24".parse().unwrap());
+    up.await.unwrap();
+    addr.await.unwrap();
+    assert_eq!(a.addrs("ina"), ["10.9.9.2/24"]);
+    dirs.apply(
+        &na,
+        vec![multus_core::netlink::sysctl::SysctlOp::TrySet {
+            key: "net/ipv4/conf/ina/arp_notify".into(),
+            value: "1".into(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(a.sysctl("net/ipv4/conf/ina/arp_notify"), "1");
+    assert_eq!(b.sysctl("net/ipv4/conf/inb/arp_notify"), "0");
 }

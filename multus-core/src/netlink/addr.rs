@@ -51,6 +51,15 @@ impl AddrInfo {
 /// Adds `addr` to link `index` (IPv4 gets the broadcast address of its subnet, as `ip` and the reference
 /// plugins set it).
 pub async fn add(nl: &Netlink, index: u32, addr: IpNetwork) -> Result<(), NlError> {
+    add_queued(nl, index, addr).await
+}
+
+/// As [`add`], with the request queued at once ([`Netlink::queue`]): the future only collects the answer.
+pub fn add_queued(
+    nl: &Netlink,
+    index: u32,
+    addr: IpNetwork,
+) -> impl std::future::Future<Output = Result<(), NlError>> + Send + 'static {
     let msg = match addr.ip() {
         IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
             .index(index)
@@ -61,13 +70,16 @@ pub async fn add(nl: &Netlink, index: u32, addr: IpNetwork) -> Result<(), NlErro
             .address(ip, addr.prefix())
             .build(),
     };
-    nl.request(
+    let answer = nl.queue(
         RouteNetlinkMessage::NewAddress(msg),
         NLM_F_CREATE | NLM_F_EXCL,
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.context(format!("failed to add address {addr} to link #{index}")))
+    );
+    async move {
+        answer
+            .await
+            .map(|_| ())
+            .map_err(|e| e.context(format!("failed to add address {addr} to link #{index}")))
+    }
 }
 
 /// The addresses of link `index` (all families).

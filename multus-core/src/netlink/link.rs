@@ -178,6 +178,15 @@ pub struct LinkChange<'a> {
 
 /// Applies a [`LinkChange`] to the link with `index`.
 pub async fn set(nl: &Netlink, index: u32, change: &LinkChange<'_>) -> Result<(), NlError> {
+    set_queued(nl, index, change).await
+}
+
+/// As [`set`], with the request queued at once ([`Netlink::queue`]): the future only collects the answer.
+pub fn set_queued(
+    nl: &Netlink,
+    index: u32,
+    change: &LinkChange<'_>,
+) -> impl std::future::Future<Output = Result<(), NlError>> + Send + 'static {
     let mut b = LinkUnspec::new_with_index(index);
     if let Some(n) = change.name {
         b = b.name(n);
@@ -191,10 +200,9 @@ pub async fn set(nl: &Netlink, index: u32, change: &LinkChange<'_>) -> Result<()
     if change.up {
         b = b.up();
     }
-    nl.request(RouteNetlinkMessage::SetLink(b.build()), 0)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.context(format!("failed to change link #{index} ({change:?})")))
+    let what = format!("failed to change link #{index} ({change:?})");
+    let answer = nl.queue(RouteNetlinkMessage::SetLink(b.build()), 0);
+    async move { answer.await.map(|_| ()).map_err(|e| e.context(what)) }
 }
 
 /// Deletes the link with `index`; `Ok(false)` when it was already gone.

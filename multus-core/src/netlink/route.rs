@@ -117,20 +117,44 @@ impl RouteInfo {
 /// Adds a route (`RTM_NEWROUTE`, create-exclusive, protocol `boot` as `ip route add` and the reference
 /// plugins use). An identical route already present is `EEXIST`: see [`NlError::is_exists`].
 pub async fn add(nl: &Netlink, r: &RouteSpec) -> Result<(), NlError> {
-    let what = || match r.gw {
+    add_queued(nl, r).await
+}
+
+/// As [`add`], with the request queued at once ([`Netlink::queue`]): the future only collects the answer.
+pub fn add_queued(
+    nl: &Netlink,
+    r: &RouteSpec,
+) -> impl std::future::Future<Output = Result<(), NlError>> + Send + 'static {
+    let what = match r.gw {
         Some(gw) => format!("failed to add route {} via {gw} dev #{}", r.dst, r.oif),
         None => format!("failed to add route {} dev #{}", r.dst, r.oif),
     };
+    let answer = add_message(r).map(|msg| {
+        nl.queue(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    });
+    async move {
+        match answer {
+            Ok(a) => a.await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| e.context(what))
+    }
+}
+
+fn add_message(r: &RouteSpec) -> Result<RouteMessage, NlError> {
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(r.dst.network(), r.dst.prefix())
-        .map_err(|e| NlError::new(Some(libc::EINVAL), e.to_string()).context(what()))?
+        .map_err(|e| NlError::new(Some(libc::EINVAL), e.to_string()))?
         .output_interface(r.oif)
         .protocol(RouteProtocol::Boot)
         .scope(RouteScope::from(r.scope.unwrap_or(0)));
     if let Some(gw) = r.gw {
         b = b
             .gateway(gw)
-            .map_err(|e| NlError::new(Some(libc::EINVAL), e.to_string()).context(what()))?;
+            .map_err(|e| NlError::new(Some(libc::EINVAL), e.to_string()))?;
     }
     if let Some(p) = r.priority {
         b = b.priority(p);
@@ -149,13 +173,7 @@ pub async fn add(nl: &Netlink, r: &RouteSpec) -> Result<(), NlError> {
     if !metrics.is_empty() {
         msg.attributes.push(RouteAttribute::Metrics(metrics));
     }
-    nl.request(
-        RouteNetlinkMessage::NewRoute(msg),
-        NLM_F_CREATE | NLM_F_EXCL,
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| e.context(what()))
+    Ok(msg)
 }
 
 /// All routes of a family (`v6` false: IPv4), in every table.

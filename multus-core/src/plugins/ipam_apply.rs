@@ -6,7 +6,7 @@
 //! [`plan`] is pure; [`apply`] carries a plan out in a namespace.
 
 use crate::cni::{CniError, CniResult};
-use crate::netlink::sysctl::{self, SysctlOp};
+use crate::netlink::sysctl::{self, SysctlDirs, SysctlOp};
 use crate::netlink::{addr, link, route, Netlink};
 use crate::netns::NetNs;
 use ipnetwork::IpNetwork;
@@ -146,25 +146,63 @@ pub async fn apply(
     ifname: &str,
     plan: &IfacePlan,
 ) -> Result<(), CniError> {
-    sysctl::apply_in(Some(ns), sysctl_ops(plan, ifname))?;
-    link::set(
+    apply_with(nl, ns, None, index, ifname, plan).await
+}
+
+/// [`apply`], writing the sysctls through `dirs` (the namespace's sysctl directories, see
+/// [`SysctlDirs`]) when they are verified, instead of from a thread entering `ns`.
+pub async fn apply_with(
+    nl: &Netlink,
+    ns: &NetNs,
+    dirs: Option<&SysctlDirs>,
+    index: u32,
+    ifname: &str,
+    plan: &IfacePlan,
+) -> Result<(), CniError> {
+    let ops = sysctl_ops(plan, ifname);
+    match dirs {
+        Some(d) => d.apply(ns, ops)?,
+        None => sysctl::apply_in(Some(ns), ops)?,
+    }
+    // Up, the addresses and (unless IPv6 must settle first) the routes are queued together: the kernel
+    // carries them out in this order, and the answers are read afterwards, in the same order.
+    let up = link::set_queued(
         nl,
         index,
         &link::LinkChange {
             up: true,
             ..Default::default()
         },
-    )
-    .await
-    .map_err(|e| CniError::kernel(format!("failed to set {ifname:?} up: {e}")))?;
-    for a in &plan.addresses {
-        addr::add(nl, index, *a).await?;
+    );
+    let addrs: Vec<_> = plan
+        .addresses
+        .iter()
+        .map(|a| addr::add_queued(nl, index, *a))
+        .collect();
+    let early_routes: Vec<_> = if plan.settle {
+        Vec::new()
+    } else {
+        plan.routes
+            .iter()
+            .map(|r| route::add_queued(nl, &r.to_spec(index)))
+            .collect()
+    };
+    up.await
+        .map_err(|e| CniError::kernel(format!("failed to set {ifname:?} up: {e}")))?;
+    for a in addrs {
+        a.await?;
     }
-    if plan.settle {
+    let routes = if plan.settle {
         settle(nl, index, ifname, SETTLE_TIMEOUT).await?;
-    }
-    for r in &plan.routes {
-        match route::add(nl, &r.to_spec(index)).await {
+        plan.routes
+            .iter()
+            .map(|r| route::add_queued(nl, &r.to_spec(index)))
+            .collect()
+    } else {
+        early_routes
+    };
+    for r in routes {
+        match r.await {
             Ok(()) => {}
             Err(e) if e.is_exists() => {}
             Err(e) => return Err(e.into()),

@@ -10,6 +10,7 @@ use crate::cni::{
 };
 use crate::delegate::Context;
 use crate::netlink::link::{self, LinkChange, LinkInfo, NewSubLink, SubKind};
+use crate::netlink::sysctl::SysctlDirs;
 use crate::netlink::{format_mac, route, Netlink};
 use crate::netns::NetNs;
 use std::os::fd::AsRawFd;
@@ -97,35 +98,58 @@ pub async fn add(
 ) -> Result<CniResult, CniError> {
     validate_ifname(&ctx.ifname)?;
     let ns = netns_of(ctx, "ADD")?;
-    let cont = Netlink::open_in(&ns)?;
-    let host = if spec.link_in_container {
-        None
-    } else {
-        Some(Netlink::current()?)
-    };
-    let mnl = host.as_ref().unwrap_or(&cont);
-    let master = resolve_master(mnl, spec.master.as_deref()).await?;
-    if spec.limit_mtu_to_master && spec.mtu > master.mtu {
-        return Err(CniError::invalid_config(format!(
-            "invalid MTU {}, must be [0, master MTU({})]",
-            spec.mtu, master.mtu
-        )));
-    }
     let l2 = matches!(ips, IpSource::None);
-    let make = make_link(ctx, &ns, &cont, mnl, host.is_some(), &master, spec, l2);
-    // An IPAM that does not use the interface runs while the link is made (its process start-up and the
-    // kernel work overlap); any other (dhcp needs the link) runs after, as in the reference.
+    // The container's connection (and, when addresses are to be set, its sysctl directories) is opened by
+    // a thread entering the namespace while this one gets on with the host side.
+    let pending = Netlink::open_in_background_with_sysctl(&ns, !l2)?;
+    let setup = async {
+        let (cont, dirs, host, master) = if spec.link_in_container {
+            let (cont, dirs) = pending.wait().await?;
+            let master = resolve_master(&cont, spec.master.as_deref()).await?;
+            (cont, dirs, None, master)
+        } else {
+            let host = Netlink::current()?;
+            let (opened, master) = tokio::join!(
+                pending.wait(),
+                resolve_master(&host, spec.master.as_deref())
+            );
+            let (cont, dirs) = opened?;
+            (cont, dirs, Some(host), master?)
+        };
+        if spec.limit_mtu_to_master && spec.mtu > master.mtu {
+            return Err(CniError::invalid_config(format!(
+                "invalid MTU {}, must be [0, master MTU({})]",
+                spec.mtu, master.mtu
+            )));
+        }
+        let mnl = host.as_ref().unwrap_or(&cont);
+        let created = make_link(
+            ctx,
+            &ns,
+            &cont,
+            mnl,
+            host.is_some(),
+            &master,
+            spec,
+            l2,
+            dirs.as_ref(),
+        )
+        .await?;
+        Ok((cont, dirs, created))
+    };
+    // An IPAM that does not use the interface runs from the start, alongside the namespace thread and the
+    // link's creation (its process start-up or file work and the kernel work overlap); any other (dhcp
+    // needs the link) runs after, as in the reference.
     let early = matches!(ips, IpSource::Ipam)
         && super::ipam_type(conf).is_some_and(|t| LINK_INDEPENDENT_IPAM.contains(&t.as_str()));
-    let (created, ipam) = if early {
-        let (made, ipam) = tokio::join!(make, ipam_add(ctx, conf));
-        match (made, ipam) {
-            (Ok(l), Ok(r)) => (l, Some(r)),
+    let ((cont, dirs, created), ipam) = if early {
+        match tokio::join!(setup, ipam_add(ctx, conf)) {
+            (Ok(made), Ok(r)) => (made, Some(r)),
             (Err(e), _) => {
                 release_ipam(ctx, conf).await;
                 return Err(e);
             }
-            (Ok(l), Err(e)) => {
+            (Ok((cont, _, l)), Err(e)) => {
                 if let Err(d) = link::delete(&cont, l.index).await {
                     tracing::warn!("cleanup after a failed ADD: {d}");
                 }
@@ -134,9 +158,21 @@ pub async fn add(
             }
         }
     } else {
-        (make.await?, None)
+        (setup.await?, None)
     };
-    match configure(ctx, conf, &ns, &cont, &created, ips, ipam, dns).await {
+    match configure(
+        ctx,
+        conf,
+        &ns,
+        &cont,
+        dirs.as_ref(),
+        &created,
+        ips,
+        ipam,
+        dns,
+    )
+    .await
+    {
         Ok(r) => Ok(r),
         Err(e) => {
             if let Err(d) = link::delete(&cont, created.index).await {
@@ -164,6 +200,7 @@ async fn make_link(
     master: &LinkInfo,
     spec: &SubLinkSpec,
     up: bool,
+    dirs: Option<&SysctlDirs>,
 ) -> Result<LinkInfo, CniError> {
     let kind = kind_name(&spec.kind);
     let tmp = temp_name();
@@ -197,6 +234,11 @@ async fn make_link(
             });
         }
     };
+    if let Some(d) = dirs {
+        // The temporary name exists only in the container's namespace: it resolving through the
+        // directories proves they show that namespace, and the sysctls can be set without a thread.
+        d.verify(&tmp);
+    }
     let ifname = ctx.ifname.as_str();
     let renamed = link::set(
         cont,
@@ -246,6 +288,7 @@ async fn configure(
     conf: &PluginConf,
     ns: &NetNs,
     cont: &Netlink,
+    dirs: Option<&SysctlDirs>,
     created: &LinkInfo,
     ips: IpSource,
     ipam: Option<CniResult>,
@@ -264,7 +307,7 @@ async fn configure(
         IpSource::Prev(prev) => {
             set_ips(&mut result, prev.ips, prev.routes)?;
             let plan = ipam_apply::plan(&result, ifname)?;
-            ipam_apply::apply(cont, ns, created.index, ifname, &plan).await?;
+            ipam_apply::apply_with(cont, ns, dirs, created.index, ifname, &plan).await?;
         }
         IpSource::Ipam => {
             // From here on a failure releases whatever the IPAM may hold for this attachment, also when its
@@ -276,7 +319,7 @@ async fn configure(
                 };
                 set_ips(&mut result, ipam.ips, ipam.routes)?;
                 let plan = ipam_apply::plan(&result, ifname)?;
-                ipam_apply::apply(cont, ns, created.index, ifname, &plan).await
+                ipam_apply::apply_with(cont, ns, dirs, created.index, ifname, &plan).await
             }
             .await;
             if let Err(e) = applied {
@@ -327,7 +370,7 @@ pub async fn del(ctx: &Context, conf: &PluginConf, has_ipam: bool) -> Result<(),
         if ctx.ifname.is_empty() {
             return Ok(());
         }
-        let nl = Netlink::open_in(&ns)?;
+        let (nl, ()) = Netlink::open_in_background(&ns)?.wait().await?;
         link::delete_by_name(&nl, &ctx.ifname).await?;
         Ok(())
     };
@@ -389,13 +432,19 @@ pub async fn check(
             ))
         })?;
     let ns = netns_of(ctx, "CHECK")?;
-    let cont = Netlink::open_in(&ns)?;
-    let host = if spec.link_in_container {
-        None
+    let pending = Netlink::open_in_background(&ns)?;
+    let (cont, master) = if spec.link_in_container {
+        let (cont, ()) = pending.wait().await?;
+        let master = resolve_master(&cont, spec.master.as_deref()).await?;
+        (cont, master)
     } else {
-        Some(Netlink::current()?)
+        let host = Netlink::current()?;
+        let (opened, master) = tokio::join!(
+            pending.wait(),
+            resolve_master(&host, spec.master.as_deref())
+        );
+        (opened?.0, master?)
     };
-    let master = resolve_master(host.as_ref().unwrap_or(&cont), spec.master.as_deref()).await?;
     let kind = kind_name(&spec.kind);
     let l = link::by_name(&cont, &iface.name).await?.ok_or_else(|| {
         CniError::kernel(format!(
@@ -458,21 +507,61 @@ pub async fn check(
             *slot = Some(route::list(&cont, v6).await?);
         }
         let routes = slot.as_deref().unwrap_or_default();
-        let dst = ipam_apply::network_of(&r.dst);
-        let table = r.table.unwrap_or(route::MAIN_TABLE);
-        let found = routes
-            .iter()
-            .any(|k| k.dst == dst && k.table == table && (r.gw.is_none() || k.gw == r.gw));
-        if !found {
-            return Err(CniError::kernel(format!(
-                "route {} via {:?} of prevResult not found in {}",
+        check_route(r, routes).map_err(|e| {
+            CniError::kernel(format!(
+                "route {} via {:?} of prevResult {e} in {}",
                 r.dst,
                 r.gw,
                 ns.path().display()
-            )));
-        }
+            ))
+        })?;
     }
     Ok(())
+}
+
+/// Finds `want` (a `prevResult` route) among the kernel's routes of its family: the same destination and
+/// table, the same next hop when it names one, and the CNI 1.1 fields it sets (`mtu`, `advmss`, `priority`,
+/// and for IPv4 `scope`: the kernel keeps no scope on IPv6 routes). A field it does not set is not
+/// compared; 0 and absent are the same for the kernel's metrics. The error says what differs.
+pub fn check_route(want: &Route, have: &[route::RouteInfo]) -> Result<(), String> {
+    let dst = ipam_apply::network_of(&want.dst);
+    let table = want.table.unwrap_or(route::MAIN_TABLE);
+    let candidates: Vec<&route::RouteInfo> = have
+        .iter()
+        .filter(|k| k.dst == dst && k.table == table && (want.gw.is_none() || k.gw == want.gw))
+        .collect();
+    if candidates.is_empty() {
+        return Err("not found".to_string());
+    }
+    let differences = |k: &route::RouteInfo| {
+        let mut d = Vec::new();
+        let mut field = |name: &str, want: Option<u32>, have: u32| {
+            if let Some(w) = want {
+                if w != have {
+                    d.push(format!("{name} {w} (the kernel's: {have})"));
+                }
+            }
+        };
+        field("mtu", want.mtu, k.mtu.unwrap_or(0));
+        field("advmss", want.advmss, k.advmss.unwrap_or(0));
+        field("priority", want.priority, k.priority.unwrap_or(0));
+        if want.dst.is_ipv4() {
+            field("scope", want.scope.map(u32::from), u32::from(k.scope));
+        }
+        d
+    };
+    let mut first = None;
+    for k in candidates {
+        let d = differences(k);
+        if d.is_empty() {
+            return Ok(());
+        }
+        first.get_or_insert(d);
+    }
+    Err(format!(
+        "does not match the kernel's: {}",
+        first.unwrap_or_default().join(", ")
+    ))
 }
 
 /// STATUS and GC of a macvlan/ipvlan attachment: only its IPAM has state, so the verb goes to the IPAM
@@ -482,4 +571,89 @@ pub async fn ipam_only(ctx: &Context, conf: &PluginConf) -> Result<(), CniError>
         ctx.run_ipam(conf).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(dst: &str, gw: Option<&str>, table: u32) -> route::RouteInfo {
+        route::RouteInfo {
+            dst: dst.parse().unwrap(),
+            gw: gw.map(|g| g.parse().unwrap()),
+            oif: Some(2),
+            table,
+            priority: None,
+            scope: 0,
+            mtu: None,
+            advmss: None,
+        }
+    }
+
+    fn want(v: serde_json::Value) -> Route {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn check_route_compares_the_1_1_fields_it_is_given() {
+        let mut k = kernel("10.79.0.0/16", Some("10.77.0.254"), 100);
+        k.mtu = Some(1300);
+        k.advmss = Some(1200);
+        k.priority = Some(7);
+        let onlink = route::RouteInfo {
+            scope: 253,
+            priority: Some(9),
+            ..kernel("10.80.0.0/16", None, route::MAIN_TABLE)
+        };
+        let have = [kernel("0.0.0.0/0", Some("10.77.0.1"), 254), k, onlink];
+        let full = serde_json::json!({"dst": "10.79.1.2/16", "gw": "10.77.0.254", "mtu": 1300,
+            "advmss": 1200, "priority": 7, "table": 100});
+        assert_eq!(check_route(&want(full.clone()), &have), Ok(()));
+        // Fields not given are not compared; 0 is the kernel's absent metric.
+        assert_eq!(
+            check_route(
+                &want(serde_json::json!({"dst": "10.79.0.0/16", "table": 100})),
+                &have
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_route(
+                &want(serde_json::json!({"dst": "0.0.0.0/0", "mtu": 0, "priority": 0})),
+                &have
+            ),
+            Ok(())
+        );
+        for (k, v) in [("mtu", 1400), ("advmss", 1100), ("priority", 8)] {
+            let mut w = full.clone();
+            w[k] = v.into();
+            let e = check_route(&want(w), &have).unwrap_err();
+            assert!(e.contains(&format!("{k} {v}")), "{k}: {e}");
+        }
+        let mut w = full.clone();
+        w["table"] = 101.into();
+        assert_eq!(check_route(&want(w), &have).unwrap_err(), "not found");
+        // Scope, for IPv4.
+        let link = serde_json::json!({"dst": "10.80.0.0/16", "scope": 253, "priority": 9});
+        assert_eq!(check_route(&want(link.clone()), &have), Ok(()));
+        let mut w = link;
+        w["scope"] = 0.into();
+        assert!(check_route(&want(w), &have)
+            .unwrap_err()
+            .contains("scope 0"));
+        // IPv6 routes have no scope in the kernel: a scope in prevResult is not held against them.
+        let v6 = [route::RouteInfo {
+            priority: Some(1024),
+            ..kernel("fd00:1::/64", Some("fd00::1"), 254)
+        }];
+        assert_eq!(
+            check_route(
+                &want(
+                    serde_json::json!({"dst": "fd00:1::/64", "gw": "fd00::1", "scope": 253, "priority": 1024})
+                ),
+                &v6
+            ),
+            Ok(())
+        );
+    }
 }
