@@ -2,12 +2,16 @@
 //! benchmarks and manual comparison with the reference binary. The project's real plugin entry
 //! point is the `multus` binary; this example prints a CNI 1.0.0-shaped result whatever the
 //! configured version.
+//!
+//! `HOST_LOCAL_INDEX=off|rewrite` (measurements only) picks how the store's index is kept across
+//! processes for ADD and DEL: not at all, or a whole snapshot per change; the default is the
+//! journal (`IndexMode::Journal`).
 #![allow(missing_docs)]
 
 use std::io::Read;
 use std::process::ExitCode;
 
-use multus_ipam::{config, network, IpamError, IpamResult};
+use multus_ipam::{config, network, IndexMode, IpamError, IpamResult, Network};
 use serde_json::{json, Value};
 
 fn result_json(r: &IpamResult) -> Value {
@@ -68,11 +72,41 @@ fn run() -> Result<Option<Value>, IpamError> {
         .map_err(|e| IpamError::io("read", "stdin", e))?;
     let cfg = config::parse(&stdin, &env("CNI_ARGS"))?;
     let (cid, ifname) = (env("CNI_CONTAINERID"), env("CNI_IFNAME"));
-    match cmd.as_str() {
-        "ADD" => Ok(Some(result_json(&network::add(&cfg, &cid, &ifname)?))),
-        "DEL" => network::del(&cfg, &cid, &ifname).map(|_| None),
-        "CHECK" => network::check(&cfg, &cid, &ifname).map(|_| None),
-        "STATUS" => network::status(&cfg).map(|_| None),
+    let mode = match env("HOST_LOCAL_INDEX").as_str() {
+        "off" => Some(IndexMode::Off),
+        "rewrite" => Some(IndexMode::Rewrite),
+        _ => None,
+    };
+    let open = |mode: IndexMode| -> Result<Network, IpamError> {
+        let mut net = Network::from_config(&cfg)?;
+        net.set_index_mode(mode);
+        Ok(net)
+    };
+    match (cmd.as_str(), mode) {
+        ("ADD", Some(m)) if cfg.resolv_conf.is_none() => {
+            let ips = open(m)?.allocate(&cid, &ifname, &cfg.requested_ips)?;
+            Ok(Some(result_json(&IpamResult {
+                ips,
+                routes: cfg.routes.clone(),
+                dns: Default::default(),
+            })))
+        }
+        ("DEL", Some(m)) => open(m)?.release(&cid, &ifname).map(|_| None),
+        _ => run_default(&cmd, &cfg, &cid, &ifname),
+    }
+}
+
+fn run_default(
+    cmd: &str,
+    cfg: &config::IpamConfig,
+    cid: &str,
+    ifname: &str,
+) -> Result<Option<Value>, IpamError> {
+    match cmd {
+        "ADD" => Ok(Some(result_json(&network::add(cfg, cid, ifname)?))),
+        "DEL" => network::del(cfg, cid, ifname).map(|_| None),
+        "CHECK" => network::check(cfg, cid, ifname).map(|_| None),
+        "STATUS" => network::status(cfg).map(|_| None),
         other => Err(IpamError::InvalidArgs(format!(
             "unknown CNI_COMMAND {other:?}"
         ))),

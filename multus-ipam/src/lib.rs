@@ -6,6 +6,8 @@
 //! - [`range`], [`range_set`]: ranges and range sets (pure);
 //! - [`allocator`]: allocation in the reference order over any [`Store`] (pure logic);
 //! - [`store`]: the [`Store`] trait and [`DiskStore`], byte for byte the reference's files;
+//! - [`index`]: the persisted index of a network directory (so that a fresh process does not read
+//!   every reservation file);
 //! - [`gc`]: release of every reservation not held by a valid attachment;
 //! - [`network`]: the library API ([`Network`]) and the CNI operations on a parsed configuration;
 //! - [`cni`]: host-local as a multus-core `Delegate` ([`cni::HostLocal`], type `host-local`).
@@ -47,6 +49,7 @@ pub mod cni;
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod index;
 pub mod ip;
 pub mod network;
 pub mod range;
@@ -57,6 +60,7 @@ pub mod store;
 pub use config::IpamConfig;
 pub use error::{IpamError, Result};
 pub use gc::Attachment;
+pub use index::{IndexMode, IndexStats};
 pub use ip::IpNet;
 pub use network::Network;
 pub use range::{Range, RangeSpec};

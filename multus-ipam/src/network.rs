@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::allocator;
 use crate::config::IpamConfig;
 use crate::gc::{self, Attachment};
+use crate::index::{IndexMode, IndexStats};
 use crate::range::RangeSpec;
 use crate::range_set::{validate_sets, RangeSet};
 use crate::result::{Dns, IpConfig, IpamResult};
@@ -16,7 +17,8 @@ use crate::{IpamError, Result};
 ///
 /// Every operation takes the directory's lock for its whole duration, so several processes
 /// (this library, the `host-local` plugin of this project, the reference plugin) can share the
-/// directory. A `Network` keeps an index of the directory between operations (see [`DiskStore`]).
+/// directory. A `Network` keeps an index of the directory between operations and between
+/// processes (see [`DiskStore`] and [`crate::index`]).
 #[derive(Debug)]
 pub struct Network {
     sets: Vec<RangeSet>,
@@ -58,6 +60,22 @@ impl Network {
     /// Sets the durability of later writes (default: like the reference, no fsync).
     pub fn set_durability(&mut self, d: Durability) {
         self.store.set_durability(d);
+    }
+
+    /// Sets how the store's index is kept across processes (default [`IndexMode::Journal`]).
+    pub fn set_index_mode(&mut self, mode: IndexMode) {
+        self.store.set_index_mode(mode);
+    }
+
+    /// Overrides the store's journal limit (see [`DiskStore::set_journal_limit`]). For measurements.
+    #[doc(hidden)]
+    pub fn set_journal_limit(&mut self, bytes: Option<u64>) {
+        self.store.set_journal_limit(bytes);
+    }
+
+    /// What the store's index has done so far (cumulative over this handle's operations).
+    pub fn index_stats(&self) -> IndexStats {
+        self.store.index_stats()
     }
 
     /// The range sets.

@@ -11,17 +11,23 @@
 //!   uses the same lock, so both plugins can run on one directory at once). A killed process's
 //!   `flock` goes away with it.
 //!
+//! Nothing else is written there: the index that spares a fresh process reading every file lives
+//! in `<dataDir>/.multus-index/` ([`crate::index`]). The directory's mtime is moved 1 ns back
+//! after each change (see there); the reference never looks at it.
+//!
 //! Durability: like the reference (which calls no `fsync`), files are not synced by default;
 //! [`Durability::Fsync`] syncs each written file and the directory.
 
-use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::ip::parse_ip;
+use crate::index::{
+    holder_hash, key_hash, mark, read_entry, Corrupt, Entry, Index, IndexFile, IndexMode,
+    IndexPaths, IndexStats, SaveHow, Stamp,
+};
 use crate::{IpamError, Result};
 
 /// Prefix of the files holding the last reserved address of each range set.
@@ -66,7 +72,7 @@ impl Holder {
     }
 
     /// The key the reference compares a trimmed file content against, if any.
-    fn key(&self) -> Option<String> {
+    pub(crate) fn key(&self) -> Option<String> {
         match self {
             Holder::Attachment {
                 container_id,
@@ -169,88 +175,35 @@ pub enum Durability {
     Fsync,
 }
 
-/// Identity and change stamp of the network directory: if it is unchanged since this process
-/// last wrote, nobody else added or removed an entry, and the cached index is still right.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    size: u64,
-}
-
-impl Stamp {
-    fn of(dir: &Path) -> Result<Stamp> {
-        let m = fs::metadata(dir).map_err(|e| IpamError::io("stat", dir, e))?;
-        Ok(Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-            size: m.size(),
-        })
-    }
-}
-
-#[derive(Default, Debug)]
-struct Index {
-    by_ip: HashMap<IpAddr, Holder>,
-    by_key: HashMap<String, BTreeSet<IpAddr>>,
-}
-
-impl Index {
-    fn insert(&mut self, ip: IpAddr, holder: Holder) {
-        if let Some(k) = holder.key() {
-            self.by_key.entry(k).or_default().insert(ip);
-        }
-        if let Some(old) = self.by_ip.insert(ip, holder) {
-            self.unkey(ip, &old);
-        }
-    }
-
-    fn remove(&mut self, ip: IpAddr) {
-        if let Some(old) = self.by_ip.remove(&ip) {
-            self.unkey(ip, &old);
-        }
-    }
-
-    fn unkey(&mut self, ip: IpAddr, holder: &Holder) {
-        if let Some(k) = holder.key() {
-            if let Some(set) = self.by_key.get_mut(&k) {
-                set.remove(&ip);
-                if set.is_empty() {
-                    self.by_key.remove(&k);
-                }
-            }
-        }
-    }
-
-    fn get(&self, key: &str) -> Vec<IpAddr> {
-        self.by_key
-            .get(key)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
-    }
+/// One network's reservations, as the store knows them between operations.
+#[derive(Debug)]
+struct Cache {
+    index: Index,
+    /// The persisted index file `index` was loaded from or saved to (`None`: not persisted).
+    file: Option<IndexFile>,
 }
 
 /// The on-disk store of one network, compatible with the reference plugin.
 ///
-/// It keeps an index of the directory (address → holder) between operations, rebuilt from the
-/// directory whenever the directory's change stamp (inode, mtime, ctime, size) differs from the
-/// one recorded after this process's last change. The index only avoids work: every reservation
-/// is still made with `O_CREAT|O_EXCL`, so a stale index can never hand out an address twice.
-/// Kernels from 6.13 give a directory a fresh fine-grained timestamp on the first change after it
-/// was looked at (multigrain timestamps on ext4, xfs, btrfs, tmpfs), so a change by another
-/// process is always seen; on older kernels a change by another process within the same clock
-/// tick as this process's last change can go unseen by a long-lived store until the next change.
-/// A fresh `DiskStore` (one per CNI invocation) always reads the directory.
+/// It keeps an index of the directory (which addresses are reserved, each file's stamp and a hash
+/// of its holder), in memory between the operations of one handle and on disk between processes
+/// (`<dataDir>/.multus-index/<network>.idx`, see [`crate::index`]), so that an operation costs
+/// the same whatever the fill, even in a fresh process. The index is used only while the
+/// directory's stamp equals the one saved with it; otherwise the directory is listed and only the
+/// files that changed are read. The index only avoids work: every reservation is still made with
+/// an exclusive create, and a file is read before it is reported or released as an attachment's,
+/// so a stale index can never hand out an address twice nor release another container's.
 #[derive(Debug)]
 pub struct DiskStore {
     dir: PathBuf,
+    network: String,
+    index_paths: Option<IndexPaths>,
     lock: File,
     durability: Durability,
-    cache: Option<(Stamp, Index)>,
+    mode: IndexMode,
+    journal_limit: Option<u64>,
+    cache: Option<Cache>,
+    stats: IndexStats,
 }
 
 impl DiskStore {
@@ -274,9 +227,14 @@ impl DiskStore {
             .map_err(|e| IpamError::io("open lock", &lock_path, e))?;
         Ok(DiskStore {
             dir,
+            network: network.to_string(),
+            index_paths: IndexPaths::new(data_dir, network),
             lock,
             durability: Durability::default(),
+            mode: IndexMode::default(),
+            journal_limit: None,
             cache: None,
+            stats: IndexStats::default(),
         })
     }
 
@@ -285,9 +243,36 @@ impl DiskStore {
         self.durability = d;
     }
 
+    /// Sets how the index is kept across processes (default [`IndexMode::Journal`]).
+    pub fn set_index_mode(&mut self, mode: IndexMode) {
+        self.mode = mode;
+        self.cache = None;
+    }
+
+    /// Overrides the journal length after which a new snapshot is written (default
+    /// [`crate::index::journal_limit`] of the snapshot's size). For measurements.
+    #[doc(hidden)]
+    pub fn set_journal_limit(&mut self, bytes: Option<u64>) {
+        self.journal_limit = bytes;
+    }
+
+    /// What the index has done so far (cumulative over this handle's operations).
+    pub fn index_stats(&self) -> IndexStats {
+        self.stats
+    }
+
     /// The network's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the persisted index file still is the one `file` describes.
+    fn file_matches(&self, file: Option<IndexFile>) -> bool {
+        match (self.mode, &self.index_paths, file) {
+            (IndexMode::Off, _, _) | (_, None, _) => true,
+            (_, Some(p), Some(f)) => p.id() == Some((f.ino, f.len)),
+            (_, Some(_), None) => false,
+        }
     }
 
     /// Takes the exclusive lock (blocking) and returns the store view valid while it is held.
@@ -299,37 +284,37 @@ impl DiskStore {
                 Err(e) => return Err(IpamError::io("flock", self.dir.join(LOCK_FILE), e)),
             }
         }
+        // From here on the guard unlocks (and saves the index) on every path.
         let locked = LockedDisk {
             store: self,
-            dirty: false,
+            full_scan: false,
         };
-        let now = Stamp::of(&locked.store.dir)?;
-        if locked.store.cache.as_ref().map(|(s, _)| *s) != Some(now) {
+        let now = Stamp::of(&locked.store.dir)
+            .map_err(|e| IpamError::io("stat", &locked.store.dir, e))?;
+        let keep = match &locked.store.cache {
+            Some(c) => c.index.stamp == now && locked.store.file_matches(c.file),
+            None => false,
+        };
+        if keep {
+            locked.store.stats.cached += 1;
+        } else {
             locked.store.cache = None;
         }
         Ok(locked)
     }
 }
 
-/// The disk store with its lock held; unlocks when dropped.
+/// The disk store with its lock held; saves the index and unlocks when dropped.
 #[derive(Debug)]
 pub struct LockedDisk<'a> {
     store: &'a mut DiskStore,
-    dirty: bool,
+    /// The persisted index turned out corrupt: rebuild from the directory alone.
+    full_scan: bool,
 }
 
 impl Drop for LockedDisk<'_> {
     fn drop(&mut self) {
-        if self.dirty {
-            match Stamp::of(&self.store.dir) {
-                Ok(s) => {
-                    if let Some((stamp, _)) = self.store.cache.as_mut() {
-                        *stamp = s;
-                    }
-                }
-                Err(_) => self.store.cache = None,
-            }
-        }
+        self.save_index();
         if let Err(e) = self.store.lock.unlock() {
             tracing::warn!(error = %e, "unlocking the host-local store");
         }
@@ -341,15 +326,152 @@ impl LockedDisk<'_> {
         self.store.dir.join(name)
     }
 
+    /// The index, loaded from memory, from the persisted index if its stamp is the directory's,
+    /// or rebuilt by a scan of the directory.
     fn index(&mut self) -> Result<&mut Index> {
         if self.store.cache.is_none() {
-            let stamp = Stamp::of(&self.store.dir)?;
-            let index = read_index(&self.store.dir)?;
-            self.store.cache = Some((stamp, index));
+            let s = &mut *self.store;
+            let loaded = match (&s.index_paths, s.mode, self.full_scan) {
+                (Some(p), IndexMode::Journal | IndexMode::Rewrite, false) => {
+                    Index::load(p, &s.network)
+                }
+                _ => None,
+            };
+            let now = Stamp::of(&s.dir).map_err(|e| IpamError::io("stat", &s.dir, e))?;
+            let cache = match loaded {
+                Some((index, file, true)) if index.stamp == now && now.is_marked() => {
+                    s.stats.loaded += 1;
+                    Cache {
+                        index,
+                        file: Some(file),
+                    }
+                }
+                other => {
+                    let base = other.map(|(index, _, _)| index);
+                    let (index, counts) = Index::scan(&s.dir, &s.network, base, now)
+                        .map_err(|e| IpamError::io("read directory", &s.dir, e))?;
+                    s.stats.scans += 1;
+                    s.stats.incremental_scans += u64::from(counts.incremental);
+                    s.stats.files_read += counts.read;
+                    s.stats.files_statted += counts.statted;
+                    Cache { index, file: None }
+                }
+            };
+            s.cache = Some(cache);
         }
         match self.store.cache.as_mut() {
-            Some((_, index)) => Ok(index),
+            Some(c) => Ok(&mut c.index),
             None => Err(IpamError::Unavailable("index vanished".into())),
+        }
+    }
+
+    /// Runs a query on the index; if the persisted index turns out corrupt, rebuilds the index
+    /// from the directory alone (entirely in memory, so the query cannot fail again) and reruns it.
+    fn ix<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Index) -> std::result::Result<T, Corrupt>,
+    ) -> Result<T> {
+        loop {
+            let rebuilt = self.full_scan;
+            match f(self.index()?) {
+                Ok(v) => return Ok(v),
+                Err(Corrupt) if !rebuilt => {
+                    tracing::warn!(dir = %self.store.dir.display(),
+                        "the host-local index is corrupt; rebuilding it from the directory");
+                    self.store.cache = None;
+                    self.full_scan = true;
+                }
+                Err(Corrupt) => {
+                    return Err(IpamError::Unavailable("host-local index corrupt".into()))
+                }
+            }
+        }
+    }
+
+    /// Records a change of the directory in the index, if one is loaded (without one, nothing is
+    /// saved, and the next operation rescans: the directory's stamp changed).
+    fn note_put(&mut self, ip: IpAddr, e: Entry) {
+        if let Some(c) = self.store.cache.as_mut() {
+            c.index.put(ip, e);
+        }
+    }
+
+    fn note_remove(&mut self, ip: IpAddr) {
+        if let Some(c) = self.store.cache.as_mut() {
+            c.index.remove(ip);
+        }
+    }
+
+    /// Reads the reservation file of `ip` and brings its index entry up to date (it can only
+    /// differ if something changed the directory without its lock, or within one clock tick).
+    fn read_reservation(&mut self, ip: IpAddr) -> Result<Option<Holder>> {
+        let path = self.path(&ip.to_string());
+        let now = read_entry(&path).map_err(|e| IpamError::io("read", &path, e))?;
+        let known = self.ix(|ix| ix.get(ip))?;
+        match now {
+            Some((e, holder)) => {
+                if known != Some(e) {
+                    tracing::debug!(%ip, "host-local index entry out of date; updated");
+                    self.note_put(ip, e);
+                }
+                Ok(Some(holder))
+            }
+            None => {
+                if known.is_some() {
+                    self.note_remove(ip);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// After the operation, with the lock still held: marks the directory's stamp and saves the
+    /// index if anything changed. Never fails: a failure only leaves an index that the next
+    /// operation will not trust.
+    fn save_index(&mut self) {
+        let s = &mut *self.store;
+        let Some(cache) = s.cache.as_mut() else {
+            return;
+        };
+        let Ok(mut cur) = Stamp::of(&s.dir) else {
+            s.cache = None;
+            return;
+        };
+        if cur == cache.index.stamp && !cache.index.has_unsaved() {
+            return;
+        }
+        if !cur.is_marked() {
+            let marked = mark(&s.dir, &cur).and_then(|()| Stamp::of(&s.dir));
+            match marked {
+                Ok(m) if m.is_marked() => cur = m,
+                Ok(_) | Err(_) => {
+                    tracing::warn!(dir = %s.dir.display(),
+                        "cannot mark the host-local directory's stamp; its index is not kept");
+                    s.cache = None;
+                    return;
+                }
+            }
+        }
+        match (s.mode, &s.index_paths) {
+            (IndexMode::Off, _) | (_, None) => cache.index.settle(cur),
+            (mode, Some(paths)) => {
+                let how = SaveHow {
+                    rewrite: mode == IndexMode::Rewrite,
+                    limit: s.journal_limit,
+                };
+                match cache
+                    .index
+                    .save(paths, &s.network, cache.file, cur, how, &mut s.stats)
+                {
+                    Ok(f) => cache.file = Some(f),
+                    Err(e) => {
+                        tracing::warn!(index = %paths.file.display(), error = %e,
+                            "cannot save the host-local index; the next operation rescans");
+                        let _ = fs::remove_file(&paths.file);
+                        s.cache = None;
+                    }
+                }
+            }
         }
     }
 
@@ -368,39 +490,12 @@ impl LockedDisk<'_> {
         let _ = fs::remove_file(&p);
         File::create(&p).map_err(|e| IpamError::io("create", &p, e))?;
         fs::remove_file(&p).map_err(|e| IpamError::io("remove", &p, e))?;
-        self.dirty = true;
         Ok(())
     }
 }
 
-fn read_holder(path: &Path) -> Result<Holder> {
-    match fs::read(path) {
-        Ok(c) => Ok(Holder::parse(&c)),
-        Err(e) if e.kind() == ErrorKind::IsADirectory => Ok(Holder::Unknown),
-        Err(e) => Err(IpamError::io("read", path, e)),
-    }
-}
-
-/// Reads every reservation of a network directory. Only entries named exactly as the reference
-/// names an address count; `lock`, `last_reserved_ip.*` and anything else are ignored.
-fn read_index(dir: &Path) -> Result<Index> {
-    let mut index = Index::default();
-    let entries = fs::read_dir(dir).map_err(|e| IpamError::io("read directory", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| IpamError::io("read directory", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(ip) = parse_ip(name) else { continue };
-        if ip.to_string() != name {
-            continue;
-        }
-        let holder = read_holder(&entry.path())?;
-        index.insert(ip, holder);
-    }
-    Ok(index)
-}
-
-/// Creates `path` holding `content`, or returns `Ok(false)` when it already exists (never overwriting it).
+/// Creates `path` holding `content` and returns the new file's metadata, or `Ok(None)` when it already exists
+/// (never overwriting it).
 /// The file appears whole: it is written as an unnamed `O_TMPFILE` in the directory and then linked under its
 /// name (`linkat`, which fails on an existing name just as `O_EXCL` does), so a process killed at any point
 /// leaves either no file or a complete one, never an empty reservation that DEL could not match. File systems
@@ -409,7 +504,7 @@ fn create_whole(
     path: &Path,
     content: &[u8],
     fsync: bool,
-) -> std::result::Result<bool, (&'static str, std::io::Error)> {
+) -> std::result::Result<Option<Metadata>, (&'static str, std::io::Error)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     match OpenOptions::new()
         .write(true)
@@ -422,7 +517,11 @@ fn create_whole(
             if fsync {
                 f.sync_all().map_err(|e| ("fsync", e))?;
             }
-            link_tmpfile(&f, path).map_err(|e| ("link", e))
+            if !link_tmpfile(&f, path).map_err(|e| ("link", e))? {
+                return Ok(None);
+            }
+            // After the link, which changed its ctime: the stamp the name will show.
+            f.metadata().map(Some).map_err(|e| ("stat", e))
         }
         Err(e)
             if matches!(
@@ -470,7 +569,7 @@ fn create_exclusive(
     path: &Path,
     content: &[u8],
     fsync: bool,
-) -> std::result::Result<bool, (&'static str, std::io::Error)> {
+) -> std::result::Result<Option<Metadata>, (&'static str, std::io::Error)> {
     let mut f = match OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -478,42 +577,45 @@ fn create_exclusive(
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
         Err(e) => return Err(("create", e)),
     };
     let written = f
         .write_all(content)
-        .and_then(|()| if fsync { f.sync_all() } else { Ok(()) });
-    if let Err(e) = written {
-        drop(f);
-        let _ = fs::remove_file(path);
-        return Err(("write", e));
+        .and_then(|()| if fsync { f.sync_all() } else { Ok(()) })
+        .and_then(|()| f.metadata());
+    match written {
+        Ok(md) => Ok(Some(md)),
+        Err(e) => {
+            drop(f);
+            let _ = fs::remove_file(path);
+            Err(("write", e))
+        }
     }
-    Ok(true)
 }
 
 impl Store for LockedDisk<'_> {
     fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool> {
-        if self.index()?.by_ip.contains_key(&ip) {
+        if self.ix(|ix| ix.contains(ip))? {
             return Ok(false);
         }
         let path = self.path(&ip.to_string());
         let content = attachment_key(container_id, ifname);
         let fsync = self.store.durability == Durability::Fsync;
         match create_whole(&path, content.as_bytes(), fsync) {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Some(md)) => {
+                // Into the index before anything else can fail.
+                let key = holder_hash(&Holder::parse(content.as_bytes()));
+                self.note_put(ip, Entry::new(&md, key));
+            }
+            Ok(None) => {
                 // Someone wrote it behind the index's back: learn it, never overwrite it.
-                let holder = read_holder(&path)?;
-                self.index()?.insert(ip, holder);
+                self.read_reservation(ip)?;
                 return Ok(false);
             }
             Err((what, e)) => return Err(IpamError::io(what, &path, e)),
         }
-        self.dirty = true;
         self.sync_dir()?;
-        let holder = Holder::parse(content.as_bytes());
-        self.index()?.insert(ip, holder);
         Ok(true)
     }
 
@@ -524,8 +626,7 @@ impl Store for LockedDisk<'_> {
             Err(e) if e.kind() == ErrorKind::NotFound => false,
             Err(e) => return Err(IpamError::io("remove", &path, e)),
         };
-        self.dirty = true;
-        self.index()?.remove(ip);
+        self.note_remove(ip);
         if removed {
             self.sync_dir()?;
         }
@@ -533,29 +634,40 @@ impl Store for LockedDisk<'_> {
     }
 
     fn held_by(&mut self, container_id: &str, ifname: &str) -> Result<Held> {
-        let index = self.index()?;
-        Ok(Held {
-            exact: index.get(&attachment_key(container_id, ifname)),
-            legacy: index.get(container_id.trim()),
-        })
+        let mut held = Held::default();
+        for (key, legacy) in [
+            (attachment_key(container_id, ifname), false),
+            (container_id.trim().to_string(), true),
+        ] {
+            let hash = key_hash(&key);
+            // Candidates by hash; each file is read, so only what it holds now counts.
+            for ip in self.ix(|ix| ix.with_key(hash))? {
+                let holder = self.read_reservation(ip)?;
+                if holder.and_then(|h| h.key()).as_deref() == Some(key.as_str()) {
+                    if legacy {
+                        held.legacy.push(ip);
+                    } else {
+                        held.exact.push(ip);
+                    }
+                }
+            }
+        }
+        Ok(held)
     }
 
     fn reservations(&mut self) -> Result<Vec<Reservation>> {
-        let index = self.index()?;
-        let mut v: Vec<Reservation> = index
-            .by_ip
-            .iter()
-            .map(|(ip, h)| Reservation {
-                ip: *ip,
-                holder: h.clone(),
-            })
-            .collect();
-        v.sort_by_key(|r| r.ip);
+        let all = self.ix(|ix| ix.all())?;
+        let mut v = Vec::with_capacity(all.len());
+        for (ip, _) in all {
+            if let Some(holder) = self.read_reservation(ip)? {
+                v.push(Reservation { ip, holder });
+            }
+        }
         Ok(v)
     }
 
     fn is_reserved(&mut self, ip: IpAddr) -> Result<bool> {
-        Ok(self.index()?.by_ip.contains_key(&ip))
+        self.ix(|ix| ix.contains(ip))
     }
 
     fn last_reserved(&mut self, set: usize) -> Result<Option<Vec<u8>>> {
@@ -569,7 +681,6 @@ impl Store for LockedDisk<'_> {
 
     fn set_last_reserved(&mut self, set: usize, content: Option<&[u8]>) -> Result<()> {
         let path = self.path(&format!("{LAST_IP_PREFIX}{set}"));
-        self.dirty = true;
         match content {
             None => match fs::remove_file(&path) {
                 Ok(()) => {}
