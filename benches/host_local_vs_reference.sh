@@ -3,6 +3,17 @@
 # (/usr/lib/cni/host-local, Debian containernetworking-plugins 1.1.1), in a /16 that is empty,
 # 50 % and 99 % full, one at a time and 8 at once. Needs hyperfine and python3.
 # Usage: benches/host_local_vs_reference.sh [data dir parent, default /tmp]
+#
+# Each timed run is one ADD; the attachment is released before each run (untimed `--prepare`):
+#  - "reference ADD": released by the reference;
+#  - "ours ADD": released by ours, so our persisted index (<dataDir>/.multus-index/) is valid:
+#    a node where only this plugin runs;
+#  - "ours ADD after a reference DEL": released by the reference, so the directory changed since
+#    our index was saved and ours lists it and lstats every file (reads only new ones).
+# Ours' first run on each store (a full read of the directory, as the first ADD on a node) is
+# not timed. HOST_LOCAL_INDEX=off|rewrite in the environment runs ours without a persisted index
+# or with a whole snapshot per change (see examples/host_local_cni.rs). The machine's load is
+# printed before and after each block (`uptime`).
 set -eu
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=target}"
@@ -37,20 +48,28 @@ for pct in 0 50 99; do
     CONF="$WORK/conf$pct.json"
     printf '{"cniVersion":"1.0.0","name":"bench","type":"bridge","ipam":{"type":"host-local","dataDir":"%s","subnet":"10.200.0.0/16"}}' "$DATA" > "$CONF"
     E="CNI_CONTAINERID=hf CNI_NETNS=/proc/self/ns/net CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni"
+    # Ours' first run on this store builds its index.
+    sh -c "$E CNI_COMMAND=DEL $OURS < $CONF"
+    echo "load before ${pct}%: $(uptime)"
     hyperfine -N --warmup 3 --runs "${RUNS:-40}" --export-markdown "$WORK/one$pct.md" \
         --prepare "sh -c '$E CNI_COMMAND=DEL $THEIRS < $CONF'" \
         -n "reference ADD, ${pct}% full" "sh -c '$E CNI_COMMAND=ADD $THEIRS < $CONF > /dev/null'" \
-        -n "ours ADD, ${pct}% full" "sh -c '$E CNI_COMMAND=ADD $OURS < $CONF > /dev/null'"
+        --prepare "sh -c '$E CNI_COMMAND=DEL $OURS < $CONF'" \
+        -n "ours ADD, ${pct}% full" "sh -c '$E CNI_COMMAND=ADD $OURS < $CONF > /dev/null'" \
+        --prepare "sh -c '$E CNI_COMMAND=DEL $THEIRS < $CONF'" \
+        -n "ours ADD after a reference DEL, ${pct}% full" "sh -c '$E CNI_COMMAND=ADD $OURS < $CONF > /dev/null'"
     cat "$WORK/one$pct.md"
-    # 8 processes at once (distinct container IDs), released before each run.
+    # 8 processes at once (distinct container IDs), released (by the same plugin) before each run.
     P8=""; D8=""
     for i in 1 2 3 4 5 6 7 8; do
         P8="$P8 CNI_CONTAINERID=p$i CNI_NETNS=/x CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni CNI_COMMAND=ADD BIN < $CONF > /dev/null &"
-        D8="$D8 CNI_CONTAINERID=p$i CNI_NETNS=/x CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni CNI_COMMAND=DEL $THEIRS < $CONF;"
+        D8="$D8 CNI_CONTAINERID=p$i CNI_NETNS=/x CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni CNI_COMMAND=DEL BIN < $CONF;"
     done
     hyperfine -N --warmup 2 --runs "${RUNS:-40}" --export-markdown "$WORK/eight$pct.md" \
-        --prepare "sh -c '$D8'" \
+        --prepare "sh -c '$(echo "$D8" | sed "s|BIN|$THEIRS|g")'" \
         -n "reference 8 ADDs at once, ${pct}% full" "sh -c '$(echo "$P8" | sed "s|BIN|$THEIRS|g") wait'" \
+        --prepare "sh -c '$(echo "$D8" | sed "s|BIN|$OURS|g")'" \
         -n "ours 8 ADDs at once, ${pct}% full" "sh -c '$(echo "$P8" | sed "s|BIN|$OURS|g") wait'"
     cat "$WORK/eight$pct.md"
+    echo "load after ${pct}%: $(uptime)"
 done
