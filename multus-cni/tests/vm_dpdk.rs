@@ -17,29 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vm_common::{
-    igb_pf, link_name, read_attr, require_vm, run, run_ok, show, wait_for, Cni, Netns, CNI_PATH,
+    clean_command, igb_pf, link_name, multus_bin, plugin_link, read_attr, require_vm, run, run_cni,
+    run_ok, show, wait_for, Cni, Netns, NumVfs, CNI_PATH,
 };
-
-/// Writes `sriov_numvfs`; puts it back to 0 on drop, so a failed assertion leaves no VFs for the next test.
-struct NumVfs(PathBuf);
-
-impl NumVfs {
-    fn set(dev: &Path, n: u32) -> Self {
-        let attr = dev.join("sriov_numvfs");
-        if read_attr(&attr) != "0" {
-            fs::write(&attr, "0").expect("reset sriov_numvfs");
-        }
-        fs::write(&attr, n.to_string())
-            .unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
-        NumVfs(attr)
-    }
-}
-
-impl Drop for NumVfs {
-    fn drop(&mut self) {
-        let _ = fs::write(&self.0, "0");
-    }
-}
 
 /// VF 0 of the igb PF, with 2 VFs enabled, its netdev renamed to `name` and up (so that DEL has a name, a MAC and
 /// an up flag to give back).
@@ -169,25 +149,16 @@ fn netdev_of(pci: &str, timeout: Duration) -> Option<String> {
     found
 }
 
-fn multus_bin() -> PathBuf {
-    let p = PathBuf::from(std::env::var("MULTUS_BIN").expect("MULTUS_BIN (set by run.sh)"));
-    assert!(p.is_file(), "{} not found", p.display());
-    p
-}
-
 /// The binary started as `dpdk` (a symlink in `dir`), as a runtime would run a standalone plugin.
 fn dpdk_bin(dir: &Path) -> PathBuf {
-    let l = dir.join("dpdk");
-    let _ = fs::remove_file(&l);
-    std::os::unix::fs::symlink(multus_bin(), &l).expect("symlink dpdk");
-    l
+    plugin_link(dir, "dpdk")
 }
 
 /// Runs one CNI command of `exe` with `conf` on stdin; with `hide_dev_vfio`, in a mount namespace whose
 /// `/dev/vfio` is an empty tmpfs (so a group device the kernel creates is never seen there).
 fn cni(exe: &Path, command: &str, cid: &str, ns: &Netns, conf: &Value, hide_dev_vfio: bool) -> Cni {
     let mut cmd = if hide_dev_vfio {
-        let mut c = Command::new("unshare");
+        let mut c = clean_command("unshare");
         c.args([
             "-m",
             "--propagation",
@@ -199,44 +170,10 @@ fn cni(exe: &Path, command: &str, cid: &str, ns: &Netns, conf: &Value, hide_dev_
         .arg(exe);
         c
     } else {
-        Command::new(exe)
+        clean_command(exe)
     };
-    let start = Instant::now();
-    let mut child = cmd
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", ns.path())
-        .env("CNI_IFNAME", "net1")
-        .env("CNI_PATH", CNI_PATH)
-        .env("MULTUS_LOG_LEVEL", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.to_string().as_bytes())
-        .expect("write config");
-    let out = child.wait_with_output().expect("wait for plugin");
-    let c = Cni {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    println!(
-        "{} {command} {cid} -> exit {:?} in {:?}\nstdout {}\nstderr {}",
-        exe.file_name().unwrap_or_default().to_string_lossy(),
-        c.code,
-        start.elapsed(),
-        c.stdout.trim(),
-        c.stderr.trim()
-    );
-    c
+    cmd.env("MULTUS_LOG_LEVEL", "info");
+    run_cni(cmd, command, cid, &ns.path(), "net1", conf)
 }
 
 /// A kubeconfig-less multus config with one `dpdk` delegate (CNI 1.1.0, so the result carries `pciID`).

@@ -8,64 +8,21 @@
 mod vm_common;
 
 use serde_json::{json, Map, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use vm_common::{
-    igb_pf, ip_json, link_exists, require_vm, reserved_ips, run_ok, show, Netns, CNI_PATH,
+    clean_command, igb_pf, ip_json, link_exists, plugin_link, require_vm, reserved_ips, run_cni,
+    run_ok, show, Netns, CNI_PATH,
 };
 
-/// `<tmp>/ipvlan` -> the multus binary, so that it runs as the standalone ipvlan plugin.
 fn builtin_exe(dir: &Path) -> PathBuf {
-    let multus = match std::env::var("MULTUS_BIN") {
-        Ok(v) if !v.is_empty() => PathBuf::from(v),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/multus"),
-    };
-    assert!(
-        multus.is_file(),
-        "multus binary {} not found",
-        multus.display()
-    );
-    let link = dir.join("ipvlan");
-    std::os::unix::fs::symlink(&multus, &link).expect("symlink ipvlan -> multus");
-    link
+    plugin_link(dir, "ipvlan")
 }
 
 /// Runs a CNI command of a plugin binary; returns (exit code, stdout JSON or Null).
 fn cni(exe: &Path, command: &str, ns: &Netns, conf: &Value) -> (Option<i32>, Value) {
-    let mut child = Command::new(exe)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", format!("c-{}", ns.name))
-        .env("CNI_NETNS", ns.path())
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", CNI_PATH)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.to_string().as_bytes())
-        .expect("write config");
-    let out = child.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!(
-        "{} {command} -> exit {:?} {}",
-        exe.display(),
-        out.status.code(),
-        stdout.trim()
-    );
-    let v = if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout).unwrap_or(Value::String(stdout.into_owned()))
-    };
-    (out.status.code(), v)
+    let cid = format!("c-{}", ns.name);
+    let c = run_cni(clean_command(exe), command, &cid, &ns.path(), "eth0", conf);
+    (c.code, c.json())
 }
 
 fn ok(r: (Option<i32>, Value), what: &str) -> Value {

@@ -19,9 +19,7 @@
 mod vm_common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use multus_core::netlink::Netlink;
@@ -29,30 +27,9 @@ use multus_sriov::config::{LinkState, VlanConf, VlanProto};
 use multus_sriov::vf_netlink::{read_vf_state, VfSettings};
 use serde_json::{json, Value};
 use vm_common::{
-    addrs_in, igb_pf, ip_json, link_exists, link_in, read_attr, require_vm, reserved_ips, run_ok,
-    show, wait_for, Netns, CNI_PATH,
+    addrs_in, clean_command, igb_pf, ip_json, link_exists, link_in, multus_bin, plugin_link,
+    read_attr, require_vm, reserved_ips, run_cni, run_ok, show, wait_for, Netns, NumVfs, CNI_PATH,
 };
-
-/// Writes `sriov_numvfs`; puts it back to 0 on drop, so a failed assertion leaves no VFs for the next test.
-struct NumVfs(PathBuf);
-
-impl NumVfs {
-    fn set(dev: &Path, n: u32) -> Self {
-        let attr = dev.join("sriov_numvfs");
-        if read_attr(&attr) != "0" {
-            fs::write(&attr, "0").expect("reset sriov_numvfs");
-        }
-        fs::write(&attr, n.to_string())
-            .unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
-        NumVfs(attr)
-    }
-}
-
-impl Drop for NumVfs {
-    fn drop(&mut self) {
-        let _ = fs::write(&self.0, "0");
-    }
-}
 
 /// The test bed: the PF with 2 VFs.
 struct Bed {
@@ -203,24 +180,8 @@ fn snap(b: &Bed, i: usize) -> VfSnap {
     }
 }
 
-/// `<dir>/sriov` -> the multus binary, so that it runs as the standalone sriov plugin.
 fn sriov_exe(dir: &Path) -> PathBuf {
-    let link = dir.join("sriov");
-    std::os::unix::fs::symlink(multus_bin(), &link).expect("symlink sriov -> multus");
-    link
-}
-
-fn multus_bin() -> PathBuf {
-    let multus = match std::env::var("MULTUS_BIN") {
-        Ok(v) if !v.is_empty() => PathBuf::from(v),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/multus"),
-    };
-    assert!(
-        multus.is_file(),
-        "multus binary {} not found",
-        multus.display()
-    );
-    multus
+    plugin_link(dir, "sriov")
 }
 
 /// Runs a CNI command; returns (exit code, stdout JSON or Null).
@@ -232,43 +193,8 @@ fn cni(
     ifname: &str,
     conf: &Value,
 ) -> (Option<i32>, Value) {
-    let mut child = Command::new(exe)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", CNI_PATH)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.to_string().as_bytes())
-        .expect("write config");
-    let out = child.wait_with_output().expect("wait");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!(
-        "{} {command} {cid} -> exit {:?} {}",
-        exe.file_name().unwrap_or_default().to_string_lossy(),
-        out.status.code(),
-        stdout.trim()
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !stderr.trim().is_empty() {
-        println!("  stderr: {}", stderr.trim());
-    }
-    let v = if stdout.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&stdout).unwrap_or(Value::String(stdout.into_owned()))
-    };
-    (out.status.code(), v)
+    let c = run_cni(clean_command(exe), command, cid, netns, ifname, conf);
+    (c.code, c.json())
 }
 
 fn ok(r: (Option<i32>, Value), what: &str) -> Value {

@@ -9,37 +9,14 @@
 mod vm_common;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use vm_common::{
-    igb_pf, link_name, read_attr, require_vm, reserved_ips, run_ok, show, wait_for, Cni, Netns,
-    CNI_PATH,
+    clean_command, igb_pf, link_name, multus_bin, require_vm, reserved_ips, run_cni, run_ok, show,
+    wait_for, Cni, Netns, NumVfs, CNI_PATH,
 };
-
-/// Writes `sriov_numvfs`; puts it back to 0 on drop, so a failed assertion leaves no VFs for the next test.
-struct NumVfs(PathBuf);
-
-impl NumVfs {
-    fn set(dev: &Path, n: u32) -> Self {
-        let attr = dev.join("sriov_numvfs");
-        if read_attr(&attr) != "0" {
-            fs::write(&attr, "0").expect("reset sriov_numvfs");
-        }
-        fs::write(&attr, n.to_string())
-            .unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
-        NumVfs(attr)
-    }
-}
-
-impl Drop for NumVfs {
-    fn drop(&mut self) {
-        let _ = fs::write(&self.0, "0");
-    }
-}
 
 /// The netdev of a PCI function (its `net/` entry), waiting up to `timeout`.
 fn netdev_of(pci: &str, timeout: Duration) -> Option<String> {
@@ -79,48 +56,11 @@ fn rebind(pci: &str, to: &str) {
     println!("{pci} bound to {to} by hand");
 }
 
-fn multus_bin() -> PathBuf {
-    let p = PathBuf::from(std::env::var("MULTUS_BIN").expect("MULTUS_BIN (set by run.sh)"));
-    assert!(p.is_file(), "{} not found", p.display());
-    p
-}
-
 /// Runs one CNI command of `exe` with `conf` on stdin.
 fn cni(exe: &Path, command: &str, cid: &str, ns: &Netns, conf: &Value) -> Cni {
-    let mut child = Command::new(exe)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", ns.path())
-        .env("CNI_IFNAME", "net1")
-        .env("CNI_PATH", CNI_PATH)
-        .env("MULTUS_LOG_LEVEL", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.to_string().as_bytes())
-        .expect("write config");
-    let out = child.wait_with_output().expect("wait for plugin");
-    let c = Cni {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    println!(
-        "{} {command} {cid} -> exit {:?}\nstdout {}\nstderr {}",
-        exe.file_name().unwrap_or_default().to_string_lossy(),
-        c.code,
-        c.stdout.trim(),
-        c.stderr.trim()
-    );
-    c
+    let mut cmd = clean_command(exe);
+    cmd.env("MULTUS_LOG_LEVEL", "info");
+    run_cni(cmd, command, cid, &ns.path(), "net1", conf)
 }
 
 /// VF `vf`'s entry in `ip -j -d link show <pf>` (vfinfo_list): MAC, VLAN, spoofchk, trust.

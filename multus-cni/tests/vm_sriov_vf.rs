@@ -8,7 +8,6 @@
 mod vm_common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use multus_core::cni::PluginConf;
@@ -16,28 +15,7 @@ use multus_core::netlink::Netlink;
 use multus_sriov::config::{plan_changes, LinkState, SriovConf, VfChange, VlanConf, VlanProto};
 use multus_sriov::vf_netlink::{apply_changes, read_vf_state, VfSettings};
 use serde_json::{json, Value};
-use vm_common::{igb_pf, ip_json, read_attr, require_vm, show, wait_for};
-
-/// Writes `sriov_numvfs`; puts it back to 0 on drop, so a failed assertion leaves no VFs for the next test.
-struct NumVfs(PathBuf);
-
-impl NumVfs {
-    fn set(dev: &Path, n: u32) -> Self {
-        let attr = dev.join("sriov_numvfs");
-        if read_attr(&attr) != "0" {
-            fs::write(&attr, "0").expect("reset sriov_numvfs");
-        }
-        fs::write(&attr, n.to_string())
-            .unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
-        NumVfs(attr)
-    }
-}
-
-impl Drop for NumVfs {
-    fn drop(&mut self) {
-        let _ = fs::write(&self.0, "0");
-    }
-}
+use vm_common::{igb_pf, ip_json, read_attr, require_vm, show, wait_for, NumVfs};
 
 /// VF `vf`'s settings as `ip -j -d link show <pf>` prints them (vfinfo_list), independent of the code under test.
 fn ip_vf(pf: &str, vf: u64) -> VfSettings {

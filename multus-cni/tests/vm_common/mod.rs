@@ -227,37 +227,115 @@ impl Plugin {
             conf["prevResult"] = prev.clone();
         }
         let exe = self.exe(delegate);
-        let mut child = Command::new(&exe)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container_id)
-            .env("CNI_NETNS", ns.path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", CNI_PATH)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(conf.to_string().as_bytes())
-            .expect("write config");
-        let out = child.wait_with_output().expect("wait for plugin");
-        let cni = Cni {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        println!(
-            "{command} {container_id} -> exit {:?} stdout {}",
-            cni.code,
-            cni.stdout.trim()
-        );
-        cni
+        let netns = ns.path();
+        run_cni(
+            clean_command(&exe),
+            command,
+            container_id,
+            &netns,
+            "eth0",
+            &conf,
+        )
+    }
+}
+
+/// `exe` with a clean environment (`PATH` only), to which [`run_cni`] adds the `CNI_*` variables.
+pub fn clean_command(exe: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(exe);
+    c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    c
+}
+
+/// Runs one CNI command as a runtime does: `cmd` (a plugin, or a wrapper running one; see [`clean_command`])
+/// with the `CNI_*` variables and `conf` on stdin. Prints what it returned, for the suite's output.
+pub fn run_cni(
+    mut cmd: Command,
+    command: &str,
+    container_id: &str,
+    netns: &str,
+    ifname: &str,
+    conf: &Value,
+) -> Cni {
+    let start = Instant::now();
+    let mut child = cmd
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", CNI_PATH)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(conf.to_string().as_bytes())
+        .expect("write config");
+    let out = child.wait_with_output().expect("wait for plugin");
+    let cni = Cni {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    println!(
+        "{:?} {command} {container_id} -> exit {:?} in {:?}\n  stdout {}",
+        cmd.get_program(),
+        cni.code,
+        start.elapsed(),
+        cni.stdout.trim()
+    );
+    if !cni.stderr.trim().is_empty() {
+        println!("  stderr {}", cni.stderr.trim());
+    }
+    cni
+}
+
+/// The multus binary under test: `MULTUS_BIN` (set by run.sh), else `<workspace>/target/release/multus`.
+pub fn multus_bin() -> PathBuf {
+    let multus = match std::env::var("MULTUS_BIN") {
+        Ok(v) if !v.is_empty() => PathBuf::from(v),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/multus"),
+    };
+    assert!(
+        multus.is_file(),
+        "multus binary {} not found (run.sh builds it)",
+        multus.display()
+    );
+    multus
+}
+
+/// `<dir>/<plugin>` -> the multus binary, so that it runs as the standalone plugin `plugin`.
+pub fn plugin_link(dir: &Path, plugin: &str) -> PathBuf {
+    let link = dir.join(plugin);
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(multus_bin(), &link)
+        .unwrap_or_else(|e| panic!("symlink {plugin} -> multus: {e}"));
+    link
+}
+
+/// Writes a PF's `sriov_numvfs`; puts it back to 0 on drop, so a failed assertion leaves no VFs for the next
+/// test.
+pub struct NumVfs(PathBuf);
+
+impl NumVfs {
+    /// Sets `n` VFs on the PF whose sysfs device directory is `dev` (from 0, as the kernel requires).
+    pub fn set(dev: &Path, n: u32) -> Self {
+        let attr = dev.join("sriov_numvfs");
+        if read_attr(&attr) != "0" {
+            fs::write(&attr, "0").expect("reset sriov_numvfs");
+        }
+        fs::write(&attr, n.to_string())
+            .unwrap_or_else(|e| panic!("write {n} to {}: {e}", attr.display()));
+        NumVfs(attr)
+    }
+}
+
+impl Drop for NumVfs {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.0, "0");
     }
 }
 
@@ -273,6 +351,15 @@ pub struct Cni {
 }
 
 impl Cni {
+    /// Stdout as JSON: Null when empty, a JSON string when it is not JSON.
+    pub fn json(&self) -> Value {
+        if self.stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&self.stdout).unwrap_or(Value::String(self.stdout.clone()))
+        }
+    }
+
     /// Asserts exit 0 and returns the stdout parsed as JSON (or Null when empty).
     pub fn ok(&self, what: &str) -> Value {
         assert_eq!(self.code, Some(0), "{what} failed: {self:?}");
