@@ -13,7 +13,10 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     r.register("macvlan", Arc::new(multus_core::plugins::Macvlan));
     r.register("ipvlan", Arc::new(multus_core::plugins::Ipvlan));
     // In-process host-local: the same store as the reference binary, so the two can be mixed on a node.
-    r.register("host-local", Arc::new(multus_ipam::cni::HostLocal));
+    r.register(
+        "host-local",
+        Arc::new(multus_ipam::cni::HostLocal::default()),
+    );
     r.register("sriov", Arc::new(multus_sriov::Sriov::default()));
     // Binds the attachment's PCI device to vfio-pci for a DPDK application, gives it back on DEL.
     r.register("dpdk", Arc::new(multus_dpdk::Dpdk::system()));

@@ -14,7 +14,6 @@ mod cli;
 mod demo;
 mod devices;
 mod fsutil;
-mod host_local_inline;
 mod install;
 mod logging;
 mod meta;
@@ -112,9 +111,12 @@ fn standalone(name: &str) -> i32 {
     let mut registry = builtins::registry(Vec::new(), Duration::from_secs(60));
     registry.register(
         "host-local",
-        Arc::new(host_local_inline::HostLocalInline {
-            del_on_thread: name != "host-local",
-        }),
+        // No thread per call; but a macvlan / ipvlan DEL releases the IP while the kernel deletes the link.
+        Arc::new(multus_ipam::cni::HostLocal::new(if name == "host-local" {
+            multus_ipam::cni::Work::Inline
+        } else {
+            multus_ipam::cni::Work::InlineDelOnThread
+        })),
     );
     let registry = Arc::new(registry);
     let delegate = match registry.resolve(name, &[]) {

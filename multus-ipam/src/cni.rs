@@ -1,7 +1,9 @@
 //! The CNI glue: host-local as a multus-core [`Delegate`] (type `host-local`).
 //!
-//! The IPAM plugin receives its parent's whole configuration (as the reference does); the work
-//! runs on a blocking thread, since taking the store's lock may wait.
+//! The IPAM plugin receives its parent's whole configuration (as the reference does). Where its file work
+//! runs is the embedder's choice ([`Work`]): on a tokio blocking thread (the default: taking the store's
+//! lock may wait, and a process with other tasks keeps them going), or on the calling thread (a plugin
+//! process with one attachment, where starting a thread costs more than the few dozen file syscalls).
 
 use std::net::IpAddr;
 
@@ -57,12 +59,35 @@ pub fn to_cni_result(r: &IpamResult, cni_version: &str) -> Result<CniResult, Cni
     Ok(out)
 }
 
-/// host-local, built in.
+/// Where [`HostLocal`] does its file work.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// On a tokio blocking thread (`spawn_blocking`).
+    #[default]
+    OnThread,
+    /// On the calling thread: for a single-attachment plugin process on a current-thread runtime.
+    Inline,
+    /// On the calling thread, except DEL on a blocking thread: for a plugin whose DEL deletes a link
+    /// meanwhile (the release then runs while the kernel tears the link down).
+    InlineDelOnThread,
+}
+
+/// host-local, built in (type `host-local`); [`HostLocal::default`] works on a blocking thread.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct HostLocal;
+pub struct HostLocal {
+    work: Work,
+}
 
 impl HostLocal {
+    /// host-local doing its file work as `work` says.
+    pub const fn new(work: Work) -> Self {
+        HostLocal { work }
+    }
+
+    /// Parses the config (the parent's whole config and `CNI_ARGS`) and runs `f` where [`Work`] says.
     async fn run<T: Send + 'static>(
+        &self,
+        is_del: bool,
         ctx: &Context,
         conf: &PluginConf,
         f: impl FnOnce(IpamConfig, String, String) -> crate::Result<T> + Send + 'static,
@@ -70,13 +95,22 @@ impl HostLocal {
         let bytes = conf.to_bytes();
         let args = ctx.args.render();
         let (cid, ifname) = (ctx.container_id.clone(), ctx.ifname.clone());
-        tokio::task::spawn_blocking(move || {
+        let work = move || {
             let cfg = config::parse(&bytes, &args)?;
             f(cfg, cid, ifname)
-        })
-        .await
-        .map_err(|e| CniError::io(format!("host-local worker: {e}")))?
-        .map_err(to_cni_error)
+        };
+        let inline = match self.work {
+            Work::OnThread => false,
+            Work::Inline => true,
+            Work::InlineDelOnThread => !is_del,
+        };
+        if inline {
+            return work().map_err(to_cni_error);
+        }
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| CniError::io(format!("host-local worker: {e}")))?
+            .map_err(to_cni_error)
     }
 }
 
@@ -88,29 +122,31 @@ impl Delegate for HostLocal {
 
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let version = conf.cni_version().unwrap_or("1.1.0").to_string();
-        let r = Self::run(ctx, conf, |cfg, cid, ifname| {
-            network::add(&cfg, &cid, &ifname)
-        })
-        .await?;
+        let r = self
+            .run(false, ctx, conf, |cfg, cid, ifname| {
+                network::add(&cfg, &cid, &ifname)
+            })
+            .await?;
         to_cni_result(&r, &version)
     }
 
     async fn check(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        Self::run(ctx, conf, |cfg, cid, ifname| {
+        self.run(false, ctx, conf, |cfg, cid, ifname| {
             network::check(&cfg, &cid, &ifname).map(|_| ())
         })
         .await
     }
 
     async fn del(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        Self::run(ctx, conf, |cfg, cid, ifname| {
+        self.run(true, ctx, conf, |cfg, cid, ifname| {
             network::del(&cfg, &cid, &ifname).map(|_| ())
         })
         .await
     }
 
     async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        Self::run(ctx, conf, |cfg, _, _| network::status(&cfg)).await
+        self.run(false, ctx, conf, |cfg, _, _| network::status(&cfg))
+            .await
     }
 
     async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
@@ -119,7 +155,7 @@ impl Delegate for HostLocal {
             .into_iter()
             .map(|a| Attachment::new(a.container_id, a.ifname))
             .collect();
-        Self::run(ctx, conf, move |cfg, _, _| {
+        self.run(false, ctx, conf, move |cfg, _, _| {
             network::gc_config(&cfg, &valid).map(|_| ())
         })
         .await
@@ -152,7 +188,7 @@ mod tests {
     async fn add_check_del_gc_status_through_the_delegate() {
         let tmp = tempfile::tempdir().unwrap();
         let c = conf(tmp.path(), "");
-        let d = HostLocal;
+        let d = HostLocal::default();
         let r = d.add(&ctx(Command::Add, "c1"), &c).await.unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.5.0.2/24");
         assert_eq!(r.ips[0].gateway, Some("10.5.0.1".parse().unwrap()));
@@ -189,5 +225,42 @@ mod tests {
                 .code(),
             7
         );
+    }
+
+    /// Every [`Work`] gives the same allocations, errors and releases through the same store, and each sees
+    /// the others' reservations.
+    #[test]
+    fn every_work_mode_shares_the_store() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let c = conf(tmp.path(), "");
+        let threaded = HostLocal::default();
+        for work in [Work::Inline, Work::InlineDelOnThread] {
+            let d = HostLocal::new(work);
+            rt.block_on(async {
+                let r = d.add(&ctx(Command::Add, "c1"), &c).await.unwrap();
+                assert!(r.ips[0].address.to_string().starts_with("10.5.0."), "{r:?}");
+                assert_eq!(r.ips[0].gateway, Some("10.5.0.1".parse().unwrap()));
+                // The threaded delegate sees the inline one's reservation, and the other way round.
+                let e = threaded
+                    .add(&ctx(Command::Add, "c1"), &c)
+                    .await
+                    .unwrap_err();
+                assert_eq!(e.code.code(), 104, "{work:?}");
+                let r2 = threaded.add(&ctx(Command::Add, "c2"), &c).await.unwrap();
+                assert_ne!(r2.ips[0].address, r.ips[0].address);
+                d.check(&ctx(Command::Check, "c2"), &c).await.unwrap();
+                d.status(&ctx(Command::Status, ""), &c).await.unwrap();
+                for cid in ["c1", "c2"] {
+                    d.del(&ctx(Command::Del, cid), &c).await.unwrap();
+                    d.del(&ctx(Command::Del, cid), &c).await.unwrap();
+                }
+                let e = d.check(&ctx(Command::Check, "c1"), &c).await.unwrap_err();
+                assert_eq!(e.code.code(), 3, "{work:?}");
+            });
+        }
     }
 }
