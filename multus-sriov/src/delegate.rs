@@ -36,7 +36,7 @@ use multus_core::cni::{
 };
 use multus_core::delegate::{Context, Delegate};
 use multus_core::netlink::link::LinkInfo;
-use multus_core::netlink::{addr, format_mac, route, Netlink};
+use multus_core::netlink::{format_mac, Netlink};
 use multus_core::netns::NetNs;
 use multus_core::plugins::{ipam_apply, sublink};
 use serde_json::Value;
@@ -251,7 +251,9 @@ impl Delegate for Sriov {
                     iface.mac
                 )));
             }
-            check_ips(&cont, &l, &prev, idx, &sandbox).await?;
+            sublink::check_ipam_applied(&cont, &l, &prev, idx, &sandbox)
+                .await
+                .map_err(|e| e.context("sriov"))?;
         }
         if rec.changes.is_empty() {
             return Ok(());
@@ -379,51 +381,6 @@ impl Delegate for Sriov {
         }
         first.map_or(Ok(()), Err)
     }
-}
-
-/// CHECK's addresses and routes: every IP of prevResult for interface `idx` is on the link, and every route of
-/// prevResult is in the pod's table.
-async fn check_ips(
-    cont: &Netlink,
-    l: &LinkInfo,
-    prev: &CniResult,
-    idx: usize,
-    sandbox: &str,
-) -> Result<(), CniError> {
-    let have = addr::list(cont, l.index).await?;
-    for ip in prev
-        .ips
-        .iter()
-        .filter(|ip| ip.interface.is_none_or(|i| i == idx))
-    {
-        if !have.iter().any(|a| a.addr == ip.address) {
-            return Err(CniError::kernel(format!(
-                "sriov: address {} of prevResult is not on {:?}",
-                ip.address, l.name
-            )));
-        }
-    }
-    let mut tables = [None, None];
-    for r in &prev.routes {
-        let v6 = r.dst.is_ipv6();
-        let slot = &mut tables[usize::from(v6)];
-        if slot.is_none() {
-            *slot = Some(route::list(cont, v6).await?);
-        }
-        let routes = slot.as_deref().unwrap_or_default();
-        let dst = ipam_apply::network_of(&r.dst);
-        let table = r.table.unwrap_or(route::MAIN_TABLE);
-        if !routes
-            .iter()
-            .any(|k| k.dst == dst && k.table == table && (r.gw.is_none() || k.gw == r.gw))
-        {
-            return Err(CniError::kernel(format!(
-                "sriov: route {} via {:?} of prevResult not found in {sandbox}",
-                r.dst, r.gw
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// STATUS of a config naming a VF: it exists, is a VF, and its PF has VFs enabled.

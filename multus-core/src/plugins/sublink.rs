@@ -486,7 +486,21 @@ pub async fn check(
             format_mac(&l.mac)
         )));
     }
-    let have = crate::netlink::addr::list(&cont, l.index).await?;
+    check_ipam_applied(&cont, &l, &prev, idx, &ns.path().display().to_string()).await
+}
+
+/// Checks that an IPAM result applied to a container interface is still there: every address of `prev` for
+/// interface `idx` is on `l`, and every route of `prev` is in the container's table of its family (see
+/// [`check_route`]). `sandbox` names the netns in errors. Shared by the CHECK of every delegate that puts
+/// an IPAM result on an interface.
+pub async fn check_ipam_applied(
+    cont: &Netlink,
+    l: &LinkInfo,
+    prev: &CniResult,
+    idx: usize,
+    sandbox: &str,
+) -> Result<(), CniError> {
+    let have = crate::netlink::addr::list(cont, l.index).await?;
     for ip in prev
         .ips
         .iter()
@@ -504,15 +518,13 @@ pub async fn check(
         let v6 = r.dst.is_ipv6();
         let slot = &mut tables[usize::from(v6)];
         if slot.is_none() {
-            *slot = Some(route::list(&cont, v6).await?);
+            *slot = Some(route::list(cont, v6).await?);
         }
         let routes = slot.as_deref().unwrap_or_default();
         check_route(r, routes).map_err(|e| {
             CniError::kernel(format!(
-                "route {} via {:?} of prevResult {e} in {}",
-                r.dst,
-                r.gw,
-                ns.path().display()
+                "route {} via {:?} of prevResult {e} in {sandbox}",
+                r.dst, r.gw
             ))
         })?;
     }
