@@ -13,7 +13,6 @@ mod builtins;
 mod cli;
 mod demo;
 mod devices;
-mod fsutil;
 mod install;
 mod logging;
 mod meta;

@@ -30,8 +30,10 @@
 pub mod cni;
 pub mod delegate;
 pub mod devinfo;
+pub mod fs;
 pub mod netlink;
 pub mod netns;
 pub mod pipeline;
 pub mod plugins;
+pub mod record;
 pub mod skel;

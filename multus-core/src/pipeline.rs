@@ -70,8 +70,9 @@ impl AttachmentSource for StaticSource {
 pub fn validate(attachments: &[Attachment]) -> Result<(), CniError> {
     let mut seen = std::collections::HashSet::new();
     for (i, a) in attachments.iter().enumerate() {
-        crate::cni::env::validate_ifname(&a.ifname).map_err(|e| {
-            CniError::invalid_config(e.msg).context(format!("attachment {i} ({:?})", a.name))
+        crate::cni::names::ifname(&a.ifname).map_err(|e| {
+            CniError::invalid_config(e.to_string())
+                .context(format!("attachment {i} ({:?})", a.name))
         })?;
         if !seen.insert(a.ifname.as_str()) {
             return Err(CniError::invalid_config(format!(

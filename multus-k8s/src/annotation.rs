@@ -298,8 +298,8 @@ fn validate(i: usize, s: &NetworkSelection) -> Result<(), CniError> {
     validate_dns1123_label(&s.namespace)
         .map_err(|e| elem_err(i, &what, format!("namespace {e}")))?;
     if let Some(ifn) = &s.interface {
-        multus_core::cni::env::validate_ifname(ifn)
-            .map_err(|e| elem_err(i, &what, format!("interface: {}", e.msg)))?;
+        multus_core::cni::names::ifname(ifn)
+            .map_err(|e| elem_err(i, &what, format!("interface: {e}")))?;
     }
     for ip in &s.ips {
         // The `ips` capability takes addresses with a prefix; a bare address is accepted as a host route.

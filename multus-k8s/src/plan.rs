@@ -353,7 +353,7 @@ pub fn build(
                 "interface name {ifn:?} is already used by an earlier network of the pod"
             )));
         }
-        multus_core::cni::env::validate_ifname(&ifn).map_err(|e| err(e.msg))?;
+        multus_core::cni::names::ifname(&ifn).map_err(|e| err(e.to_string()))?;
         let mut rc = if req.is_default {
             cfg.runtime_config.clone()
         } else {

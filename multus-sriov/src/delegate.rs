@@ -30,7 +30,7 @@ use crate::userspace::{self, UserspaceVf};
 use crate::vf::{self, AttachmentId, SriovEnv, NETDEV_RETURN_TIMEOUT};
 use crate::PciAddress;
 use async_trait::async_trait;
-use multus_core::cni::env::{validate_container_id, validate_ifname};
+use multus_core::cni::names;
 use multus_core::cni::{
     CniError, CniResult, Command, Dns, ErrorCode, Interface, IpConfig, PluginConf,
 };
@@ -140,8 +140,8 @@ impl Delegate for Sriov {
 
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let sconf = SriovConf::parse(conf)?;
-        validate_ifname(&ctx.ifname)?;
-        validate_container_id(&ctx.container_id)?;
+        names::ifname(&ctx.ifname)?;
+        names::container_id(&ctx.container_id)?;
         let path = netns_path(ctx)
             .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required for ADD"))?;
         let ns = NetNs::open(path)?;
@@ -286,8 +286,8 @@ impl Delegate for Sriov {
             }
         }
         if !ctx.container_id.is_empty() && !ctx.ifname.is_empty() {
-            validate_container_id(&ctx.container_id)?;
-            validate_ifname(&ctx.ifname)?;
+            names::container_id(&ctx.container_id)?;
+            names::ifname(&ctx.ifname)?;
             let cache = env.cache();
             match cache.load(&ctx.container_id, &ctx.ifname)? {
                 Some(rec) => {

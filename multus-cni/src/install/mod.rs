@@ -7,7 +7,7 @@
 pub mod conf_gen;
 pub mod kubeconfig;
 
-use crate::fsutil;
+use multus_core::fs;
 
 use clap::Args;
 use conf_gen::{GenError, GenOptions};
@@ -133,8 +133,13 @@ fn write_kubeconfig(opts: &InstallOpts, previous: &str) -> Result<String, String
     .map_err(|e| e.to_string())?;
     if sa.token != previous {
         let path = kubeconfig_in_container(opts);
-        fsutil::write_atomic(&path, kubeconfig::render(&sa).as_bytes(), 0o600)
-            .map_err(|e| format!("cannot write the kubeconfig {}: {e}", path.display()))?;
+        fs::write_atomic(
+            &path,
+            kubeconfig::render(&sa).as_bytes(),
+            0o600,
+            fs::Durability::Durable,
+        )
+        .map_err(|e| format!("cannot write the kubeconfig {}: {e}", path.display()))?;
         eprintln!("multus install: wrote {}", path.display());
     }
     Ok(sa.token)
@@ -148,7 +153,7 @@ pub fn install_once(opts: &InstallOpts, previous: &Installed) -> Result<Installe
             None => std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?,
         };
         let to = opts.cni_bin_dir.join("multus");
-        fsutil::copy_atomic(&from, &to, 0o755)
+        fs::copy_atomic(&from, &to, 0o755)
             .map_err(|e| format!("cannot install {} as {}: {e}", from.display(), to.display()))?;
         eprintln!("multus install: installed {}", to.display());
     }
@@ -162,12 +167,12 @@ pub fn install_once(opts: &InstallOpts, previous: &Installed) -> Result<Installe
         let (name, bytes) = conf_gen::generate(&primary, &primary_bytes, &gen_options(opts))
             .map_err(|e: GenError| e.to_string())?;
         conf = opts.cni_conf_dir.join(&name);
-        fsutil::write_atomic(&conf, &bytes, 0o644)
+        fs::write_atomic(&conf, &bytes, 0o644, fs::Durability::Durable)
             .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
         // Only one Multus config may exist: the runtime would take the other one first.
         for other in ["00-multus.conf", "00-multus.conflist"] {
             if other != name {
-                let _ = fsutil::remove_if_exists(&opts.cni_conf_dir.join(other));
+                let _ = fs::remove_if_exists(&opts.cni_conf_dir.join(other));
             }
         }
         eprintln!(
@@ -243,7 +248,7 @@ pub fn uninstall(opts: &UninstallOpts) -> i32 {
     let mut status = 0;
     let dir = &opts.cni_conf_dir;
     for p in owned_files(dir) {
-        match fsutil::remove_if_exists(&p) {
+        match fs::remove_if_exists(&p) {
             Ok(true) => eprintln!("multus uninstall: removed {}", p.display()),
             Ok(false) => {}
             Err(e) => {

@@ -1,8 +1,8 @@
 //! The attachment cache in `cniDir`: what was attached to a pod, written before the first delegate ADD so
 //! that DEL can always undo it, even when the config or the cluster has changed since.
 
-use crate::fsutil::{write_atomic_with, Sync};
 use multus_core::cni::{CniError, CniResult, NetworkConfig};
+use multus_core::fs::{write_atomic, Durability};
 use multus_core::pipeline::Attachment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -129,19 +129,19 @@ impl Cache {
     /// Writes an entry atomically and durably (temp file, fsync, rename, fsync of the directory): done
     /// before the first delegate ADD, so that DEL can undo whatever follows, even after a crash.
     pub fn store(&self, entry: &CacheEntry) -> Result<(), CniError> {
-        self.write(entry, Sync::Durable)
+        self.write(entry, Durability::Durable)
     }
 
     /// Records results in an entry atomically but without fsync: if a crash loses them, the durable entry
     /// written before ADD still lets DEL undo everything (results only add `prevResult`).
     pub fn store_results(&self, entry: &CacheEntry) -> Result<(), CniError> {
-        self.write(entry, Sync::AtomicOnly)
+        self.write(entry, Durability::AtomicOnly)
     }
 
-    fn write(&self, entry: &CacheEntry, sync: Sync) -> Result<(), CniError> {
+    fn write(&self, entry: &CacheEntry, sync: Durability) -> Result<(), CniError> {
         let path = self.path(&entry.container_id, &entry.ifname);
         let bytes = serde_json::to_vec_pretty(entry).map_err(|e| CniError::io(e.to_string()))?;
-        write_atomic_with(&path, &bytes, 0o600, sync)
+        write_atomic(&path, &bytes, 0o600, sync)
             .map_err(|e| CniError::io(format!("attachment cache {}: {e}", path.display())))
     }
 

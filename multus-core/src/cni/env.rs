@@ -140,49 +140,6 @@ pub struct CniEnv {
     pub path: Vec<PathBuf>,
 }
 
-/// Checks a container ID: non-empty, starting with an alphanumeric, then alphanumerics, `_`, `.`, `-`.
-pub fn validate_container_id(id: &str) -> Result<(), CniError> {
-    let mut bytes = id.bytes();
-    let ok = match bytes.next() {
-        None => false,
-        Some(first) => {
-            first.is_ascii_alphanumeric()
-                && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-        }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(CniError::invalid_env(format!(
-            "CNI_CONTAINERID {id:?} is invalid: it must start with a letter or digit and hold only letters, digits, '_', '.' and '-'"
-        )))
-    }
-}
-
-/// Checks an interface name: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
-pub fn validate_ifname(name: &str) -> Result<(), CniError> {
-    let why = if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > 15 {
-        Some("it is longer than 15 bytes")
-    } else if name == "." || name == ".." {
-        Some("it may not be '.' or '..'")
-    } else if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        Some("it may not hold '/', ':' or whitespace")
-    } else {
-        None
-    };
-    match why {
-        None => Ok(()),
-        Some(why) => Err(CniError::invalid_env(format!(
-            "interface name {name:?} is invalid: {why}"
-        ))),
-    }
-}
-
 impl CniEnv {
     /// Reads the process environment.
     pub fn from_process() -> Result<Self, CniError> {
@@ -209,9 +166,9 @@ impl CniEnv {
         };
         let (container_id, ifname) = if command.is_per_attachment() {
             let id = need("CNI_CONTAINERID")?;
-            validate_container_id(&id)?;
+            super::names::container_id(&id)?;
             let ifname = need("CNI_IFNAME")?;
-            validate_ifname(&ifname)?;
+            super::names::ifname(&ifname)?;
             (id, ifname)
         } else {
             (String::new(), String::new())
@@ -293,31 +250,6 @@ mod tests {
         assert_eq!(CniEnv::from_vars(&v).unwrap().command, Command::Status);
         let v = vars(&[("CNI_COMMAND", "FOO")]);
         assert_eq!(CniEnv::from_vars(&v).unwrap_err().code.code(), 4);
-    }
-
-    #[test]
-    fn container_ids_and_ifnames() {
-        for ok in ["a", "0abc", "a.b-c_d"] {
-            validate_container_id(ok).unwrap();
-        }
-        for bad in ["", "-a", ".a", "a/b", "a b", "a;b", "ä"] {
-            assert!(validate_container_id(bad).is_err(), "{bad}");
-        }
-        for ok in ["eth0", "net1", "a", "123456789012345"] {
-            validate_ifname(ok).unwrap();
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a:b",
-            "a b",
-            "a\tb",
-            "1234567890123456",
-        ] {
-            assert!(validate_ifname(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -34,8 +34,18 @@ pub enum ErrorCode {
     DelegateTimeout,
     /// 103: a kernel (netlink / sysfs) operation failed.
     KernelOperation,
-    /// 104: an IPAM operation failed (exhausted range, store problem, ...).
+    /// 104: an IPAM operation failed for another reason (its store, its config, ...).
     IpamFailure,
+    /// 105: every address of an IPAM range set is taken.
+    IpamExhausted,
+    /// 106: a requested address is already taken.
+    IpamRequestedTaken,
+    /// 107: a requested address is its range's gateway.
+    IpamRequestedGateway,
+    /// 108: a requested address is in no range set.
+    IpamRequestedOutside,
+    /// 109: the attachment already holds an address in the range set.
+    IpamDuplicateAllocation,
     /// Any other code, as received from a delegate.
     Other(u32),
 }
@@ -59,6 +69,11 @@ impl ErrorCode {
             ErrorCode::DelegateTimeout => 102,
             ErrorCode::KernelOperation => 103,
             ErrorCode::IpamFailure => 104,
+            ErrorCode::IpamExhausted => 105,
+            ErrorCode::IpamRequestedTaken => 106,
+            ErrorCode::IpamRequestedGateway => 107,
+            ErrorCode::IpamRequestedOutside => 108,
+            ErrorCode::IpamDuplicateAllocation => 109,
             ErrorCode::Other(c) => c,
         }
     }
@@ -81,9 +96,59 @@ impl ErrorCode {
             102 => ErrorCode::DelegateTimeout,
             103 => ErrorCode::KernelOperation,
             104 => ErrorCode::IpamFailure,
+            105 => ErrorCode::IpamExhausted,
+            106 => ErrorCode::IpamRequestedTaken,
+            107 => ErrorCode::IpamRequestedGateway,
+            108 => ErrorCode::IpamRequestedOutside,
+            109 => ErrorCode::IpamDuplicateAllocation,
             c => ErrorCode::Other(c),
         }
     }
+
+    /// This project's own codes (100 and up), each with what it means: the one table every crate uses
+    /// (each crate's errors convert into [`CniError`] through `From`) and README's table shows.
+    pub const OURS: [(ErrorCode, &'static str); 10] = [
+        (
+            ErrorCode::DelegateFailed,
+            "a delegate failed without a CNI error of its own (it died or was killed)",
+        ),
+        (
+            ErrorCode::DelegateBadOutput,
+            "a delegate printed something that is not a CNI result or error",
+        ),
+        (
+            ErrorCode::DelegateTimeout,
+            "a delegate did not finish within its timeout and was killed",
+        ),
+        (
+            ErrorCode::KernelOperation,
+            "a kernel operation (netlink, sysfs, a device driver) failed",
+        ),
+        (
+            ErrorCode::IpamFailure,
+            "an IPAM operation failed for another reason",
+        ),
+        (
+            ErrorCode::IpamExhausted,
+            "every address of an IPAM range set is taken",
+        ),
+        (
+            ErrorCode::IpamRequestedTaken,
+            "a requested address is already taken",
+        ),
+        (
+            ErrorCode::IpamRequestedGateway,
+            "a requested address is its range's gateway",
+        ),
+        (
+            ErrorCode::IpamRequestedOutside,
+            "a requested address is in no range set",
+        ),
+        (
+            ErrorCode::IpamDuplicateAllocation,
+            "the attachment already holds an address in the range set",
+        ),
+    ];
 }
 
 /// A CNI error: what a plugin writes on stdout (with exit status 1) when an operation fails.
@@ -231,6 +296,24 @@ mod tests {
         assert_eq!(v["cniVersion"], "1.1.0");
         let back = CniError::from_json(v.to_string().as_bytes()).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn our_codes_round_trip_and_readme_shows_the_same_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md at the workspace root");
+        for (code, meaning) in ErrorCode::OURS {
+            assert_eq!(ErrorCode::from_code(code.code()), code);
+            let row = format!("| {} | {} |", code.code(), meaning);
+            assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+        }
+        // And README lists no code of ours that the table lacks.
+        let listed = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| 1"))
+            .filter(|l| l.as_bytes().get(2) == Some(&b' '))
+            .count();
+        assert_eq!(listed, ErrorCode::OURS.len());
     }
 
     #[test]

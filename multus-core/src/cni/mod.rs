@@ -4,11 +4,13 @@
 //! - [`env`]: the `CNI_*` environment.
 //! - [`result`]: results and their conversion between spec versions.
 //! - [`error`]: error codes and the JSON error object.
+//! - [`names`]: the one check of container IDs, interface names and network names.
 //! - [`version`]: versions and the `VERSION` reply.
 
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod names;
 pub mod result;
 pub mod version;
 

@@ -4,7 +4,6 @@
 //! the interface configuration; any failure removes the link and releases the IPAM reservation.
 
 use super::ipam_apply;
-use crate::cni::env::validate_ifname;
 use crate::cni::{
     CniError, CniResult, Command, Dns, ErrorCode, Interface, IpConfig, PluginConf, Route,
 };
@@ -96,7 +95,7 @@ pub async fn add(
     ips: IpSource,
     dns: Dns,
 ) -> Result<CniResult, CniError> {
-    validate_ifname(&ctx.ifname)?;
+    crate::cni::names::ifname(&ctx.ifname)?;
     let ns = netns_of(ctx, "ADD")?;
     let l2 = matches!(ips, IpSource::None);
     // The container's connection (and, when addresses are to be set, its sysctl directories) is opened by
