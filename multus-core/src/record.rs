@@ -128,7 +128,16 @@ pub struct Listing<T> {
     /// Every record that could be read, with its attachment.
     pub records: Vec<(AttachmentRef, T)>,
     /// Every record file that could not be read (reported, never hiding the others).
-    pub unreadable: Vec<RecordError>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A record file [`RecordStore::list`] could not read.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// The attachment its file name stands for (none when the directory itself could not be read).
+    pub at: Option<AttachmentRef>,
+    /// Why it could not be read.
+    pub error: RecordError,
 }
 
 /// The store's lock, released on drop.
@@ -251,10 +260,13 @@ impl<T: Record> RecordStore<T> {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
             Err(source) => {
-                out.unreadable.push(RecordError::Io {
-                    op: "listing",
-                    path: self.dir.clone(),
-                    source,
+                out.unreadable.push(Unreadable {
+                    at: None,
+                    error: RecordError::Io {
+                        op: "listing",
+                        path: self.dir.clone(),
+                        source,
+                    },
                 });
                 return out;
             }
@@ -279,7 +291,10 @@ impl<T: Record> RecordStore<T> {
                 // Removed between the listing and the read: not a record any more.
                 Err(RecordError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => out.unreadable.push(e),
+                Err(error) => out.unreadable.push(Unreadable {
+                    at: Some(at),
+                    error,
+                }),
             }
         }
         out
@@ -450,6 +465,8 @@ mod tests {
         let l = s.list();
         assert_eq!(l.records, vec![(at("c2", "net1"), Rec { n: 2 })]);
         assert_eq!(l.unreadable.len(), 4, "{:?}", l.unreadable);
+        let named: Vec<_> = l.unreadable.iter().filter_map(|u| u.at.clone()).collect();
+        assert!(named.contains(&at("c5", "eth0")), "{named:?}");
         assert_eq!(CniError::from(e).code.code(), 6);
     }
 
