@@ -1,5 +1,6 @@
-//! Embedding multus-core: attach the networks of a local file to a network namespace, print the results,
-//! and detach them again. Uses plugin binaries from `/usr/lib/cni` (Debian's containernetworking-plugins).
+//! Embedding multus-core with plugin binaries: attach the networks of a local file to a network namespace,
+//! print the results, and detach them again. Uses the binaries in `/usr/lib/cni` (Debian's
+//! containernetworking-plugins).
 //!
 //! ```text
 //! ip netns add demo
@@ -8,9 +9,9 @@
 //! where `networks.json` is a JSON list of network configs (single or conflist); the first gets `eth0`,
 //! the others `net1`, `net2`, ...
 
-use multus_core::cni::{Command, NetworkConfig};
-use multus_core::delegate::{Context, Registry};
-use multus_core::pipeline::{self, Attachment};
+use multus_core::cni::NetworkConfig;
+use multus_core::delegate::Registry;
+use multus_core::pipeline::{self, Attachment, Attachments, Pod};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,30 +34,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             NetworkConfig::from_value(v).map(|net| Attachment::new(net, &ifname))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let attachments = Attachments::new(attachments)?;
 
     let mut registry = Registry::new();
     registry.set_bin_dirs(vec![PathBuf::from("/usr/lib/cni")]);
-    let ctx = Context::new(
-        Command::Add,
+    let pod = Pod::new(
         "example-container",
         Some(PathBuf::from(netns)),
-        "eth0",
         Arc::new(registry),
     );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let results = rt.block_on(pipeline::add(&ctx, &attachments))?;
-    for (a, r) in attachments.iter().zip(&results) {
-        println!("{} ({}): {}", a.name, a.ifname, r.to_value(&r.cni_version)?);
+    let attached = rt.block_on(pipeline::add(&pod, &attachments))?;
+    for a in &attached {
+        if let Some(r) = &a.result {
+            let name = &a.attachment.name;
+            println!(
+                "{name} ({}): {}",
+                a.attachment.ifname,
+                r.to_value(&r.cni_version)?
+            );
+        }
     }
-    let prev: Vec<_> = results.into_iter().map(Some).collect();
-    rt.block_on(pipeline::del(
-        &ctx.with_command(Command::Del),
-        &attachments,
-        &prev,
-    ))?;
+    rt.block_on(pipeline::del(&pod, &attached))?;
     println!("detached again");
     Ok(())
 }

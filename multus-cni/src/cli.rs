@@ -21,17 +21,17 @@ enum Cmd {
     Builtins,
     /// Install Multus on this node: copy the binary, write the kubeconfig and the Multus config around the
     /// primary network's config (what the DaemonSet runs; --watch keeps them up to date).
-    Install(Box<crate::install::InstallOpts>),
+    Install(Box<multus_cni::install::InstallOpts>),
     /// Take Multus off this node: remove the Multus config and kubeconfig so the runtime uses the primary
     /// network again; existing pods can still be deleted.
-    Uninstall(crate::install::UninstallOpts),
+    Uninstall(multus_cni::install::UninstallOpts),
     /// The user guide's example on this machine as root, no cluster: a network namespace for the pod, eth0
     /// from the reference bridge plugin and net1 from the macvlan NAD, through the meta-plugin's own code;
     /// prints the network-status annotation and the pod's net1, then takes it all down (--keep leaves it).
-    Demo(crate::demo::DemoOpts),
+    Demo(multus_cni::demo::DemoOpts),
     /// List this node's SR-IOV PFs and VFs (and devices on vfio-pci): PCI address, vendor and device names,
     /// driver, netdev, IOMMU group, and the attachment holding each (SR-IOV allocation or DPDK binding).
-    Devices(crate::devices::DevicesOpts),
+    Devices(multus_cni::devices::DevicesOpts),
 }
 
 /// Runs the command line; returns the exit status.
@@ -60,12 +60,12 @@ pub fn main() -> i32 {
             );
             0
         }
-        Some(Cmd::Install(o)) => crate::install::install(&o),
-        Some(Cmd::Uninstall(o)) => crate::install::uninstall(&o),
-        Some(Cmd::Demo(o)) => crate::demo::run(&o),
-        Some(Cmd::Devices(o)) => crate::devices::run(&o),
+        Some(Cmd::Install(o)) => multus_cni::install::install(&o),
+        Some(Cmd::Uninstall(o)) => multus_cni::install::uninstall(&o),
+        Some(Cmd::Demo(o)) => multus_cni::demo::run(&o),
+        Some(Cmd::Devices(o)) => multus_cni::devices::run(&o),
         Some(Cmd::Builtins) => {
-            for t in crate::builtins::standalone_types() {
+            for t in multus_cni::builtins::standalone_types() {
                 println!("{t}");
             }
             0

@@ -4,12 +4,12 @@
 //! `deploy/examples/` by default) into a [`FileSource`]; a network namespace stands for the pod; `eth0`
 //! comes from the built-in primary network (the reference `bridge` plugin with host-local) and `net1` from
 //! the NAD (macvlan on a veth the demo makes as master). ADD, CHECK and DEL go through the meta-plugin's
-//! own Kubernetes-mode code ([`crate::meta::k8s::add_from`], [`crate::meta::check`],
-//! [`crate::meta::k8s::del_from`]: plan, attachment cache, pipeline, network-status), with the files in
+//! own Kubernetes-mode code ([`crate::meta::Meta`] with the manifests as its
+//! [`crate::meta::PodSource`]: plan, attachment cache, pipeline, network-status), with the files in
 //! place of the API server. Then everything is taken down and checked gone, unless `--keep`.
 
 use crate::meta::conf::MultusConf;
-use crate::meta::{self, k8s};
+use crate::meta::{Meta, PodSource};
 use clap::Args;
 use multus_core::cni::{CniArgs, CniEnv, Command};
 use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
@@ -278,7 +278,8 @@ fn del(
 ) -> Result<(), String> {
     let env = env(Command::Del, pod)?;
     let conf = conf()?;
-    rt.block_on(k8s::del_from(&env, &conf, move || Ok(src)))
+    rt.block_on(Meta::new(&env, &conf, PodSource::Files(src)).run())
+        .map(|_| ())
         .map_err(|e| format!("DEL: {}", e.msg))
 }
 
@@ -376,7 +377,7 @@ fn setup(master: &str) -> Result<(), String> {
 /// The demo after setup: ADD, show, CHECK, then (unless `keep`) DEL.
 fn attach_show_detach(
     rt: &tokio::runtime::Runtime,
-    mut src: FileSource,
+    src: FileSource,
     pod: &(String, String),
     keep: bool,
 ) -> Result<(), String> {
@@ -395,9 +396,13 @@ fn attach_show_detach(
         pod.0, pod.1
     ));
     let add_env = env(Command::Add, pod)?;
+    let mut meta = Meta::new(&add_env, &conf, PodSource::Files(src));
     let result = rt
-        .block_on(k8s::add_from(&add_env, &conf, &mut src))
+        .block_on(meta.run())
         .map_err(|e| format!("ADD: {}", e.msg))?;
+    let PodSource::Files(src) = meta.into_source() else {
+        return Err("the demo's manifests are gone".into());
+    };
     println!("the result returned to the runtime (the default network's):");
     println!(
         "{}",
@@ -421,7 +426,7 @@ fn attach_show_detach(
     print!("{}", ip(&["-n", NETNS, "route"])?);
     say("CNI CHECK");
     let check_env = env(Command::Check, pod)?;
-    rt.block_on(meta::check(&check_env, &conf))
+    rt.block_on(Meta::new(&check_env, &conf, PodSource::None).run())
         .map_err(|e| format!("CHECK: {}", e.msg))?;
     println!("CHECK: ok");
     say("host-local reservations");

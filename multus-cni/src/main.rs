@@ -1,6 +1,6 @@
 //! `multus`: the CNI plugin binary.
 //!
-//! - Started as `multus` with `CNI_COMMAND` set: the Multus meta-plugin ([`meta`]).
+//! - Started as `multus` with `CNI_COMMAND` set: the Multus meta-plugin ([`multus_cni::meta`]).
 //! - Started under the name of a built-in delegate (`host-local`, `macvlan`, `ipvlan`, ...): that plugin
 //!   alone, a drop-in for the reference binary of the same name.
 //! - Started as `multus` without `CNI_COMMAND`: the command line ([`cli`]).
@@ -9,16 +9,11 @@
 // The C `main` below replaces std's start-up (see `main`); unit tests keep the harness's.
 #![cfg_attr(not(test), no_main)]
 
-mod builtins;
 mod cli;
-mod demo;
-mod devices;
-mod install;
-mod logging;
-mod meta;
 
-use multus_core::cni::{CniEnv, CniError, ErrorCode};
-use multus_core::skel::{self, error_version, Outcome};
+use multus_cni::{builtins, logging, meta};
+use multus_core::cni::{CniError, ErrorCode};
+use multus_core::skel::{self, Outcome};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,29 +76,12 @@ fn dispatch(name: &str) -> i32 {
 
 /// The meta-plugin process.
 fn meta_plugin() -> i32 {
-    let stdin = skel::read_stdin();
-    let env = match CniEnv::from_process() {
-        Ok(e) => e,
-        Err(e) => return skel::emit(&Outcome::error(&e, &error_version(&stdin))),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let e = CniError::io(format!("cannot start the runtime: {e}"));
-            return skel::emit(&Outcome::error(&e, &error_version(&stdin)));
-        }
-    };
-    let outcome = rt.block_on(meta::run(&env, &stdin));
-    skel::emit(&outcome)
+    skel::serve(|env, stdin| async move { meta::run(&env, &stdin).await })
 }
 
-/// One built-in delegate as a standalone plugin: the environment and stdin, a current-thread runtime, the
-/// verb, the answer on stdout (what `skel::main` does), tuned for a process that lives a few milliseconds:
-/// the namespace's socket made before the runtime starts, logging set up when something is logged,
-/// host-local on this thread, and no tear-down of the runtime before exit.
+/// One built-in delegate as a standalone plugin, a drop-in for the reference binary of that name, tuned for a
+/// process that lives a few milliseconds: the namespace's socket made before the runtime starts, logging set
+/// up when something is logged, host-local on this thread.
 fn standalone(name: &str) -> i32 {
     preopen_netns(name);
     logging::init_lazy(&std::env::var("MULTUS_LOG_LEVEL").unwrap_or_default());
@@ -118,31 +96,10 @@ fn standalone(name: &str) -> i32 {
         })),
     );
     let registry = Arc::new(registry);
-    let delegate = match registry.resolve(name, &[]) {
-        Ok(d) => d,
-        Err(e) => return skel::emit(&Outcome::error(&e, multus_core::cni::CURRENT_VERSION)),
-    };
-    let stdin = skel::read_stdin();
-    let env = match CniEnv::from_process() {
-        Ok(e) => e,
-        Err(e) => return skel::emit(&Outcome::error(&e, &error_version(&stdin))),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let e = CniError::io(format!("cannot start the runtime: {e}"));
-            return skel::emit(&Outcome::error(&e, &error_version(&stdin)));
-        }
-    };
-    let outcome = rt.block_on(skel::run_plugin(delegate.as_ref(), &env, &stdin, registry));
-    let code = skel::emit(&outcome);
-    // The process exits next: closing the runtime's descriptors and joining its idle blocking thread
-    // (after a DEL) would only delay the exit.
-    std::mem::forget(rt);
-    code
+    match registry.resolve(name, &[]) {
+        Ok(delegate) => skel::main(delegate, registry),
+        Err(e) => skel::emit(&Outcome::error(&e, multus_core::cni::CURRENT_VERSION)),
+    }
 }
 
 /// For a plugin that works inside `CNI_NETNS` (macvlan, ipvlan: ADD, CHECK, DEL), opens its netlink socket

@@ -86,7 +86,7 @@ fn add_check_del_bridge_and_macvlan() {
         .data
         .path()
         .join("cache")
-        .join(format!("{}-eth0.json", s.cid))
+        .join(format!("{}@eth0.json", s.cid))
         .exists());
     // DEL again converges.
     cni("DEL", &s.cid, Some(&path), "eth0", &s.conf).ok();
@@ -109,7 +109,7 @@ fn failing_second_delegate_leaves_nothing_of_the_first() {
         .data
         .path()
         .join("cache")
-        .join(format!("{}-eth0.json", s.cid))
+        .join(format!("{}@eth0.json", s.cid))
         .exists());
 }
 

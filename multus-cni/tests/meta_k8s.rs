@@ -136,7 +136,7 @@ impl Cluster {
         self.dir
             .path()
             .join("cache")
-            .join(format!("{}-eth0.json", self.cid))
+            .join(format!("{}@eth0.json", self.cid))
     }
 
     fn reservations(&self) -> Vec<String> {

@@ -64,7 +64,7 @@ pub enum RecordError {
         source: std::io::Error,
     },
     /// The file exists but is not a record of this kind for this attachment.
-    #[error("record {} is unreadable: {reason}", path.display())]
+    #[error("record {} is corrupt: {reason}", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,

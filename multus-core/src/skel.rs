@@ -2,7 +2,8 @@
 //! write the result or the error on stdout. What the Go `skel` package is to the reference plugins.
 //!
 //! [`run_plugin`] does no I/O of its own beyond what it is given, so it is tested without a process;
-//! [`main`] wires it to the real environment, stdin and stdout and returns the exit status.
+//! [`serve`] is the process around any verb runner (the meta-plugin's too), and [`main`] the process of one
+//! delegate.
 
 use crate::cni::{CniEnv, CniError, Command, PluginConf, Version, VersionInfo, CURRENT_VERSION};
 use crate::delegate::{Context, Delegate, Registry};
@@ -122,9 +123,15 @@ pub fn emit(outcome: &Outcome) -> i32 {
     outcome.status
 }
 
-/// The whole plugin process for one delegate: environment, stdin, a current-thread tokio runtime, stdout.
-/// Returns the exit status for `std::process::exit`.
-pub fn main(delegate: Arc<dyn Delegate>, registry: Arc<Registry>) -> i32 {
+/// The whole plugin process: stdin, the environment, a current-thread tokio runtime running `run`, the
+/// answer on stdout. Returns the exit status for `std::process::exit`, which must follow (the runtime is not
+/// torn down: closing its descriptors and joining its idle threads would only delay the exit). The
+/// meta-plugin and every standalone plugin start through here.
+pub fn serve<F, Fut>(run: F) -> i32
+where
+    F: FnOnce(CniEnv, Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
     let stdin = read_stdin();
     let env = match CniEnv::from_process() {
         Ok(e) => e,
@@ -142,6 +149,13 @@ pub fn main(delegate: Arc<dyn Delegate>, registry: Arc<Registry>) -> i32 {
             ))
         }
     };
-    let outcome = rt.block_on(run_plugin(delegate.as_ref(), &env, &stdin, registry));
-    emit(&outcome)
+    let outcome = rt.block_on(run(env, stdin));
+    let code = emit(&outcome);
+    std::mem::forget(rt);
+    code
+}
+
+/// The whole plugin process for one delegate ([`serve`] running [`run_plugin`]).
+pub fn main(delegate: Arc<dyn Delegate>, registry: Arc<Registry>) -> i32 {
+    serve(|env, stdin| async move { run_plugin(delegate.as_ref(), &env, &stdin, registry).await })
 }

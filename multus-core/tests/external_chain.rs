@@ -3,7 +3,7 @@
 
 use multus_core::cni::{Command, NetworkConfig};
 use multus_core::delegate::{chain, Context, Registry};
-use multus_core::pipeline::{self, Attachment};
+use multus_core::pipeline::{self, Attachment, Attachments, Pod};
 use serde_json::{json, Map};
 use std::path::PathBuf;
 use std::process::Command as Proc;
@@ -148,11 +148,15 @@ fn pipeline_rolls_back_in_reverse_and_keeps_the_original_error() {
         "ipam": {"type": "host-local", "subnet": format!("10.{octet}.11.0/24"), "dataDir": data.path()}
     }))
     .unwrap();
-    let atts = vec![Attachment::new(good, "eth0"), Attachment::new(bad, "net1")];
+    let atts = Attachments::new(vec![
+        Attachment::new(good, "eth0"),
+        Attachment::new(bad, "net1"),
+    ])
+    .unwrap();
     let rt = rt();
-    let err = rt
-        .block_on(pipeline::add(&ctx(Command::Add, &ns, "eth0"), &atts))
-        .unwrap_err();
+    let c = ctx(Command::Add, &ns, "eth0");
+    let pod = Pod::new(&c.container_id, c.netns.clone(), c.registry.clone());
+    let err = rt.block_on(pipeline::add(&pod, &atts)).unwrap_err();
     assert!(err.msg.contains("\"bad\" as net1"), "{err}");
     // The reference plugin's own error code and text come through.
     assert_eq!(err.code.code(), 999, "{err}");

@@ -17,9 +17,9 @@
 use crate::annotation::{self, NetworkSelection};
 use crate::nad::{self, DevicePool};
 use multus_core::cni::{CniError, NetworkConfig};
-use multus_core::pipeline::Attachment;
+use multus_core::pipeline::{Attachment, Attachments};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -280,7 +280,7 @@ pub fn requests(pod: &Pod, cfg: &PlanConfig) -> Result<Vec<Request>, CniError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The attachments, default network first.
-    pub attachments: Vec<Attachment>,
+    pub attachments: Attachments,
     /// The attachment (index) that carries the pod's default route, and its gateways, when an element asked
     /// for `default-route`; every other attachment's default routes are to be removed.
     pub default_route: Option<(usize, Vec<IpAddr>)>,
@@ -322,7 +322,6 @@ pub fn build(
     let mut attachments = Vec::new();
     let mut default_route = None;
     let mut device_resources = Vec::new();
-    let mut seen_if: HashSet<String> = HashSet::new();
     for (idx, req) in requests.iter().enumerate() {
         let name = req.name();
         let what = match &req.selection {
@@ -348,12 +347,6 @@ pub fn build(
         } else {
             format!("net{idx}")
         };
-        if !seen_if.insert(ifn.clone()) {
-            return Err(err(format!(
-                "interface name {ifn:?} is already used by an earlier network of the pod"
-            )));
-        }
-        multus_core::cni::names::ifname(&ifn).map_err(|e| err(e.to_string()))?;
         let mut rc = if req.is_default {
             cfg.runtime_config.clone()
         } else {
@@ -411,7 +404,8 @@ pub fn build(
         device_resources.push(device_resource);
     }
     Ok(Plan {
-        attachments,
+        // The one check of the pod's interface names.
+        attachments: Attachments::new(attachments)?,
         default_route,
         device_resources,
     })
@@ -551,7 +545,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            e.msg.contains("network 2") && e.msg.contains("\"net2\" is already used"),
+            e.msg.contains("attachment 2") && e.msg.contains("\"net2\" is used twice"),
             "{e}"
         );
         let e = plan(

@@ -1,45 +1,67 @@
-//! The Multus meta-plugin: reads its config, resolves a pod's attachments, runs them through the attach
-//! pipeline, caches what it attached, and answers the runtime with the default network's result.
+//! The Multus meta-plugin, as a library: one flow for both modes, which differ only in their
+//! [`PodSource`] (the API with `kubeconfig`, none for upstream's `delegates`, local files for the demo).
+//!
+//! How an ADD flows (`add.rs`): wait for `readinessindicatorfile` -> plan the pod's attachments (`plan.rs`:
+//! the pod and its NADs from the source, or the config's networks alone; interface names checked once) ->
+//! device information files (`devinfo.rs`) -> the attachment cache, durably, before any delegate runs
+//! (`cache.rs`) -> [`multus_core::pipeline::add`] (in order, rollback on failure) -> `default-route`
+//! (`default_route.rs`) -> the results into the cache -> `network-status` when there is a pod -> the default
+//! network's result. DEL and GC (`del.rs`) undo what the cache holds (or, with nothing cached, what the
+//! source and config say now), with `retryDeleteOnError`, and remove the device information files; CHECK
+//! and STATUS are in `check.rs`.
+//!
+//! ```no_run
+//! use multus_cni::meta::{self, conf::MultusConf, Meta, PodSource};
+//! use multus_core::cni::CniEnv;
+//!
+//! # async fn embed(stdin: &[u8]) -> Result<(), multus_core::cni::CniError> {
+//! let env = CniEnv::from_process()?;
+//! let conf = MultusConf::parse(stdin)?;
+//! // The runtime's answer: a result for ADD, nothing for the other verbs.
+//! let answer = Meta::new(&env, &conf, PodSource::from_conf(&conf)).run().await?;
+//! # let _ = answer; Ok(()) }
+//! ```
 
+mod add;
 pub mod cache;
+mod check;
 pub mod conf;
-pub mod k8s;
+mod default_route;
+mod del;
+mod devinfo;
+mod plan;
+pub mod source;
+
+pub use source::{PodArgs, PodSource};
 
 use crate::builtins;
-use cache::{Cache, CacheEntry};
 use conf::MultusConf;
-use multus_core::cni::{AttachmentRef, CniEnv, CniError, Command, NetworkConfig, VersionInfo};
-use multus_core::delegate::{chain, Context};
+use multus_core::cni::{AttachmentRef, CniEnv, CniError, Command, VersionInfo};
+use multus_core::delegate::{Context, Registry};
 use multus_core::netns::NetNs;
-use multus_core::pipeline::{self, Attachment};
+use multus_core::pipeline::{Attached, Pod};
 use multus_core::skel::{error_version, Outcome};
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Runs one invocation of the meta-plugin (everything but reading the process environment and stdin).
+/// Runs one invocation of the meta-plugin from its environment and stdin (what the `multus` process does).
 pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
     if env.command == Command::Version {
         return Outcome::ok(serde_json::to_value(VersionInfo::reply(stdin)).ok());
     }
-    let version = error_version(stdin);
     let conf = match MultusConf::parse(stdin) {
         Ok(c) => c,
-        Err(e) => return Outcome::error(&e, &version),
+        Err(e) => return Outcome::error(&e, &error_version(stdin)),
     };
     crate::logging::init(
         &conf.log_level,
         conf.log_file.as_deref(),
         conf.log_to_stderr,
     );
-    let res = match env.command {
-        Command::Add => add(env, &conf).await,
-        Command::Del => del(env, &conf).await.map(|_| None),
-        Command::Check => check(env, &conf).await.map(|_| None),
-        Command::Status => status(env, &conf).await.map(|_| None),
-        Command::Gc => gc(env, &conf).await.map(|_| None),
-        Command::Version => Ok(None),
-    };
-    match res {
+    match Meta::new(env, &conf, PodSource::from_conf(&conf))
+        .run()
+        .await
+    {
         Ok(body) => Outcome::ok(body),
         Err(e) => {
             tracing::error!(network = %conf.name, command = %env.command, container = %env.container_id, "{e}");
@@ -48,261 +70,127 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
     }
 }
 
-fn context(env: &CniEnv, conf: &MultusConf) -> Context {
-    let registry = Arc::new(builtins::registry(
-        conf.bin_dirs.clone(),
-        conf.delegate_timeout,
-    ));
-    Context::from_env(env, registry)
+/// One meta-plugin invocation: the CNI environment, the Multus config and where pods come from.
+pub struct Meta<'a> {
+    env: &'a CniEnv,
+    conf: &'a MultusConf,
+    source: PodSource,
+    registry: Arc<Registry>,
 }
 
-async fn add(env: &CniEnv, conf: &MultusConf) -> Result<Option<serde_json::Value>, CniError> {
-    if conf.kubeconfig.is_some() {
-        return k8s::add(env, conf).await;
-    }
-    let netns = pod_netns(env)?;
-    let atts = conf.delegate_attachments(&env.ifname);
-    let mut run = attach(env, conf, netns, &atts).await?;
-    run.record_results();
-    default_result(&atts, &run.results, &conf.cni_version).map(Some)
-}
-
-/// The pod's netns of an ADD or CHECK (`CNI_NETNS`), which must exist.
-fn pod_netns(env: &CniEnv) -> Result<&std::path::Path, CniError> {
-    let netns = env
-        .netns
-        .as_deref()
-        .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
-    NetNs::open(netns)?;
-    Ok(netns)
-}
-
-/// The context of a DEL: a netns that is already gone is no reason to keep IPs, so DEL runs without one,
-/// as the spec allows.
-fn del_context(env: &CniEnv, conf: &MultusConf) -> Context {
-    let mut ctx = context(env, conf);
-    if let Some(ns) = &env.netns {
-        if NetNs::open(ns).is_err() {
-            tracing::info!("netns {} is gone; running DEL without it", ns.display());
-            ctx.netns = None;
+impl<'a> Meta<'a> {
+    /// An invocation with the built-in delegates and the config's `binDir`s.
+    pub fn new(env: &'a CniEnv, conf: &'a MultusConf, source: PodSource) -> Self {
+        let registry = Arc::new(builtins::registry(
+            conf.bin_dirs.clone(),
+            conf.delegate_timeout,
+        ));
+        Meta {
+            env,
+            conf,
+            source,
+            registry,
         }
     }
-    ctx
-}
 
-/// The delegates of one ADD, attached: what later steps (and their rollback) need.
-pub(crate) struct Attached {
-    /// The context the delegates ran with.
-    pub ctx: Context,
-    /// The attachment cache.
-    pub cache: Cache,
-    /// This attachment's cache entry (already stored, results not yet).
-    pub entry: CacheEntry,
-    /// One result per attachment.
-    pub results: Vec<multus_core::cni::CniResult>,
-}
-
-impl Attached {
-    /// Records the results in the cache entry (for DEL and CHECK); a failure only costs the prevResults.
-    pub fn record_results(&mut self) {
-        self.entry.set_results(&self.results);
-        if let Err(e) = self.cache.store_results(&self.entry) {
-            tracing::warn!("could not record results in the attachment cache: {e}");
+    /// Runs the verb of the environment: the result for ADD, nothing for the others.
+    pub async fn run(&mut self) -> Result<Option<serde_json::Value>, CniError> {
+        match self.env.command {
+            Command::Add => self.add().await.map(Some),
+            Command::Del => self.del().await.map(|()| None),
+            Command::Check => self.check().await.map(|()| None),
+            Command::Status => self.status().await.map(|()| None),
+            Command::Gc => self.gc().await.map(|()| None),
+            Command::Version => Ok(serde_json::to_value(VersionInfo::reply(b"{}")).ok()),
         }
     }
-}
 
-/// Runs the ADD of `atts` in order: the cache entry is stored before the first delegate runs (whatever
-/// happens next, DEL can undo it); when a delegate fails, the pipeline has rolled back the others and the
-/// cache entry is removed.
-pub(crate) async fn attach(
-    env: &CniEnv,
-    conf: &MultusConf,
-    netns: &std::path::Path,
-    atts: &[Attachment],
-) -> Result<Attached, CniError> {
-    pipeline::validate(atts)?;
-    let ctx = context(env, conf);
-    let cache = Cache::new(&conf.cni_dir);
-    let entry = CacheEntry::new(
-        &env.container_id,
-        &env.ifname,
-        &netns.to_string_lossy(),
-        atts,
-    );
-    cache.store(&entry)?;
-    match pipeline::add(&ctx, atts).await {
-        Ok(results) => Ok(Attached {
-            ctx,
-            cache,
-            entry,
-            results,
-        }),
-        Err(e) => {
-            let _ = cache.remove(&env.container_id, &env.ifname);
-            Err(e)
+    /// The source, given back (the demo reads the network-status it wrote from its files).
+    pub fn into_source(self) -> PodSource {
+        self.source
+    }
+
+    /// This invocation's attachment (container ID, `CNI_IFNAME`): the key of its cache entry.
+    fn at(&self) -> AttachmentRef {
+        AttachmentRef {
+            container_id: self.env.container_id.clone(),
+            ifname: self.env.ifname.clone(),
         }
+    }
+
+    /// The pipeline's pod; for DEL and GC a netns that is already gone is no reason to keep IPs, so the
+    /// delegates run without one, as the spec allows.
+    fn pod(&self) -> Pod {
+        let mut netns = self.env.netns.clone();
+        if matches!(self.env.command, Command::Del | Command::Gc) {
+            if let Some(ns) = &netns {
+                if NetNs::open(ns).is_err() {
+                    tracing::info!("netns {} is gone; running DEL without it", ns.display());
+                    netns = None;
+                }
+            }
+        }
+        Pod {
+            container_id: self.env.container_id.clone(),
+            netns,
+            args: self.env.args.clone(),
+            cni_path: self.env.path.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// The context of a per-network verb (STATUS, GC): no container, no netns, no interface.
+    fn network_context(&self, command: Command) -> Context {
+        Context {
+            command,
+            container_id: String::new(),
+            netns: None,
+            ifname: String::new(),
+            args: self.env.args.clone(),
+            cni_path: self.env.path.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+
+    /// The pod's netns of an ADD or CHECK (`CNI_NETNS`), which must exist.
+    fn live_netns(&self) -> Result<&std::path::Path, CniError> {
+        let netns = self
+            .env
+            .netns
+            .as_deref()
+            .ok_or_else(|| CniError::invalid_env("CNI_NETNS is missing"))?;
+        NetNs::open(netns)?;
+        Ok(netns)
+    }
+
+    /// Waits (bounded by `readinessTimeout`) for `readinessindicatorfile`; `err` builds the error.
+    async fn wait_readiness(&self, err: fn(String) -> CniError) -> Result<(), CniError> {
+        let Some(f) = &self.conf.readiness_indicator_file else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.conf.readiness_timeout;
+        while !f.exists() {
+            if Instant::now() >= deadline {
+                return Err(err(format!(
+                    "the readiness indicator file {} did not appear within {:?} (is the default network up?)",
+                    f.display(),
+                    self.conf.readiness_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 }
 
 /// What Multus answers an ADD with, as upstream does: the default network's result (the first attachment's
 /// when none is marked default), in Multus' own cniVersion.
-pub(crate) fn default_result(
-    atts: &[Attachment],
-    results: &[multus_core::cni::CniResult],
-    cni_version: &str,
-) -> Result<serde_json::Value, CniError> {
-    let default = atts
+fn default_result(attached: &[Attached], cni_version: &str) -> Result<serde_json::Value, CniError> {
+    attached
         .iter()
-        .zip(results)
-        .find(|(a, _)| a.is_default)
-        .map(|(_, r)| r)
-        .or(results.first())
-        .ok_or_else(|| CniError::invalid_config("no attachment"))?;
-    default.to_value(cni_version)
-}
-
-/// Attachments, their ADD results when known, and whether they came from the cache.
-type Known = (
-    Vec<Attachment>,
-    Vec<Option<multus_core::cni::CniResult>>,
-    bool,
-);
-
-/// The attachments to DEL or CHECK: the cache when there is one, else the config's delegates.
-fn known_attachments(env: &CniEnv, conf: &MultusConf) -> Result<Known, CniError> {
-    let cache = Cache::new(&conf.cni_dir);
-    match cache.load(&env.container_id, &env.ifname) {
-        Ok(Some(entry)) => {
-            let (a, r) = entry.attachments()?;
-            Ok((a, r, true))
-        }
-        Ok(None) => {
-            let atts = conf.delegate_attachments(&env.ifname);
-            let n = atts.len();
-            Ok((atts, vec![None; n], false))
-        }
-        Err(e) => {
-            // A corrupt cache: fall back to the config, and say so.
-            tracing::warn!("{e}; using the config's delegates");
-            let atts = conf.delegate_attachments(&env.ifname);
-            let n = atts.len();
-            Ok((atts, vec![None; n], false))
-        }
-    }
-}
-
-async fn del(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
-    if conf.kubeconfig.is_some() {
-        return k8s::del(env, conf).await;
-    }
-    let (atts, results, _) = known_attachments(env, conf)?;
-    let ctx = del_context(env, conf);
-    let res = pipeline::del(&ctx, &atts, &results).await;
-    let cache = Cache::new(&conf.cni_dir);
-    // The cache goes only when every delegate DEL succeeded, so a failed DEL can be retried from it.
-    if res.is_ok() {
-        cache.remove(&env.container_id, &env.ifname)?;
-    }
-    res
-}
-
-pub(crate) async fn check(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
-    pod_netns(env)?;
-    let (atts, results, cached) = known_attachments(env, conf)?;
-    if !cached {
-        return Err(CniError::invalid_config(format!(
-            "CHECK: nothing is known of container {} ({}): no attachment cache",
-            env.container_id, env.ifname
-        )));
-    }
-    let ctx = context(env, conf);
-    pipeline::check(&ctx, &atts, &results).await
-}
-
-/// Every network Multus may run: the config's delegates and those of cached attachments, once each by name.
-fn all_networks(conf: &MultusConf, entries: &[CacheEntry]) -> Vec<NetworkConfig> {
-    let mut by_name: BTreeMap<String, NetworkConfig> = BTreeMap::new();
-    for d in &conf.delegates {
-        by_name
-            .entry(d.name().to_string())
-            .or_insert_with(|| d.clone());
-    }
-    for e in entries {
-        if let Ok((atts, _)) = e.attachments() {
-            for a in atts {
-                by_name
-                    .entry(a.network.name().to_string())
-                    .or_insert(a.network);
-            }
-        }
-    }
-    by_name.into_values().collect()
-}
-
-async fn status(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
-    k8s::wait_readiness(conf, CniError::not_available).await?;
-    let ctx = context(env, conf);
-    for net in &conf.delegates {
-        chain::status(&ctx, net).await?;
-    }
-    // The Kubernetes mode's cluster network, when it is a local config (a NAD needs no STATUS here).
-    if conf.kubeconfig.is_some() && conf.delegates.is_empty() {
-        if let Some(c) = &conf.cluster_network {
-            if let Ok(multus_k8s::plan::NetworkSource::Local(net)) =
-                multus_k8s::plan::resolve_named(c, &conf.conf_dir, &conf.multus_namespace)
-            {
-                chain::status(&ctx, &net).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn gc(env: &CniEnv, conf: &MultusConf) -> Result<(), CniError> {
-    k8s::wait_readiness(conf, CniError::try_again_later).await?;
-    let ctx = context(env, conf);
-    let valid = &conf.valid_attachments;
-    let cache = Cache::new(&conf.cni_dir);
-    let (entries, _corrupt) = cache.list();
-    let mut failures = Vec::new();
-    let mut live = Vec::new();
-    for entry in entries {
-        let me = AttachmentRef {
-            container_id: entry.container_id.clone(),
-            ifname: entry.ifname.clone(),
-        };
-        if valid.contains(&me) {
-            live.push(entry);
-            continue;
-        }
-        // A stale attachment: DEL everything it holds, as the runtime would have.
-        let (atts, results) = entry.attachments()?;
-        let mut dctx = ctx.with_command(Command::Del);
-        dctx.container_id = entry.container_id.clone();
-        dctx.netns = None;
-        match pipeline::del(&dctx, &atts, &results).await {
-            Ok(()) => cache.remove(&entry.container_id, &entry.ifname)?,
-            Err(e) => failures.push(e),
-        }
-    }
-    // Each network learns which of its attachments (secondaries included) are still valid.
-    let mut per_network: BTreeMap<String, Vec<AttachmentRef>> = BTreeMap::new();
-    for entry in &live {
-        if let Ok((atts, _)) = entry.attachments() {
-            for a in atts {
-                per_network
-                    .entry(a.network.name().to_string())
-                    .or_default()
-                    .push(a.reference(&entry.container_id));
-            }
-        }
-    }
-    for net in all_networks(conf, &live) {
-        let valid_here = per_network.get(net.name()).cloned().unwrap_or_default();
-        if let Err(e) = chain::gc(&ctx, &net, &valid_here).await {
-            failures.push(e);
-        }
-    }
-    pipeline::aggregate("GC", failures.len().max(1), failures)
+        .find(|a| a.attachment.is_default)
+        .or(attached.first())
+        .and_then(|a| a.result.as_ref())
+        .ok_or_else(|| CniError::invalid_config("no attachment"))?
+        .to_value(cni_version)
 }

@@ -166,9 +166,11 @@ impl CniEnv {
         };
         let (container_id, ifname) = if command.is_per_attachment() {
             let id = need("CNI_CONTAINERID")?;
-            super::names::container_id(&id)?;
+            super::names::container_id(&id)
+                .map_err(|e| CniError::invalid_env(format!("CNI_CONTAINERID: {e}")))?;
             let ifname = need("CNI_IFNAME")?;
-            super::names::ifname(&ifname)?;
+            super::names::ifname(&ifname)
+                .map_err(|e| CniError::invalid_env(format!("CNI_IFNAME: {e}")))?;
             (id, ifname)
         } else {
             (String::new(), String::new())

@@ -1,0 +1,94 @@
+//! A pod's attachments, planned by the same code in both modes: the pod from the [`PodSource`] when there
+//! is one (else "no pod": the default networks alone), each NAD it needs read once, the kubelet's device
+//! checkpoint when a NAD names a `resourceName`, then [`multus_k8s::plan`] (which also checks the interface
+//! names, once) and the device information files.
+
+use super::conf::MultusConf;
+use super::devinfo;
+use super::source::{PodArgs, PodSource};
+use multus_core::cni::CniError;
+use multus_k8s::client::RetryPolicy;
+use multus_k8s::nad::{Checkpoint, DevicePool, Nad};
+use multus_k8s::plan::{self, Plan, Pod as PodObject, ResolvedNad};
+use std::collections::BTreeMap;
+
+/// What a plan needs besides the config and the source.
+pub struct PlanRequest<'a> {
+    /// The pod named by `CNI_ARGS`, if any.
+    pub pod: Option<&'a PodArgs>,
+    /// `CNI_CONTAINERID`.
+    pub container_id: &'a str,
+    /// `CNI_IFNAME` (the default network's interface).
+    pub ifname: &'a str,
+    /// How long to wait for the pod to appear in the API.
+    pub retry: RetryPolicy,
+}
+
+/// The pod's plan and the pod as read (none without a pod source or pod arguments).
+pub async fn resolve(
+    src: &mut PodSource,
+    conf: &MultusConf,
+    req: &PlanRequest<'_>,
+) -> Result<(Plan, Option<PodObject>), CniError> {
+    let pod = match req.pod {
+        Some(p) => read_pod(src, p, req.retry).await?,
+        None => None,
+    };
+    plan_for(src, conf, req, pod).await
+}
+
+/// The pod, checked against the UID the runtime named.
+pub async fn read_pod(
+    src: &mut PodSource,
+    p: &PodArgs,
+    retry: RetryPolicy,
+) -> Result<Option<PodObject>, CniError> {
+    let Some(pod) = src.pod(p, retry).await? else {
+        return Ok(None);
+    };
+    if !p.uid.is_empty() && !pod.uid.is_empty() && p.uid != pod.uid {
+        return Err(CniError::try_again_later(format!(
+            "pod {}/{}: the runtime asked for UID {} but the API has UID {} (a new pod of the same name?)",
+            p.namespace, p.name, p.uid, pod.uid
+        )));
+    }
+    Ok(Some(pod))
+}
+
+/// The plan for `pod` (none: the default networks alone).
+pub async fn plan_for(
+    src: &mut PodSource,
+    conf: &MultusConf,
+    req: &PlanRequest<'_>,
+    pod: Option<PodObject>,
+) -> Result<(Plan, Option<PodObject>), CniError> {
+    let view = pod.clone().unwrap_or_default();
+    let pcfg = conf.plan_config();
+    let reqs = plan::requests(&view, &pcfg)?;
+    let mut nads: BTreeMap<(String, String), ResolvedNad> = BTreeMap::new();
+    for r in &reqs {
+        let Some((ns, name)) = r.nad() else { continue };
+        let key = (ns.to_string(), name.to_string());
+        if nads.contains_key(&key) {
+            continue;
+        }
+        let v = src.nad(ns, name).await?;
+        let nad = Nad::from_json(&v, ns, name)?;
+        nads.insert(
+            key,
+            ResolvedNad {
+                network: nad.network_config(&conf.conf_dir)?,
+                resource_name: nad.resource_name.clone(),
+            },
+        );
+    }
+    let checkpoint = if nads.values().any(|n| n.resource_name.is_some()) {
+        Checkpoint::load(&conf.device_checkpoint)?
+    } else {
+        Checkpoint::default()
+    };
+    let mut pool = DevicePool::new(checkpoint, &view.uid);
+    let mut p = plan::build(&pcfg, &reqs, &nads, &mut pool, req.ifname)?;
+    devinfo::assign(&mut p.attachments, &conf.device_info_dir, req.container_id);
+    Ok((p, pod))
+}

@@ -1,0 +1,212 @@
+//! Where a meta-plugin invocation reads the pod and its NetworkAttachmentDefinitions from, and writes the
+//! pod's `network-status` to: the only thing that differs between the two modes of the meta-plugin.
+//!
+//! - [`PodSource::None`]: the kubeconfig-less mode (upstream's `delegates`): no pod, no NADs; the plan is
+//!   the config's networks alone.
+//! - [`PodSource::Api`]: the API server of the `kubeconfig` (the client is made at its first use, so a DEL
+//!   that needs nothing from the API never fails on a missing or broken kubeconfig).
+//! - [`PodSource::Files`]: local manifests (`multus demo`), through the same code as the API.
+
+use super::conf::MultusConf;
+use multus_core::cni::{CniEnv, CniError};
+use multus_k8s::client::{Client, ClientConfig, RetryPolicy};
+use multus_k8s::plan::Pod as PodObject;
+use multus_k8s::source::{FileSource, Source};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The pod an invocation is for, from `CNI_ARGS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodArgs {
+    /// `K8S_POD_NAMESPACE`.
+    pub namespace: String,
+    /// `K8S_POD_NAME`.
+    pub name: String,
+    /// `K8S_POD_UID` (may be empty with old runtimes).
+    pub uid: String,
+}
+
+impl PodArgs {
+    /// The pod named by `CNI_ARGS`, if the runtime named one.
+    pub fn from_env(env: &CniEnv) -> Option<PodArgs> {
+        let get = |k| env.args.get(k).filter(|s| !s.is_empty());
+        Some(PodArgs {
+            namespace: get("K8S_POD_NAMESPACE")?.to_string(),
+            name: get("K8S_POD_NAME")?.to_string(),
+            uid: get("K8S_POD_UID").unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Where pods and NADs come from.
+#[derive(Debug)]
+pub enum PodSource {
+    /// No pods and no NADs: the config's networks alone (the kubeconfig-less mode).
+    None,
+    /// The API server of a kubeconfig.
+    Api {
+        /// The kubeconfig file.
+        kubeconfig: PathBuf,
+        /// The limit on one API request.
+        request_timeout: Duration,
+        /// The client, once made.
+        client: Option<Box<Client>>,
+    },
+    /// Local manifests.
+    Files(FileSource),
+}
+
+impl PodSource {
+    /// The source a Multus config names: the API with `kubeconfig`, else none.
+    pub fn from_conf(conf: &MultusConf) -> Self {
+        match &conf.kubeconfig {
+            Some(k) => PodSource::Api {
+                kubeconfig: PathBuf::from(k),
+                request_timeout: conf.api_request_timeout,
+                client: None,
+            },
+            None => PodSource::None,
+        }
+    }
+
+    /// Whether pods and NADs can be read at all.
+    pub fn has_pods(&self) -> bool {
+        !matches!(self, PodSource::None)
+    }
+
+    fn client<'s>(
+        kubeconfig: &std::path::Path,
+        timeout: Duration,
+        slot: &'s mut Option<Box<Client>>,
+    ) -> Result<&'s mut Client, CniError> {
+        if slot.is_none() {
+            let mut cfg = ClientConfig::from_kubeconfig(kubeconfig)
+                .map_err(|e| e.context("multus config: \"kubeconfig\""))?;
+            cfg.request_timeout = timeout;
+            *slot = Some(Box::new(Client::new(cfg)));
+        }
+        slot.as_deref_mut()
+            .ok_or_else(|| CniError::io("no API client"))
+    }
+
+    /// The pod (retrying within `retry` while it is not visible yet); `Ok(None)` without a pod source.
+    pub async fn pod(
+        &mut self,
+        p: &PodArgs,
+        retry: RetryPolicy,
+    ) -> Result<Option<PodObject>, CniError> {
+        match self {
+            PodSource::None => Ok(None),
+            PodSource::Files(f) => f.pod(&p.namespace, &p.name, retry).await.map(Some),
+            PodSource::Api {
+                kubeconfig,
+                request_timeout,
+                client,
+            } => Self::client(kubeconfig, *request_timeout, client)?
+                .pod(&p.namespace, &p.name, retry)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// A NAD (the raw object).
+    pub async fn nad(&mut self, namespace: &str, name: &str) -> Result<Value, CniError> {
+        match self {
+            PodSource::None => Err(CniError::invalid_config(format!(
+                "NetworkAttachmentDefinition {namespace}/{name}: NADs need \"kubeconfig\" in the multus config"
+            ))),
+            PodSource::Files(f) => f.nad(namespace, name).await,
+            PodSource::Api {
+                kubeconfig,
+                request_timeout,
+                client,
+            } => {
+                Self::client(kubeconfig, *request_timeout, client)?
+                    .nad(namespace, name)
+                    .await
+            }
+        }
+    }
+
+    /// Sets one annotation of the pod (nothing without a pod source).
+    pub async fn set_annotation(
+        &mut self,
+        p: &PodArgs,
+        key: &str,
+        value: &str,
+    ) -> Result<(), CniError> {
+        let uid = Some(p.uid.as_str()).filter(|u| !u.is_empty());
+        match self {
+            PodSource::None => Ok(()),
+            PodSource::Files(f) => {
+                f.set_annotation(&p.namespace, &p.name, uid, key, value)
+                    .await
+            }
+            PodSource::Api {
+                kubeconfig,
+                request_timeout,
+                client,
+            } => {
+                Self::client(kubeconfig, *request_timeout, client)?
+                    .set_annotation(&p.namespace, &p.name, uid, key, value)
+                    .await
+            }
+        }
+    }
+
+    /// How many API connections were opened (for the debug log of an ADD).
+    pub fn connections_opened(&self) -> u32 {
+        match self {
+            PodSource::Api {
+                client: Some(c), ..
+            } => c.connections_opened(),
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multus_core::cni::CniArgs;
+
+    #[test]
+    fn pod_args_need_namespace_and_name() {
+        let mut env = CniEnv {
+            command: multus_core::cni::Command::Add,
+            container_id: "c".into(),
+            netns: None,
+            ifname: "eth0".into(),
+            args: CniArgs::parse("K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p").unwrap(),
+            path: Vec::new(),
+        };
+        let p = PodArgs::from_env(&env).unwrap();
+        assert_eq!(
+            (p.namespace.as_str(), p.name.as_str(), p.uid.as_str()),
+            ("ns", "p", "")
+        );
+        env.args = CniArgs::parse("K8S_POD_NAMESPACE=ns;K8S_POD_NAME=").unwrap();
+        assert!(PodArgs::from_env(&env).is_none());
+    }
+
+    #[test]
+    fn no_source_has_no_pod_and_refuses_nads() {
+        let mut s = PodSource::None;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let p = PodArgs {
+            namespace: "ns".into(),
+            name: "p".into(),
+            uid: String::new(),
+        };
+        assert!(rt
+            .block_on(s.pod(&p, RetryPolicy::default()))
+            .unwrap()
+            .is_none());
+        let e = rt.block_on(s.nad("ns", "n")).unwrap_err();
+        assert!(e.msg.contains("kubeconfig"), "{e}");
+        rt.block_on(s.set_annotation(&p, "k", "v")).unwrap();
+    }
+}

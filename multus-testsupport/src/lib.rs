@@ -1,0 +1,62 @@
+//! What the tests of every multus crate share (a dev-dependency only): the root check, real network
+//! namespaces and links that clean up after themselves, and running a CNI plugin binary exactly as a
+//! container runtime does. One copy for the whole workspace.
+//!
+//! ```no_run
+//! use multus_testsupport::{HostLink, Netns};
+//! let ns = Netns::new("ex");          // `ip netns add`, deleted on drop; panics when not root
+//! let master = HostLink::veth("exm"); // a veth pair in the host, both up, deleted on drop
+//! assert!(ns.link_names().contains(&"lo".to_string()));
+//! # let _ = master;
+//! ```
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod netns;
+mod plugin;
+
+pub use netns::{host_link_exists, HostLink, Netns};
+pub use plugin::{env_map, reference_dir, reservations, run_plugin, Run};
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Panics (never skips) when the test is not run as root: these tests need real namespaces.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!(
+            "this test needs root (network namespaces, links): run the suite as root, as CI does"
+        );
+    }
+}
+
+/// A name unique to this process and call, at most `max` bytes (for links: 15).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let s = format!("{prefix}{:x}{n:x}", std::process::id() & 0xffff);
+    s.chars().take(15).collect()
+}
+
+/// Runs a command and returns its stdout; panics with stderr on failure.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command, ignoring failure.
+pub fn sh_quiet(args: &[&str]) {
+    let _ = Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}

@@ -1,0 +1,99 @@
+//! Network namespaces and host links made for a test, removed when dropped.
+
+use crate::{require_root, sh, sh_quiet, unique};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A network namespace made with `ip netns add`, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Self {
+        require_root();
+        let name = unique(prefix);
+        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/netns/{}", self.name))
+    }
+
+    /// `ip -j link show` inside, as JSON.
+    pub fn links(&self) -> Vec<Value> {
+        serde_json::from_str(&sh(&["ip", "-n", &self.name, "-j", "-d", "link", "show"]))
+            .unwrap_or_default()
+    }
+
+    pub fn link_names(&self) -> Vec<String> {
+        self.links()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// IPv4/IPv6 addresses of a link inside, as `addr/prefix`.
+    pub fn addrs(&self, ifname: &str) -> Vec<String> {
+        let out = sh(&["ip", "-n", &self.name, "-j", "addr", "show", "dev", ifname]);
+        let v: Vec<Value> = serde_json::from_str(&out).unwrap_or_default();
+        v.iter()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["scope"] != "link" && a["scope"] != "host")
+            .map(|a| {
+                format!(
+                    "{}/{}",
+                    a["local"].as_str().unwrap_or_default(),
+                    a["prefixlen"]
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        sh_quiet(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// A host link deleted on drop (a veth pair, a bridge).
+pub struct HostLink(pub String);
+
+impl HostLink {
+    /// A veth pair `name` / `name`+"p" in the host namespace, both up.
+    pub fn veth(prefix: &str) -> Self {
+        require_root();
+        let name = unique(prefix);
+        let peer: String = format!("{}p", &name[..name.len().min(14)]);
+        sh(&[
+            "ip", "link", "add", &name, "type", "veth", "peer", "name", &peer,
+        ]);
+        sh(&["ip", "link", "set", &name, "up"]);
+        sh(&["ip", "link", "set", &peer, "up"]);
+        HostLink(name)
+    }
+
+    /// A name for a bridge the test's plugin will create; deleted on drop.
+    pub fn bridge_name(prefix: &str) -> Self {
+        HostLink(unique(prefix))
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        sh_quiet(&["ip", "link", "del", &self.0]);
+    }
+}
+
+/// Whether a host link exists.
+pub fn host_link_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", name])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
