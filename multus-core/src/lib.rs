@@ -5,25 +5,49 @@
 //! resolving plugin types to built-in delegates or plugin binaries, and the attach [`pipeline`] that gives a
 //! pod its interfaces in order and takes them away again without leaving anything behind.
 //!
+//! What an embedder writes: a pod's networks attached in order by the pipeline (built-in delegates run in
+//! this process; other types are plugin binaries found in `binDir` / `CNI_PATH`), then detached again.
+//!
+//! ```no_run
+//! use multus_core::cni::NetworkConfig;
+//! use multus_core::delegate::Registry;
+//! use multus_core::pipeline::{self, Attachment, Attachments, Pod};
+//! use std::sync::Arc;
+//!
+//! # async fn attach() -> Result<(), multus_core::cni::CniError> {
+//! let mut registry = Registry::new();
+//! registry.register("macvlan", Arc::new(multus_core::plugins::Macvlan));
+//! registry.set_bin_dirs(vec!["/opt/cni/bin".into()]); // host-local and the rest, as binaries
+//! let net = NetworkConfig::from_slice(br#"{"cniVersion": "1.0.0", "name": "macnet", "type": "macvlan",
+//!     "master": "eth0", "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}"#)?;
+//! let atts = Attachments::new(vec![Attachment::new(net, "net1")])?; // interface names checked here
+//! let pod = Pod::new("container-1", Some("/var/run/netns/pod1".into()), Arc::new(registry));
+//! let attached = pipeline::add(&pod, &atts).await?; // in order; a failure undoes the others
+//! println!("{:?}", attached[0].result);
+//! pipeline::del(&pod, &attached).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The protocol types stand alone:
+//!
 //! ```
 //! use multus_core::cni::{CniResult, NetworkConfig};
-//! use multus_core::pipeline::Attachment;
 //!
 //! // A conflist, kept whole: every key reaches the plugin.
 //! let net = NetworkConfig::from_slice(br#"{
 //!     "cniVersion": "1.0.0", "name": "macnet",
 //!     "plugins": [{"type": "macvlan", "master": "eth0", "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}]
 //! }"#).unwrap();
-//! let att = Attachment::new(net, "net1");
-//! assert_eq!(att.network.plugins()[0].get("master").unwrap(), "eth0");
+//! assert_eq!(net.plugins()[0].get("master").unwrap(), "eth0");
 //!
 //! // Results convert between spec versions.
 //! let r = CniResult::from_json(br#"{"cniVersion":"1.0.0","ips":[{"address":"10.9.0.2/24"}]}"#).unwrap();
 //! assert_eq!(r.to_value("0.3.1").unwrap()["ips"][0]["version"], "4");
 //! ```
 //!
-//! Running the pipeline needs a [`Context`](delegate::Context) (container ID, netns, ifname, the registry)
-//! and async: see `examples/` in the repository.
+//! The toolkit every delegate uses: [`fs`] (the one atomic write), [`record`] (the one per-attachment
+//! record store), [`cni::names`] (the one check of names from input), [`cni::ErrorCode`] (one table of
+//! codes). The `examples/` of the repository attach a macvlan in-process and run the meta-plugin.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

@@ -121,6 +121,8 @@ pub struct Cache {
 pub struct Listed {
     /// Whose it is.
     pub at: AttachmentRef,
+    /// The netns at ADD (empty when unknown).
+    pub netns: String,
     /// What it holds, or why it cannot be read.
     pub attached: Result<Vec<Attached>, CniError>,
 }
@@ -232,6 +234,7 @@ impl Cache {
             .into_iter()
             .map(|(at, rec)| Listed {
                 attached: rec.attached(),
+                netns: rec.netns,
                 at,
             })
             .collect();
@@ -239,6 +242,7 @@ impl Cache {
             match u.at {
                 Some(at) => out.push(Listed {
                     at,
+                    netns: String::new(),
                     attached: Err(u.error.into()),
                 }),
                 None => tracing::warn!("attachment cache: {}", u.error),
@@ -268,6 +272,7 @@ impl Cache {
                     attached: self
                         .load_legacy(&at)
                         .and_then(|o| o.ok_or_else(|| CniError::decoding("legacy entry vanished"))),
+                    netns: l.netns,
                     at,
                 })
             })

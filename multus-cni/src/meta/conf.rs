@@ -1,7 +1,6 @@
 //! The Multus configuration (`00-multus.conf`): the keys upstream Multus reads, with its defaults.
 
 use multus_core::cni::{AttachmentRef, CniError, NetworkConfig, PluginConf, Version};
-use multus_core::pipeline::Attachment;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -272,30 +271,6 @@ impl MultusConf {
             delegate_timeout,
         })
     }
-
-    /// The attachments of the kubeconfig-less mode: `delegates[0]` as the default network with `ifname` and
-    /// the runtime's runtimeConfig, the others as `net1`, `net2`, ... with none.
-    pub fn delegate_attachments(&self, ifname: &str) -> Vec<Attachment> {
-        self.delegates
-            .iter()
-            .enumerate()
-            .map(|(i, net)| {
-                let mut a = Attachment::new(
-                    net.clone(),
-                    &if i == 0 {
-                        ifname.to_string()
-                    } else {
-                        format!("net{i}")
-                    },
-                );
-                if i == 0 {
-                    a.is_default = true;
-                    a.runtime_config = self.runtime_config.clone();
-                }
-                a
-            })
-            .collect()
-    }
 }
 
 impl MultusConf {
@@ -318,25 +293,6 @@ impl MultusConf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn delegates_get_ifnames_in_order() {
-        let c = MultusConf::parse(
-            br#"{"cniVersion":"0.3.1","name":"m","type":"multus","runtimeConfig":{"portMappings":[]},
-                 "delegates":[{"type":"bridge","name":"a"},{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"macvlan"}]}]}"#,
-        )
-        .unwrap();
-        let atts = c.delegate_attachments("eth0");
-        assert_eq!(
-            atts.iter().map(|a| a.ifname.as_str()).collect::<Vec<_>>(),
-            ["eth0", "net1"]
-        );
-        assert!(atts[0].is_default && !atts[1].is_default);
-        assert_eq!(atts[0].network.cni_version(), "0.3.1");
-        assert_eq!(atts[1].network.cni_version(), "1.0.0");
-        assert!(atts[1].runtime_config.is_empty());
-        assert_eq!(c.bin_dirs, vec![PathBuf::from(DEFAULT_BIN_DIR)]);
-    }
 
     #[test]
     fn kubernetes_keys_and_upstream_defaults() {

@@ -17,6 +17,7 @@ use super::source::PodArgs;
 use super::{devinfo, Meta};
 use multus_core::cni::{AttachmentRef, CniError, Command};
 use multus_core::delegate::chain;
+use multus_core::netns::NetNs;
 use multus_core::pipeline::{self, Attached, Pod};
 use multus_k8s::client::RetryPolicy;
 use std::collections::BTreeMap;
@@ -134,10 +135,12 @@ impl Meta<'_> {
             match entry.attached {
                 Ok(a) if is_valid => live.push((entry.at, a)),
                 Ok(a) => {
-                    // A stale attachment: undo everything it holds, as the runtime's DEL would have.
+                    // A stale attachment: undo everything it holds, as the runtime's DEL would have (in
+                    // its netns if that still exists, so that its interfaces go too).
                     let mut pod = self.pod();
                     pod.container_id = entry.at.container_id.clone();
-                    pod.netns = None;
+                    pod.netns = Some(std::path::PathBuf::from(&entry.netns))
+                        .filter(|p| !entry.netns.is_empty() && NetNs::open(p).is_ok());
                     match self.undo(&pod, &a).await {
                         Ok(()) => cache.remove(&entry.at)?,
                         Err(e) => failures.push(e),

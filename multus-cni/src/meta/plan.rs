@@ -92,3 +92,47 @@ pub async fn plan_for(
     devinfo::assign(&mut p.attachments, &conf.device_info_dir, req.container_id);
     Ok((p, pod))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The kubeconfig-less mode is "no pod, no NADs" through the same planning: `delegates[0]` is the
+    /// default network with `CNI_IFNAME` and the runtime's runtimeConfig, the others `net1`, `net2`, ...
+    #[test]
+    fn delegates_are_planned_without_a_pod() {
+        let c = MultusConf::parse(
+            br#"{"cniVersion":"0.3.1","name":"m","type":"multus","runtimeConfig":{"portMappings":[]},
+                 "delegates":[{"type":"bridge","name":"a"},{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"macvlan"}]}]}"#,
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let req = PlanRequest {
+            pod: None,
+            container_id: "c1",
+            ifname: "eth0",
+            retry: RetryPolicy::default(),
+        };
+        let (plan, pod) = rt
+            .block_on(resolve(&mut PodSource::None, &c, &req))
+            .unwrap();
+        assert!(pod.is_none());
+        let atts = &plan.attachments;
+        assert_eq!(
+            atts.iter().map(|a| a.ifname.as_str()).collect::<Vec<_>>(),
+            ["eth0", "net1"]
+        );
+        assert!(atts[0].is_default && !atts[1].is_default);
+        assert_eq!(atts[0].network.cni_version(), "0.3.1");
+        assert_eq!(atts[1].network.cni_version(), "1.0.0");
+        assert!(atts[0].runtime_config.contains_key("portMappings"));
+        assert!(atts[1].runtime_config.is_empty());
+        assert_eq!(
+            c.bin_dirs,
+            vec![PathBuf::from(super::super::conf::DEFAULT_BIN_DIR)]
+        );
+    }
+}
