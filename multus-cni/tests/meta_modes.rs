@@ -160,9 +160,14 @@ impl Node {
     }
 
     fn assert_clean(&self) {
+        self.assert_clean_but(0);
+    }
+
+    /// Clean, but for `others` reservations that belong to other pods.
+    fn assert_clean_but(&self, others: usize) {
         assert_eq!(self.ns.link_names(), ["lo"], "{:?}: links left", self.mode);
         assert!(
-            self.reservations().is_empty(),
+            self.reservations().len() == others,
             "{:?}: IPs left: {:?}",
             self.mode,
             self.reservations()
@@ -284,4 +289,96 @@ fn add_waits_for_the_readiness_indicator_first() {
         n.run("DEL", &conf).ok();
         n.assert_clean();
     }
+}
+
+/// Removal (`multus uninstall` leaves a retiring config while pods made with Multus remain): a new pod gets
+/// the primary network alone and is not cached; the old pod's DEL undoes everything from its cache; the
+/// last such DEL removes the retiring config; the new pod is then deleted by the primary config alone.
+#[test]
+fn retiring_config_passes_new_pods_to_the_primary_and_steps_aside() {
+    for mode in MODES {
+        let old = node(mode, json!({"retryDeleteOnError": true}));
+        old.add();
+        let conf_file = old.dir.path().join("00-multus.conf");
+        let primary = match mode {
+            Mode::Delegates => old.conf["delegates"][0].clone(),
+            Mode::Kubernetes => serde_json::from_slice(
+                &std::fs::read(old.dir.path().join("net.d/10-podnet.conf")).unwrap(),
+            )
+            .unwrap(),
+        };
+        let retiring = json!({
+            "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+            "binDir": old.conf["binDir"], "cniDir": old.conf["cniDir"], "logLevel": "debug",
+            "retryDeleteOnError": true,
+            "delegates": [primary.clone()], "retiring": {"configFile": conf_file},
+        });
+        std::fs::write(&conf_file, retiring.to_string()).unwrap();
+
+        // A new pod: eth0 alone, its IP reserved under the primary's name, nothing cached.
+        let new_ns = Netns::new("mdn");
+        let new_cid = unique("mdn");
+        let vars = |cmd: &'static str, cid: &str, ns: &Netns| -> Vec<(String, String)> {
+            vec![
+                ("CNI_COMMAND".into(), cmd.into()),
+                ("CNI_CONTAINERID".into(), cid.into()),
+                ("CNI_IFNAME".into(), "eth0".into()),
+                ("CNI_NETNS".into(), ns.path().display().to_string()),
+                ("CNI_PATH".into(), "/usr/lib/cni".into()),
+            ]
+        };
+        let run = |bin: &Path, cmd: &'static str, cid: &str, ns: &Netns, conf: &Value| {
+            let v = vars(cmd, cid, ns);
+            let v: Vec<(&str, &str)> = v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            run_plugin(bin, &v, conf.to_string().as_bytes())
+        };
+        run(&multus_bin(), "ADD", &new_cid, &new_ns, &retiring).ok();
+        assert_eq!(new_ns.link_names().len(), 2, "{mode:?}: lo and eth0");
+        assert_eq!(old.reservations().len(), 3);
+        assert!(std::fs::read_dir(old.dir.path().join("cache"))
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().contains(&new_cid)));
+        run(&multus_bin(), "CHECK", &new_cid, &new_ns, &retiring).ok();
+
+        // The old pod's DEL through the retiring config: all of it undone, and the config steps aside.
+        old.run("DEL", &retiring).ok();
+        old.assert_clean_but(1);
+        assert!(!conf_file.exists(), "{mode:?}: the retiring config stays");
+
+        // The runtime now runs the primary alone for the new pod's DEL.
+        let mut direct = primary.clone();
+        direct["cniVersion"] = json!("1.0.0");
+        run(
+            Path::new("/usr/lib/cni/bridge"),
+            "DEL",
+            &new_cid,
+            &new_ns,
+            &direct,
+        )
+        .ok();
+        assert!(
+            old.reservations().is_empty(),
+            "{mode:?}: {:?}",
+            old.reservations()
+        );
+    }
+}
+
+/// A retiring DEL never removes a config that a re-install has written in its place.
+#[test]
+fn retiring_never_removes_a_reinstalled_config() {
+    let n = node(Mode::Delegates, json!({}));
+    let conf_file = n.dir.path().join("00-multus.conf");
+    let mut retiring = n.conf.clone();
+    retiring["retiring"] = json!({"configFile": conf_file});
+    std::fs::write(&conf_file, n.conf.to_string()).unwrap();
+    n.add();
+    n.run("DEL", &retiring).err();
+    assert!(n.cache_file().exists() && conf_file.exists());
+    let mut r = retiring.clone();
+    r["retryDeleteOnError"] = json!(true);
+    n.run("DEL", &r).ok();
+    n.assert_clean();
+    assert!(conf_file.exists(), "a normal config was removed");
 }

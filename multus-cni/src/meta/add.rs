@@ -17,6 +17,9 @@ impl Meta<'_> {
     pub(super) async fn add(&mut self) -> Result<serde_json::Value, CniError> {
         // First, as Go Multus: nothing is asked of the API before the default network is ready.
         self.wait_readiness(CniError::try_again_later).await?;
+        if self.conf.retiring.is_some() {
+            return self.add_retiring().await;
+        }
         let netns = self.live_netns()?.to_string_lossy().into_owned();
         let pod_args = PodArgs::from_env(self.env);
         let req = PlanRequest {

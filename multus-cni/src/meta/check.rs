@@ -12,14 +12,19 @@ impl Meta<'_> {
     /// CHECK: every cached attachment, against its ADD result.
     pub(super) async fn check(&mut self) -> Result<(), CniError> {
         self.live_netns()?;
-        let attached = Cache::new(&self.conf.cni_dir)
-            .load(&self.at())?
-            .ok_or_else(|| {
-                CniError::invalid_config(format!(
-                    "CHECK: nothing is known of container {} ({}): no attachment cache",
-                    self.env.container_id, self.env.ifname
-                ))
-            })?;
+        let cached = Cache::new(&self.conf.cni_dir).load(&self.at())?;
+        if cached.is_none() && self.conf.retiring.is_some() {
+            tracing::info!(
+                "CHECK while Multus is being removed: the pod was not attached through Multus"
+            );
+            return Ok(());
+        }
+        let attached = cached.ok_or_else(|| {
+            CniError::invalid_config(format!(
+                "CHECK: nothing is known of container {} ({}): no attachment cache",
+                self.env.container_id, self.env.ifname
+            ))
+        })?;
         pipeline::check(&self.pod(), &attached).await
     }
 

@@ -79,6 +79,10 @@ pub struct MultusConf {
     pub delegate_timeout: Duration,
     /// GC only: `cni.dev/valid-attachments`.
     pub valid_attachments: Vec<AttachmentRef>,
+    /// `retiring.configFile` (ours): Multus is being removed from the node (written by `multus uninstall`
+    /// while pods made with Multus remain). New pods get the primary network alone, uncached; cached ones
+    /// are still undone; once none is left, this config file (the one the runtime reads) is removed.
+    pub retiring: Option<PathBuf>,
 }
 
 fn str_key(m: &Map<String, Value>, k: &str) -> Result<Option<String>, CniError> {
@@ -143,6 +147,19 @@ fn bool_key(m: &Map<String, Value>, k: &str, default: bool) -> Result<bool, CniE
         Some(_) => Err(CniError::invalid_config(format!(
             "multus config: \"{k}\" must be true or false"
         ))),
+    }
+}
+
+/// `retiring`: `{"configFile": "<path>"}`.
+fn retiring(m: &Map<String, Value>) -> Result<Option<PathBuf>, CniError> {
+    match m.get("retiring") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(str_key(o, "configFile")
+            .map_err(|e| e.context("\"retiring\""))?
+            .map(PathBuf::from)),
+        Some(_) => Err(CniError::invalid_config(
+            "multus config: \"retiring\" must be an object with \"configFile\"",
+        )),
     }
 }
 
@@ -269,6 +286,7 @@ impl MultusConf {
             runtime_config,
             retry_delete_on_error: bool_key(&m, "retryDeleteOnError", false)?,
             delegate_timeout,
+            retiring: retiring(&m)?,
         })
     }
 }

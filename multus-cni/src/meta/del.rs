@@ -49,7 +49,9 @@ impl Meta<'_> {
             }
         };
         self.undo(&self.pod(), &attached).await?;
-        cache.remove(&at)
+        cache.remove(&at)?;
+        self.step_aside_if_done();
+        Ok(())
     }
 
     /// Every delegate DEL (retried with `retryDeleteOnError`), then the device information files.
@@ -162,6 +164,7 @@ impl Meta<'_> {
         } else {
             failures.extend(self.gc_networks(&live).await);
         }
+        self.step_aside_if_done();
         pipeline::aggregate("GC", failures.len().max(1), failures)
     }
 

@@ -8,7 +8,7 @@
 //! (`default_route.rs`) -> the results into the cache -> `network-status` when there is a pod -> the default
 //! network's result. DEL and GC (`del.rs`) undo what the cache holds (or, with nothing cached, what the
 //! source and config say now), with `retryDeleteOnError`, and remove the device information files; CHECK
-//! and STATUS are in `check.rs`.
+//! and STATUS are in `check.rs`; taking Multus off a node without leaking is `retire.rs`.
 //!
 //! ```no_run
 //! use multus_cni::meta::{self, conf::MultusConf, Meta, PodSource};
@@ -30,6 +30,7 @@ mod default_route;
 mod del;
 mod devinfo;
 mod plan;
+mod retire;
 pub mod source;
 
 pub use source::{PodArgs, PodSource};
