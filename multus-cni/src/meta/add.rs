@@ -35,7 +35,7 @@ impl Meta<'_> {
         );
         let atts = &plan.attachments;
         devinfo::copy_from_device_plugins(&plan, &self.conf.device_info_dir);
-        let cache = Cache::new(&self.conf.cni_dir);
+        let cache = Cache::of(self.conf);
         let at = self.at();
         if let Err(e) = cache.store_planned(&at, &netns, atts) {
             devinfo::remove(atts);
@@ -92,7 +92,7 @@ impl Meta<'_> {
     async fn roll_back(&self, attached: &[Attached]) {
         match self.undo(&self.pod(), attached).await {
             Ok(()) => {
-                let _ = Cache::new(&self.conf.cni_dir).remove(&self.at());
+                let _ = Cache::of(self.conf).remove(&self.at());
             }
             Err(de) => tracing::warn!("rollback of {}: {de}", self.env.container_id),
         }

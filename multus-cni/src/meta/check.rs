@@ -12,7 +12,7 @@ impl Meta<'_> {
     /// CHECK: every cached attachment, against its ADD result.
     pub(super) async fn check(&mut self) -> Result<(), CniError> {
         self.live_netns()?;
-        let cached = Cache::new(&self.conf.cni_dir).load(&self.at())?;
+        let cached = Cache::of(self.conf).load(&self.at())?;
         if cached.is_none() && self.conf.retiring.is_some() {
             tracing::info!(
                 "CHECK while Multus is being removed: the pod was not attached through Multus"

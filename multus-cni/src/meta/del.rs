@@ -26,7 +26,7 @@ use std::time::Duration;
 impl Meta<'_> {
     /// DEL: undoes the attachment and removes its cache entry.
     pub(super) async fn del(&mut self) -> Result<(), CniError> {
-        let cache = Cache::new(&self.conf.cni_dir);
+        let cache = Cache::of(self.conf);
         let at = self.at();
         let attached = match cache.load(&at) {
             Ok(Some(a)) => a,
@@ -127,7 +127,7 @@ impl Meta<'_> {
     /// is told which of its attachments are still valid.
     pub(super) async fn gc(&mut self) -> Result<(), CniError> {
         self.wait_readiness(CniError::try_again_later).await?;
-        let cache = Cache::new(&self.conf.cni_dir);
+        let cache = Cache::of(self.conf);
         let valid = &self.conf.valid_attachments;
         let mut failures = Vec::new();
         let mut live: Vec<(AttachmentRef, Vec<Attached>)> = Vec::new();

@@ -43,7 +43,7 @@ impl Meta<'_> {
         let Some(file) = &self.conf.retiring else {
             return;
         };
-        if !Cache::new(&self.conf.cni_dir).is_empty() {
+        if !Cache::of(self.conf).is_empty() {
             return;
         }
         let still_retiring = std::fs::read(file)

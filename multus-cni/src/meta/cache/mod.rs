@@ -4,17 +4,22 @@
 //! One record per (container ID, `CNI_IFNAME`) in the project's record store
 //! ([`multus_core::record`]: `<cniDir>/<containerID>@<ifname>.json`, kind `multus-attachments`): the delegate
 //! configs exactly as run (kept whole), each attachment's interface, runtime config, CNI_ARGS extras and,
-//! once known, its ADD result. Files written by earlier versions of this project
-//! (`<containerID>-<ifname>.json`, format 1) are still read, and only when the IDs inside are the ones asked
-//! for (two attachments could share such a name).
+//! once known, its ADD result.
+//!
+//! What other Multus versions left in the same directory is read too, so that a node switched to this one
+//! loses nothing: this project's earlier files ([`legacy`]) and Go Multus 3.x/4.x's ([`go_multus`]). DEL
+//! and GC undo and remove them like our own.
 
 use multus_core::cni::{AttachmentRef, CniError, CniResult, NetworkConfig};
-use multus_core::fs::{self, Durability};
+use multus_core::fs::Durability;
 use multus_core::pipeline::{Attached, Attachment};
 use multus_core::record::{Record, RecordStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub mod go_multus;
+pub mod legacy;
 
 /// One cached attachment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,22 +104,12 @@ impl CachedPod {
     }
 }
 
-/// The format of this project's earlier cache files (`<containerID>-<ifname>.json`).
-#[derive(Deserialize)]
-struct LegacyEntry {
-    format: u32,
-    #[serde(rename = "containerID")]
-    container_id: String,
-    ifname: String,
-    #[serde(default)]
-    netns: String,
-    attachments: Vec<CachedAttachment>,
-}
-
 /// The attachment cache of a `cniDir`.
 #[derive(Debug, Clone)]
 pub struct Cache {
     store: RecordStore<CachedPod>,
+    /// What Go Multus' entries do not say.
+    go: go_multus::Defaults,
 }
 
 /// One entry of [`Cache::list`].
@@ -132,13 +127,19 @@ impl Cache {
     pub fn new(dir: &Path) -> Self {
         Cache {
             store: RecordStore::new(dir),
+            go: go_multus::Defaults::default(),
         }
     }
 
-    fn legacy_path(&self, at: &AttachmentRef) -> PathBuf {
-        self.store
-            .dir()
-            .join(format!("{}-{}.json", at.container_id, at.ifname))
+    /// The cache of a Multus config (its `cniDir`, and what Go Multus' entries need from it).
+    pub fn of(conf: &crate::meta::conf::MultusConf) -> Self {
+        Cache {
+            store: RecordStore::new(&conf.cni_dir),
+            go: go_multus::Defaults {
+                device_info_dir: Some(conf.device_info_dir.clone()),
+                cni_version: conf.cni_version.clone(),
+            },
+        }
     }
 
     /// Stores what is about to be attached, durably: done before the first delegate ADD, so that DEL can
@@ -178,52 +179,27 @@ impl Cache {
     }
 
     /// What was attached; `Ok(None)` when nothing is cached; an error when an entry exists but cannot be
-    /// read.
+    /// read. Our record first, then this project's earlier file, then Go Multus' entry of the container.
     pub fn load(&self, at: &AttachmentRef) -> Result<Option<Vec<Attached>>, CniError> {
         if let Some(rec) = self.store.load(at)? {
             return rec.attached().map(Some);
         }
-        self.load_legacy(at)
+        if let Some(a) = legacy::load(self.dir(), at)? {
+            return Ok(Some(a));
+        }
+        go_multus::load(self.dir(), at, &self.go)
     }
 
-    fn load_legacy(&self, at: &AttachmentRef) -> Result<Option<Vec<Attached>>, CniError> {
-        let path = self.legacy_path(at);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(CniError::io(format!("reading {}: {e}", path.display()))),
-        };
-        let corrupt = |why: String| {
-            CniError::decoding(format!(
-                "attachment cache {} is corrupt: {why}",
-                path.display()
-            ))
-        };
-        let e: LegacyEntry = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        if e.format != 1 {
-            return Err(corrupt(format!("unknown format {}", e.format)));
-        }
-        if e.container_id != at.container_id || e.ifname != at.ifname {
-            // The name's other reading: another attachment's file, not ours.
-            return Ok(None);
-        }
-        CachedPod {
-            netns: e.netns,
-            attachments: e.attachments,
-        }
-        .attached()
-        .map(Some)
+    fn dir(&self) -> &Path {
+        self.store.dir()
     }
 
-    /// Removes an attachment's entry (nothing to do when there is none, whatever the directory's state).
+    /// Removes an attachment's entry, in whichever format it was (nothing to do when there is none,
+    /// whatever the directory's state).
     pub fn remove(&self, at: &AttachmentRef) -> Result<(), CniError> {
         self.store.remove(at)?;
-        let legacy = self.legacy_path(at);
-        if let Ok(Some(_)) = self.load_legacy(at) {
-            fs::remove_if_exists(&legacy)
-                .map_err(|e| CniError::io(format!("removing {}: {e}", legacy.display())))?;
-        }
-        Ok(())
+        legacy::remove(self.dir(), at)?;
+        go_multus::remove(self.dir(), at)
     }
 
     /// Whether no attachment is cached at all (readable or not, in any format this cache reads).
@@ -253,35 +229,9 @@ impl Cache {
                 None => tracing::warn!("attachment cache: {}", u.error),
             }
         }
-        out.extend(self.list_legacy());
+        out.extend(legacy::list(self.dir()));
+        out.extend(go_multus::list(self.dir(), &self.go));
         out
-    }
-
-    fn list_legacy(&self) -> Vec<Listed> {
-        let Ok(rd) = std::fs::read_dir(self.store.dir()) else {
-            return Vec::new();
-        };
-        rd.flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                if !name.ends_with(".json") || name.contains('@') {
-                    return None;
-                }
-                let bytes = std::fs::read(e.path()).ok()?;
-                let l: LegacyEntry = serde_json::from_slice(&bytes).ok()?;
-                let at = AttachmentRef {
-                    container_id: l.container_id,
-                    ifname: l.ifname,
-                };
-                (name == format!("{}-{}.json", at.container_id, at.ifname)).then(|| Listed {
-                    attached: self
-                        .load_legacy(&at)
-                        .and_then(|o| o.ok_or_else(|| CniError::decoding("legacy entry vanished"))),
-                    netns: l.netns,
-                    at,
-                })
-            })
-            .collect()
     }
 }
 
@@ -326,26 +276,6 @@ mod tests {
         cache.remove(&at("c1", "eth0")).unwrap();
         cache.remove(&at("c1", "eth0")).unwrap();
         assert!(cache.load(&at("c1", "eth0")).unwrap().is_none());
-    }
-
-    #[test]
-    fn legacy_files_are_read_only_for_the_ids_inside() {
-        let d = tempfile::tempdir().unwrap();
-        let cache = Cache::new(d.path());
-        // Written by the earlier version for (a-b, c): the same file name as (a, b-c) would have had.
-        let legacy = serde_json::json!({"format": 1, "containerID": "a-b", "ifname": "c", "netns": "/ns",
-            "attachments": [{"name": "n", "ifname": "c", "network": net().to_value()}]});
-        std::fs::write(d.path().join("a-b-c.json"), legacy.to_string()).unwrap();
-        assert!(cache.load(&at("a", "b-c")).unwrap().is_none());
-        assert_eq!(cache.load(&at("a-b", "c")).unwrap().unwrap().len(), 1);
-        let listed = cache.list();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].at, at("a-b", "c"));
-        // Removing the other attachment leaves it; removing its own takes it.
-        cache.remove(&at("a", "b-c")).unwrap();
-        assert!(d.path().join("a-b-c.json").exists());
-        cache.remove(&at("a-b", "c")).unwrap();
-        assert!(!d.path().join("a-b-c.json").exists());
     }
 
     #[test]
