@@ -190,6 +190,7 @@ const KNOWN_KEYS: &[&str] = &[
     "name",
     "namespace",
     "interface",
+    "interfaceRequest",
     "ips",
     "mac",
     "infiniband-guid",
@@ -223,7 +224,7 @@ fn parse_json(s: &str, default_namespace: &str) -> Result<Vec<NetworkSelection>,
         };
         let what = format!("{name:?}");
         if let Some(k) = o.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
-            tracing::debug!("networks annotation element {i}: unknown key {k:?} ignored");
+            tracing::warn!("networks annotation element {i}: unknown key {k:?} ignored");
         }
         let default_route = str_list(o, "default-route", i, &what)?
             .iter()
@@ -261,7 +262,11 @@ fn parse_json(s: &str, default_namespace: &str) -> Result<Vec<NetworkSelection>,
         out.push(NetworkSelection {
             namespace: opt_str(o, "namespace", i, &what)?
                 .unwrap_or_else(|| default_namespace.to_string()),
-            interface: opt_str(o, "interface", i, &what)?,
+            // `interfaceRequest`: the spelling before Multus 3.2, still read by Go Multus.
+            interface: match opt_str(o, "interface", i, &what)? {
+                Some(i) => Some(i),
+                None => opt_str(o, "interfaceRequest", i, &what)?,
+            },
             ips: str_list(o, "ips", i, &what)?,
             mac: opt_str(o, "mac", i, &what)?,
             infiniband_guid: opt_str(o, "infiniband-guid", i, &what)?,
@@ -389,10 +394,14 @@ mod tests {
                  "default-route":["192.168.1.1"],"portMappings":[{"hostPort":80,"containerPort":8080}],
                  "bandwidth":{"ingressRate":1000},"cni-args":{"foo":"bar"},"deviceID":"0000:03:00.1",
                  "infiniband-guid":"c2:11:22:33:44:55:66:77"},
-                {"name":"b","namespace":"ns2"}]"#,
+                {"name":"b","namespace":"ns2","interfaceRequest":"old0"},
+                {"name":"c","interface":"new0","interfaceRequest":"old1"}]"#,
             "pods",
         )
         .unwrap();
+        // Before Multus 3.2 the interface was `interfaceRequest`; `interface` wins when both are there.
+        assert_eq!(l[1].interface.as_deref(), Some("old0"));
+        assert_eq!(l[2].interface.as_deref(), Some("new0"));
         assert_eq!(l[0].namespace, "pods");
         assert_eq!(l[0].interface.as_deref(), Some("mv0"));
         assert_eq!(l[0].ips, ["192.168.1.205/24"]);

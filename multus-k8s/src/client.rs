@@ -545,7 +545,9 @@ impl Client {
             .await
     }
 
-    /// GET a pod, retrying while it is not found or the server is unreachable, within `retry`.
+    /// GET a pod, retrying while the server is unreachable or overloaded, within `retry`. A 404 is
+    /// authoritative and returned at once (a pod is in the API before its sandbox exists, so "not found" means
+    /// deleted; Go Multus' direct GET does not retry it either).
     pub async fn get_pod(
         &mut self,
         namespace: &str,
@@ -556,16 +558,31 @@ impl Client {
         loop {
             match self.get_pod_raw(namespace, name).await {
                 Ok(v) => return Pod::from_json(&v).map_err(|e| ApiError::Decode(e.msg)),
-                Err(e)
-                    if (e.is_transient() || e.is_not_found())
-                        && Instant::now() + retry.interval < deadline =>
-                {
+                Err(e) if e.is_transient() && Instant::now() + retry.interval < deadline => {
                     tracing::debug!("pod {namespace}/{name}: {e}; retrying");
                     tokio::time::sleep(retry.interval).await;
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// POSTs a core/v1 Event about `pod` (as client-go's recorder names it: `<pod>.<hex time>`, source
+    /// component `multus`).
+    pub async fn post_event(
+        &mut self,
+        pod: &EventPod<'_>,
+        event: &Event<'_>,
+    ) -> Result<(), ApiError> {
+        let body = event_body(pod, event, std::time::SystemTime::now());
+        let path = format!("/api/v1/namespaces/{}/events", pod.namespace);
+        self.request(
+            hyper::Method::POST,
+            &path,
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// GET a NetworkAttachmentDefinition (the raw object).
@@ -632,6 +649,67 @@ impl Client {
     }
 }
 
+/// The pod an event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct EventPod<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its UID (may be empty).
+    pub uid: &'a str,
+}
+
+/// What an event says (`type` `Normal` or `Warning`, a CamelCase reason, a message), as `kubectl describe
+/// pod` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// `Normal` or `Warning`.
+    pub kind: &'a str,
+    /// Upstream's reasons: `AddedInterface`, `NoNetworkFound`.
+    pub reason: &'a str,
+    /// The message.
+    pub message: &'a str,
+}
+
+/// The core/v1 Event object of `event` about `pod` at `now`.
+pub fn event_body(pod: &EventPod<'_>, event: &Event<'_>, now: std::time::SystemTime) -> Value {
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = rfc3339(since.as_secs());
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{}.{:x}", pod.name, since.as_nanos()), "namespace": pod.namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": pod.namespace, "name": pod.name,
+                           "uid": pod.uid},
+        "reason": event.reason, "message": event.message, "type": event.kind,
+        "source": {"component": "multus"}, "reportingComponent": "multus",
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the epoch (UTC; civil-from-days, Howard Hinnant's algorithm).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,6 +768,30 @@ mod tests {
             let e = ClientConfig::from_kubeconfig(&f).unwrap_err();
             assert!(e.msg.contains("kc") && e.msg.contains(word), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn events_are_core_v1_objects_with_utc_stamps() {
+        let pod = EventPod {
+            namespace: "default",
+            name: "sample-pod",
+            uid: "u1",
+        };
+        let ev = Event {
+            kind: "Normal",
+            reason: "AddedInterface",
+            message: "Add net1 [192.168.1.200/24] from default/macvlan-conf",
+        };
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_764_899_999);
+        let v = event_body(&pod, &ev, t);
+        assert_eq!(v["firstTimestamp"], "2025-12-05T01:59:59Z");
+        assert_eq!(v["involvedObject"]["uid"], "u1");
+        assert_eq!(v["reason"], "AddedInterface");
+        assert!(v["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("sample-pod."));
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -98,19 +98,6 @@ pub fn plan(
     Ok((changes, out))
 }
 
-/// Which attachment network-status marks `default`: the one carrying the requested default route, else
-/// the pod's default network.
-pub fn status_default(
-    idx: usize,
-    att: &Attachment,
-    request: Option<&(usize, Vec<IpAddr>)>,
-) -> bool {
-    match request {
-        Some((j, gws)) if !gws.is_empty() => idx == *j,
-        _ => att.is_default,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,15 +196,5 @@ mod tests {
         assert!(plan(&(1, two), &atts, &results).is_err());
         // No such attachment.
         assert!(plan(&(5, vec!["192.168.1.2".parse().unwrap()]), &atts, &results).is_err());
-    }
-
-    #[test]
-    fn status_default_follows_the_request() {
-        let (atts, _) = fixture();
-        let req = (1, vec!["192.168.1.254".parse().unwrap()]);
-        assert!(!status_default(0, &atts[0], Some(&req)));
-        assert!(status_default(1, &atts[1], Some(&req)));
-        assert!(status_default(0, &atts[0], None));
-        assert!(!status_default(1, &atts[1], None));
     }
 }

@@ -144,7 +144,7 @@ pub fn inject_device_id(net: &mut NetworkConfig, device_id: &str) -> Result<(), 
 /// The kubelet's device-plugin checkpoint: which devices of which resource each pod got.
 #[derive(Debug, Clone, Default)]
 pub struct Checkpoint {
-    /// (pod UID, resource name) -> device IDs, in allocation order.
+    /// (pod UID, resource name) -> device IDs, sorted.
     entries: BTreeMap<(String, String), Vec<String>>,
 }
 
@@ -196,6 +196,10 @@ impl Checkpoint {
                 .or_default()
                 .extend(ids);
         }
+        // Go Multus hands a resource's devices out in sorted order.
+        for ids in entries.values_mut() {
+            ids.sort();
+        }
         Ok(Checkpoint { entries })
     }
 
@@ -226,20 +230,13 @@ impl DevicePool {
         }
     }
 
-    /// The next unused device of `resource`.
-    pub fn take(&mut self, resource: &str) -> Result<String, CniError> {
+    /// The next unused device of `resource`; none when the kubelet allocated no (more) device of it.
+    pub fn take(&mut self, resource: &str) -> Option<String> {
         let devs = self.checkpoint.devices(&self.pod_uid, resource);
         let n = self.used.entry(resource.to_string()).or_insert(0);
-        let d = devs.get(*n).cloned().ok_or_else(|| {
-            CniError::invalid_config(format!(
-                "resource {resource:?}: the kubelet allocated {} device(s) to pod UID {:?} and all are used \
-                 (does the pod request the resource in its containers' limits?)",
-                devs.len(),
-                self.pod_uid
-            ))
-        })?;
+        let d = devs.get(*n).cloned()?;
         *n += 1;
-        Ok(d)
+        Some(d)
     }
 }
 
@@ -323,19 +320,16 @@ mod tests {
     fn checkpoint_and_device_injection() {
         let cp = Checkpoint::parse(
             br#"{"Data":{"PodDeviceEntries":[
-                {"PodUID":"u1","ContainerName":"c","ResourceName":"intel.com/sriov","DeviceIDs":{"0":["0000:03:02.0","0000:03:02.1"]}},
+                {"PodUID":"u1","ContainerName":"c","ResourceName":"intel.com/sriov","DeviceIDs":{"0":["0000:03:02.1","0000:03:02.0"]}},
                 {"PodUID":"u2","ContainerName":"c","ResourceName":"intel.com/sriov","DeviceIDs":["0000:03:02.3"]}],
                 "RegisteredDevices":{}},"Checksum":1}"#,
         )
         .unwrap();
+        // Handed out sorted, as Go Multus does (the kubelet's order is not the PCI order); none left is None.
         let mut pool = DevicePool::new(cp.clone(), "u1");
         assert_eq!(pool.take("intel.com/sriov").unwrap(), "0000:03:02.0");
         assert_eq!(pool.take("intel.com/sriov").unwrap(), "0000:03:02.1");
-        assert!(pool
-            .take("intel.com/sriov")
-            .unwrap_err()
-            .msg
-            .contains("all are used"));
+        assert!(pool.take("intel.com/sriov").is_none());
         assert_eq!(cp.devices("u2", "intel.com/sriov"), ["0000:03:02.3"]);
         let d = tempfile::tempdir().unwrap();
         assert!(Checkpoint::load(&d.path().join("none"))

@@ -8,10 +8,11 @@
 //! - interface names: the default network gets `CNI_IFNAME`; a requested name wins; else `net<idx>` where
 //!   idx is the position in the whole list (the default network is 0); a name used twice is an error;
 //! - runtime config: the kubelet's only for the default network; `ips`, `mac`, `infiniband-guid`,
-//!   `portMappings`, `bandwidth` of an element become its `runtimeConfig` and fail the plan when no plugin
-//!   of the network declares that capability;
-//! - devices: the element's `deviceID`, else the next device of the NAD's resource from the checkpoint;
-//! - `cni-args` become `args.cni` of every plugin;
+//!   `portMappings`, `bandwidth` of an element become its `runtimeConfig` (reaching the plugins that declare
+//!   the capability), and `ips` / `mac` also `IP=` / `MAC=` in `CNI_ARGS`, as Go Multus does;
+//! - devices: the element's `deviceID`, else the next device of the NAD's resource from the checkpoint
+//!   (sorted, as Go Multus does; none left is no error);
+//! - `cni-args` are merged into `args.cni` of every plugin;
 //! - `default-route` on at most one element.
 
 use crate::annotation::{self, NetworkSelection};
@@ -298,6 +299,51 @@ const CAPS: [(&str, &str); 5] = [
     ("bandwidth", "bandwidth"),
 ];
 
+/// What an annotation element requests, as Go Multus passes it on: each capability's value in the
+/// attachment's runtime config (which, per the CNI spec, only plugins declaring the capability receive),
+/// and `ips` / `mac` also as `IP=` / `MAC=` in `CNI_ARGS` (so that plugins reading those, such as static,
+/// host-local and macvlan, get them without declaring the capability). A request that no plugin of the
+/// network declares and that has no `CNI_ARGS` form is logged. Returns the `CNI_ARGS` extras.
+fn requested(
+    s: &NetworkSelection,
+    network: &NetworkConfig,
+    rc: &mut Map<String, Value>,
+    what: &str,
+) -> Vec<(String, String)> {
+    let values: [Option<Value>; 5] = [
+        (!s.ips.is_empty()).then(|| Value::from(s.ips.clone())),
+        s.mac.clone().map(Value::String),
+        s.infiniband_guid.clone().map(Value::String),
+        (!s.port_mappings.is_empty()).then(|| Value::Array(s.port_mappings.clone())),
+        s.bandwidth.clone(),
+    ];
+    for ((key, cap), v) in CAPS.iter().zip(values) {
+        let Some(v) = v else { continue };
+        let by_args = matches!(*key, "ips" | "mac");
+        if !network.has_capability(cap) {
+            let how = if by_args {
+                "it reaches the plugins only as CNI_ARGS"
+            } else {
+                "it is ignored"
+            };
+            tracing::warn!(
+                "{what}: \"{key}\" was requested but no plugin of the network declares the \"{cap}\" capability: {how}"
+            );
+        }
+        rc.insert((*cap).to_string(), v);
+    }
+    let mut extra = Vec::new();
+    if let Some(m) = &s.mac {
+        extra.push(("MAC".to_string(), m.clone()));
+    }
+    if !s.ips.is_empty() {
+        extra.push(("IP".to_string(), s.ips.join(",")));
+    }
+    extra
+}
+
+/// `cni-args` of an annotation element, merged into each plugin's `args.cni` (its own keys win over the
+/// NAD's, the NAD's others stay), as Go Multus does.
 fn set_cni_args(net: &mut NetworkConfig, args: &Map<String, Value>) -> Result<(), CniError> {
     net.edit_plugins(|o| {
         let a = o.entry("args").or_insert_with(|| Value::Object(Map::new()));
@@ -305,7 +351,13 @@ fn set_cni_args(net: &mut NetworkConfig, args: &Map<String, Value>) -> Result<()
             *a = Value::Object(Map::new());
         }
         if let Some(a) = a.as_object_mut() {
-            a.insert("cni".into(), Value::Object(args.clone()));
+            let cni = a.entry("cni").or_insert_with(|| Value::Object(Map::new()));
+            if !cni.is_object() {
+                *cni = Value::Object(Map::new());
+            }
+            if let Some(cni) = cni.as_object_mut() {
+                cni.extend(args.clone());
+            }
         }
     })
 }
@@ -340,6 +392,7 @@ pub fn build(
             }
         };
         let sel = req.selection.as_ref();
+        let mut extra_args = Vec::new();
         let ifn = if req.is_default {
             ifname.to_string()
         } else if let Some(i) = sel.and_then(|s| s.interface.clone()) {
@@ -355,10 +408,17 @@ pub fn build(
         let (device, device_resource) = match sel.and_then(|s| s.device_id.clone()) {
             Some(d) => (Some(d), None),
             None => match &resource {
-                Some(r) => (
-                    Some(devices.take(r).map_err(|e| err(e.msg))?),
-                    Some(r.clone()),
-                ),
+                // As Go Multus: a resource with no device (left) for the pod is no reason to fail it.
+                Some(r) => match devices.take(r) {
+                    Some(d) => (Some(d), Some(r.clone())),
+                    None => {
+                        tracing::warn!(
+                            "{what}: no device of resource {r:?} is left for the pod (does it request the \
+                             resource in its containers' limits?); going on without one"
+                        );
+                        (None, None)
+                    }
+                },
                 None => (None, None),
             },
         };
@@ -367,23 +427,7 @@ pub fn build(
             rc.insert("deviceID".into(), Value::String(d.clone()));
         }
         if let Some(s) = sel {
-            let values: [Option<Value>; 5] = [
-                (!s.ips.is_empty()).then(|| Value::from(s.ips.clone())),
-                s.mac.clone().map(Value::String),
-                s.infiniband_guid.clone().map(Value::String),
-                (!s.port_mappings.is_empty()).then(|| Value::Array(s.port_mappings.clone())),
-                s.bandwidth.clone(),
-            ];
-            for ((key, cap), v) in CAPS.iter().zip(values) {
-                let Some(v) = v else { continue };
-                if !network.has_capability(cap) {
-                    return Err(err(format!(
-                        "\"{key}\" was requested but no plugin of the network declares the \"{cap}\" capability, \
-                         so it would be silently ignored"
-                    )));
-                }
-                rc.insert((*cap).to_string(), v);
-            }
+            extra_args = requested(s, &network, &mut rc, &what);
             if let Some(a) = &s.cni_args {
                 set_cni_args(&mut network, a)?;
             }
@@ -400,6 +444,7 @@ pub fn build(
         a.name = name;
         a.is_default = req.is_default;
         a.runtime_config = rc;
+        a.extra_args = extra_args;
         attachments.push(a);
         device_resources.push(device_resource);
     }
@@ -560,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_are_required() {
+    fn requests_reach_plugins_as_go_multus_passes_them() {
         let ann = r#"[{"name":"caps","ips":["10.1.1.5/24"],"mac":"c2:b0:57:49:47:f1","interface":"x0","cni-args":{"k":"v"}}]"#;
         let p = plan(
             &pod("default", &[(annotation::NETWORKS_ANNOTATION, ann)]),
@@ -574,34 +619,59 @@ mod tests {
         for pl in a.network.plugins() {
             assert_eq!(pl.get("args").unwrap()["cni"]["k"], "v");
         }
-        for (ann, key) in [
-            (
-                r#"[{"name":"macvlan-conf","ips":["10.1.1.5/24"]}]"#,
-                "\"ips\"",
+        // Requests that no plugin declares go on as Go Multus does: in runtimeConfig (which only declaring
+        // plugins receive), and ips / mac also as IP= / MAC= in CNI_ARGS.
+        let p = plan(
+            &pod(
+                "default",
+                &[(
+                    annotation::NETWORKS_ANNOTATION,
+                    r#"[{"name":"macvlan-conf","ips":["10.1.1.5/24","fd00::5/64"],"mac":"02:00:00:00:00:05"}]"#,
+                )],
             ),
-            (
-                r#"[{"name":"caps","bandwidth":{"ingressRate":1}}]"#,
-                "\"bandwidth\"",
-            ),
-            (
-                r#"[{"name":"caps","portMappings":[{"hostPort":1}]}]"#,
-                "\"portMappings\"",
-            ),
-            (
-                r#"[{"name":"caps","infiniband-guid":"00:11:22:33:44:55:66:77"}]"#,
-                "\"infinibandGUID\"",
-            ),
+            &cfg(),
+        )
+        .unwrap();
+        let a = &p.attachments[1];
+        assert_eq!(
+            a.extra_args,
+            [
+                ("MAC".to_string(), "02:00:00:00:00:05".to_string()),
+                ("IP".to_string(), "10.1.1.5/24,fd00::5/64".to_string())
+            ]
+        );
+        assert_eq!(
+            a.runtime_config["ips"],
+            serde_json::json!(["10.1.1.5/24", "fd00::5/64"])
+        );
+        for ann in [
+            r#"[{"name":"caps","bandwidth":{"ingressRate":1}}]"#,
+            r#"[{"name":"caps","portMappings":[{"hostPort":1}]}]"#,
+            r#"[{"name":"caps","infiniband-guid":"00:11:22:33:44:55:66:77"}]"#,
         ] {
-            let e = plan(
+            let p = plan(
                 &pod("default", &[(annotation::NETWORKS_ANNOTATION, ann)]),
                 &cfg(),
             )
-            .unwrap_err();
-            assert!(
-                e.msg.contains(key) && e.msg.contains("capability") && e.msg.contains("network 1"),
-                "{e}"
-            );
+            .unwrap();
+            assert!(p.attachments[1].extra_args.is_empty(), "{ann}");
+            assert_eq!(p.attachments[1].runtime_config.len(), 1, "{ann}");
         }
+    }
+
+    #[test]
+    fn cni_args_are_merged_into_the_nads_own() {
+        let mut net = net(
+            r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"a","args":{"cni":{"keep":1,"over":"nad"}}},{"type":"b"}]}"#,
+        );
+        let args = serde_json::json!({"over": "pod", "new": true});
+        set_cni_args(&mut net, args.as_object().unwrap()).unwrap();
+        let p = net.plugins();
+        assert_eq!(
+            p[0].get("args").unwrap()["cni"],
+            serde_json::json!({"keep":1,"over":"pod","new":true})
+        );
+        assert_eq!(p[1].get("args").unwrap()["cni"], args);
     }
 
     #[test]
@@ -628,18 +698,17 @@ mod tests {
                 .unwrap(),
             "0000:03:02.0"
         );
-        let e = plan(
+        // A third with no device left goes on without one, as Go Multus does.
+        let p = plan(
             &pod(
                 "default",
                 &[(annotation::NETWORKS_ANNOTATION, "sriov,sriov,sriov")],
             ),
             &cfg(),
         )
-        .unwrap_err();
-        assert!(
-            e.msg.contains("network 3") && e.msg.contains("intel.com/sriov"),
-            "{e}"
-        );
+        .unwrap();
+        assert!(!p.attachments[3].runtime_config.contains_key("deviceID"));
+        assert_eq!(p.device_resources[3], None);
     }
 
     #[test]

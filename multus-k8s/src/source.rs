@@ -11,14 +11,14 @@
 //!     "apiVersion: k8s.cni.cncf.io/v1\nkind: NetworkAttachmentDefinition\nmetadata:\n  name: macvlan-conf\nspec:\n  config: '{\"type\": \"macvlan\"}'\n",
 //! ])?;
 //! let rt = tokio::runtime::Builder::new_current_thread().build().map_err(|e| multus_core::cni::CniError::io(e.to_string()))?;
-//! let pod = rt.block_on(src.pod("default", "sample-pod", Default::default()))?;
+//! let pod = rt.block_on(src.pod("default", "sample-pod", Default::default()))?.expect("in the manifests");
 //! assert_eq!(pod.annotations["k8s.v1.cni.cncf.io/networks"], "macvlan-conf");
 //! rt.block_on(src.set_annotation("default", "sample-pod", None, "k8s.v1.cni.cncf.io/network-status", "[]"))?;
 //! assert_eq!(src.pod_object("default", "sample-pod").unwrap()["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"], "[]");
 //! # Ok(()) }
 //! ```
 
-use crate::client::{Client, RetryPolicy};
+use crate::client::{Client, Event, EventPod, RetryPolicy};
 use crate::plan::Pod;
 use multus_core::cni::CniError;
 use serde::Deserialize;
@@ -28,17 +28,25 @@ use std::future::Future;
 
 /// A source of pods and NADs, and a sink for pod annotations.
 pub trait Source {
-    /// The pod `namespace/name` (the API retries within `retry` while it is not yet visible).
+    /// The pod `namespace/name`; `None` when there is no such pod (the API retries within `retry` while it
+    /// is unreachable).
     fn pod(
         &mut self,
         namespace: &str,
         name: &str,
         retry: RetryPolicy,
-    ) -> impl Future<Output = Result<Pod, CniError>>;
+    ) -> impl Future<Output = Result<Option<Pod>, CniError>>;
 
     /// The raw NetworkAttachmentDefinition object `namespace/name`.
     fn nad(&mut self, namespace: &str, name: &str)
         -> impl Future<Output = Result<Value, CniError>>;
+
+    /// Posts an event about the pod.
+    fn post_event(
+        &mut self,
+        pod: &EventPod<'_>,
+        event: &Event<'_>,
+    ) -> impl Future<Output = Result<(), CniError>>;
 
     /// Sets one annotation of the pod (leaving a pod with another `uid` alone).
     fn set_annotation(
@@ -57,10 +65,18 @@ impl Source for Client {
         namespace: &str,
         name: &str,
         retry: RetryPolicy,
-    ) -> Result<Pod, CniError> {
-        self.get_pod(namespace, name, retry)
+    ) -> Result<Option<Pod>, CniError> {
+        match self.get_pod(namespace, name, retry).await {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.to_cni(&format!("pod {namespace}/{name}"))),
+        }
+    }
+
+    async fn post_event(&mut self, pod: &EventPod<'_>, event: &Event<'_>) -> Result<(), CniError> {
+        self.post_event(pod, event)
             .await
-            .map_err(|e| e.to_cni(&format!("pod {namespace}/{name}")))
+            .map_err(|e| e.to_cni(&format!("event on pod {}/{}", pod.namespace, pod.name)))
     }
 
     async fn nad(&mut self, namespace: &str, name: &str) -> Result<Value, CniError> {
@@ -89,6 +105,7 @@ impl Source for Client {
 pub struct FileSource {
     pods: BTreeMap<(String, String), Value>,
     nads: BTreeMap<(String, String), Value>,
+    events: Vec<Value>,
 }
 
 fn key_of(v: &Value) -> Result<(String, String), CniError> {
@@ -163,12 +180,32 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// The events posted, as `kubectl describe pod` would list them.
+    pub fn events(&self) -> &[Value] {
+        &self.events
+    }
+}
+
 impl Source for FileSource {
-    async fn pod(&mut self, namespace: &str, name: &str, _: RetryPolicy) -> Result<Pod, CniError> {
-        let v = self.pod_object(namespace, name).ok_or_else(|| {
-            CniError::invalid_config(format!("pod {namespace}/{name}: not in the manifests"))
-        })?;
-        Pod::from_json(v)
+    async fn post_event(&mut self, pod: &EventPod<'_>, event: &Event<'_>) -> Result<(), CniError> {
+        self.events.push(crate::client::event_body(
+            pod,
+            event,
+            std::time::SystemTime::now(),
+        ));
+        Ok(())
+    }
+
+    async fn pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        _: RetryPolicy,
+    ) -> Result<Option<Pod>, CniError> {
+        self.pod_object(namespace, name)
+            .map(Pod::from_json)
+            .transpose()
     }
 
     async fn nad(&mut self, namespace: &str, name: &str) -> Result<Value, CniError> {
@@ -259,7 +296,8 @@ mod tests {
         assert!(rt.block_on(src.nad("default", "zz")).is_err());
         assert!(rt
             .block_on(src.pod("default", "b", RetryPolicy::default()))
-            .is_err());
+            .unwrap()
+            .is_none());
         assert!(rt
             .block_on(src.set_annotation("default", "a", Some("u2"), "k", "v"))
             .is_err());

@@ -22,8 +22,8 @@ pub struct NetworkStatus {
     /// Its MTU, when the result gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
-    /// Whether this network carries the pod's default route: the element with `default-route` when one
-    /// asked for it (see [`crate::default_route::status_default`]), else the pod's default network.
+    /// Whether this is the pod's cluster-wide default network (multi-net spec 4.1.2.1.3; also when another
+    /// network took the default route with `default-route`, as Go Multus keeps it).
     #[serde(default)]
     pub default: bool,
     /// DNS settings from the result.

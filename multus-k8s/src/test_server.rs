@@ -55,6 +55,7 @@ struct State {
     log: Vec<String>,
     connections: u32,
     rv: u64,
+    events: Vec<Value>,
 }
 
 /// The running server; stopped on drop.
@@ -336,6 +337,11 @@ impl TestApiServer {
         lock(&self.state).log.clone()
     }
 
+    /// The events posted so far (core/v1 Event objects, in order).
+    pub fn events(&self) -> Vec<Value> {
+        lock(&self.state).events.clone()
+    }
+
     /// Forgets the request log and the connection count.
     pub fn clear_log(&self) {
         let mut st = lock(&self.state);
@@ -421,6 +427,18 @@ fn route(st: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Respons
             updated["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
             st.pods.insert(key, updated.clone());
             ok_body(&updated)
+        }
+        (&Method::POST, ["api", "v1", "namespaces", ns, "events"]) => {
+            let Ok(ev) = serde_json::from_slice::<Value>(body) else {
+                return status_body(400, "BadRequest", "body is not JSON");
+            };
+            if ev["metadata"]["namespace"] != *ns || ev["involvedObject"]["kind"] != "Pod" {
+                return status_body(422, "Invalid", "event namespace or involved object invalid");
+            }
+            st.events.push(ev.clone());
+            let mut r = ok_body(&ev);
+            *r.status_mut() = StatusCode::CREATED;
+            r
         }
         (
             &Method::GET,

@@ -163,38 +163,24 @@ fn status_conflicts_are_retried_with_a_fresh_get() {
 fn pod_get_retry_is_bounded_and_configurable() {
     let mut server = TestApiServer::start().unwrap();
     let (mut c, _d) = client(&server, KubeconfigAuth::Token);
-    // The pod appears while the client retries (an informer lag, a slow API server).
+    server.add_pod("default", "there", "u", &[]);
     let retry = RetryPolicy {
         timeout: Duration::from_secs(5),
-        interval: Duration::from_millis(50),
-    };
-    let t = Instant::now();
-    let got = rt().block_on(async {
-        let get = c.get_pod("default", "late", retry);
-        let add = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            server.add_pod("default", "late", "u", &[]);
-        };
-        let (got, ()) = tokio::join!(get, add);
-        got
-    });
-    assert_eq!(got.unwrap().name, "late");
-    assert!(t.elapsed() < Duration::from_secs(3));
-    // Absent for good: gives up after the bound, with the 404.
-    let retry = RetryPolicy {
-        timeout: Duration::from_millis(400),
         interval: Duration::from_millis(100),
     };
+    assert_eq!(
+        rt().block_on(c.get_pod("default", "there", retry))
+            .unwrap()
+            .name,
+        "there"
+    );
+    // Not found is authoritative: answered at once, not retried for the whole bound.
     let t = Instant::now();
     let e = rt()
         .block_on(c.get_pod("default", "never", retry))
         .unwrap_err();
     assert!(e.is_not_found());
-    assert!(
-        t.elapsed() >= Duration::from_millis(250) && t.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     // The API server down: bounded too, and "try again later".
     server.stop();
     let t = Instant::now();

@@ -10,7 +10,6 @@ use multus_core::cni::{CniError, CniResult};
 use multus_core::pipeline::{self, Attached};
 use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
 use multus_k8s::status;
-use std::net::IpAddr;
 
 impl Meta<'_> {
     /// ADD: the pod's attachments, attached in order; the default network's result.
@@ -23,12 +22,27 @@ impl Meta<'_> {
         let netns = self.live_netns()?.to_string_lossy().into_owned();
         let pod_args = PodArgs::from_env(self.env);
         let req = PlanRequest {
-            pod: pod_args.as_ref(),
             container_id: &self.env.container_id,
             ifname: &self.env.ifname,
             retry: self.conf.api_retry,
         };
-        let (plan, _pod) = plan::resolve(&mut self.source, self.conf, &req).await?;
+        let pod = match &pod_args {
+            Some(p) => match plan::read_pod(&mut self.source, p, req.retry).await? {
+                Some(pod) => Some(pod),
+                None if self.source.has_pods() => {
+                    // Deleted before its sandbox was set up: nothing to attach (as Go Multus answers).
+                    tracing::info!(
+                        "ADD: pod {}/{} not found (deleted already?): answering with an empty result",
+                        p.namespace,
+                        p.name
+                    );
+                    return self.empty_result(&netns);
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let (plan, pod_obj) = plan::plan_for(&mut self.source, self.conf, &req, pod).await?;
         tracing::debug!(
             "API connections opened for this ADD: {}",
             self.source.connections_opened()
@@ -56,14 +70,30 @@ impl Meta<'_> {
                 return Err(e);
             }
         }
+        for at in &attached {
+            // Go Multus' verbose line per delegate: "Add: <ns>:<pod>:<uid>:<network>:<ifname> <result>".
+            let r = at
+                .result
+                .as_ref()
+                .and_then(|r| r.to_value(&r.cni_version).ok());
+            tracing::info!(
+                "Add: {}:{}:{}:{}:{} {}",
+                self.env.args.get("K8S_POD_NAMESPACE").unwrap_or_default(),
+                self.env.args.get("K8S_POD_NAME").unwrap_or_default(),
+                self.env.args.get("K8S_POD_UID").unwrap_or_default(),
+                at.attachment.name,
+                at.attachment.ifname,
+                r.unwrap_or_default()
+            );
+        }
+        if let Some(p) = &pod_obj {
+            self.post_added_events(p, &attached).await;
+        }
         if let Err(e) = cache.store_attached(&at, &netns, &attached) {
             tracing::warn!("could not record results in the attachment cache: {e}");
         }
         if let Some(p) = &pod_args {
-            if let Err(e) = self
-                .write_status(p, &attached, plan.default_route.as_ref())
-                .await
-            {
+            if let Err(e) = self.write_status(p, &attached).await {
                 self.roll_back(&attached).await;
                 return Err(e);
             }
@@ -71,17 +101,39 @@ impl Meta<'_> {
         super::default_result(&attached, &self.conf.cni_version)
     }
 
+    /// Go Multus' answer for a pod that is gone: its interface in the sandbox, the address 0.0.0.0/0.
+    fn empty_result(&self, netns: &str) -> Result<serde_json::Value, CniError> {
+        let v = serde_json::json!({
+            "cniVersion": multus_core::cni::CURRENT_VERSION,
+            "interfaces": [{"name": self.env.ifname, "sandbox": netns}],
+            "ips": [{"address": "0.0.0.0/0", "gateway": "0.0.0.0", "interface": 0}],
+        });
+        CniResult::from_value(&v)?.to_value(&self.conf.cni_version)
+    }
+
+    /// `AddedInterface` for every attachment that reported an interface or an address, as Go Multus posts
+    /// them ("Add net1 [192.168.1.200/24] from default/macvlan-conf").
+    async fn post_added_events(&mut self, pod: &multus_k8s::plan::Pod, attached: &[Attached]) {
+        for at in attached {
+            let Some(r) = &at.result else { continue };
+            if r.interfaces.is_empty() && r.ips.is_empty() {
+                continue;
+            }
+            let ips: Vec<String> = r.ips.iter().map(|ip| ip.address.to_string()).collect();
+            let a = &at.attachment;
+            let msg = format!("Add {} [{}] from {}", a.ifname, ips.join(" "), a.name);
+            self.source
+                .post_event(pod, "Normal", "AddedInterface", &msg)
+                .await;
+        }
+    }
+
     /// Writes `network-status` (a no-op without a pod source).
-    async fn write_status(
-        &mut self,
-        p: &PodArgs,
-        attached: &[Attached],
-        default_route: Option<&(usize, Vec<IpAddr>)>,
-    ) -> Result<(), CniError> {
+    async fn write_status(&mut self, p: &PodArgs, attached: &[Attached]) -> Result<(), CniError> {
         if !self.source.has_pods() {
             return Ok(());
         }
-        let text = status::render(&statuses(attached, default_route));
+        let text = status::render(&statuses(attached));
         self.source
             .set_annotation(p, NETWORK_STATUS_ANNOTATION, &text)
             .await
@@ -99,23 +151,18 @@ impl Meta<'_> {
     }
 }
 
-/// The network-status entries; `default` goes to the attachment carrying the requested default route, if
-/// any, else to the default network; `device-info` is the content of the attachment's device information
-/// file after its ADD.
-fn statuses(
-    attached: &[Attached],
-    default_route: Option<&(usize, Vec<IpAddr>)>,
-) -> Vec<status::NetworkStatus> {
+/// The network-status entries: `default` on the pod's cluster-wide default network (also when another
+/// network took the default route); `device-info` the content of the attachment's device information file
+/// after its ADD.
+fn statuses(attached: &[Attached]) -> Vec<status::NetworkStatus> {
     let empty = CniResult::new(multus_core::cni::CURRENT_VERSION);
     attached
         .iter()
-        .enumerate()
-        .flat_map(|(i, at)| {
+        .flat_map(|at| {
             let a = &at.attachment;
-            let default = multus_k8s::default_route::status_default(i, a, default_route);
             let info = devinfo::load(a);
             let r = at.result.as_ref().unwrap_or(&empty);
-            status::from_result(&a.name, &a.ifname, r, default, info.as_ref())
+            status::from_result(&a.name, &a.ifname, r, a.is_default, info.as_ref())
         })
         .collect()
 }

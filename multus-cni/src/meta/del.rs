@@ -19,6 +19,7 @@ use multus_core::cni::{AttachmentRef, CniError, Command};
 use multus_core::delegate::chain;
 use multus_core::netns::NetNs;
 use multus_core::pipeline::{self, Attached, Pod};
+use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
 use multus_k8s::client::RetryPolicy;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,8 +51,41 @@ impl Meta<'_> {
         };
         self.undo(&self.pod(), &attached).await?;
         cache.remove(&at)?;
+        self.clear_network_status().await;
         self.step_aside_if_done();
         Ok(())
+    }
+
+    /// As Go Multus: a DEL while the sandbox's netns still exists empties the pod's `network-status`, so a
+    /// pod whose sandbox is re-created never shows interfaces that are gone. Bounded (2 s a request) and
+    /// best effort: a failure is logged, never failing the DEL.
+    async fn clear_network_status(&mut self) {
+        let Some(p) = PodArgs::from_env(self.env) else {
+            return;
+        };
+        let netns_alive = self
+            .env
+            .netns
+            .as_deref()
+            .is_some_and(|n| NetNs::open(n).is_ok());
+        if !self.source.has_pods()
+            || !netns_alive
+            || self.conf.system_namespaces.contains(&p.namespace)
+        {
+            return;
+        }
+        self.source.limit_requests(Duration::from_secs(2));
+        if let Err(e) = self
+            .source
+            .set_annotation(&p, NETWORK_STATUS_ANNOTATION, "[]")
+            .await
+        {
+            tracing::warn!(
+                "DEL: could not clear the network-status of pod {}/{}: {e}",
+                p.namespace,
+                p.name
+            );
+        }
     }
 
     /// Every delegate DEL (retried with `retryDeleteOnError`), then the device information files.
@@ -69,6 +103,17 @@ impl Meta<'_> {
         }
         res?;
         devinfo::remove_attached(attached);
+        for at in attached.iter().rev() {
+            tracing::info!(
+                "Del: {}:{}:{}:{}:{} ({})",
+                self.env.args.get("K8S_POD_NAMESPACE").unwrap_or_default(),
+                self.env.args.get("K8S_POD_NAME").unwrap_or_default(),
+                self.env.args.get("K8S_POD_UID").unwrap_or_default(),
+                at.attachment.name,
+                at.attachment.ifname,
+                pod.container_id
+            );
+        }
         Ok(())
     }
 
@@ -77,7 +122,6 @@ impl Meta<'_> {
     async fn planned_now(&mut self, need_pod: bool) -> Result<Vec<Attached>, CniError> {
         let pod_args = PodArgs::from_env(self.env);
         let req = PlanRequest {
-            pod: pod_args.as_ref(),
             container_id: &self.env.container_id,
             ifname: &self.env.ifname,
             retry: RetryPolicy {

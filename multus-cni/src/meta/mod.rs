@@ -37,7 +37,7 @@ pub use source::{PodArgs, PodSource};
 
 use crate::builtins;
 use conf::MultusConf;
-use multus_core::cni::{AttachmentRef, CniEnv, CniError, Command, VersionInfo};
+use multus_core::cni::{AttachmentRef, CniArgs, CniEnv, CniError, Command, VersionInfo};
 use multus_core::delegate::{Context, Registry};
 use multus_core::netns::NetNs;
 use multus_core::pipeline::{Attached, Pod};
@@ -134,7 +134,7 @@ impl<'a> Meta<'a> {
         Pod {
             container_id: self.env.container_id.clone(),
             netns,
-            args: self.env.args.clone(),
+            args: delegate_args(&self.env.args),
             cni_path: self.env.path.clone(),
             registry: self.registry.clone(),
         }
@@ -184,6 +184,33 @@ impl<'a> Meta<'a> {
     }
 }
 
+/// The `CNI_ARGS` of every delegate, as Go Multus builds them (`createRuntimeConf`): `IgnoreUnknown=true` and
+/// the pod's `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_INFRA_CONTAINER_ID`, `K8S_POD_UID` first, then each
+/// pair of the runtime's `CNI_ARGS` (filling one of those keys while it is empty, else appended). So a
+/// plugin that refuses unknown keys (the reference bridge) never fails on the runtime's.
+fn delegate_args(runtime: &CniArgs) -> CniArgs {
+    const KEYS: [&str; 4] = [
+        "K8S_POD_NAMESPACE",
+        "K8S_POD_NAME",
+        "K8S_POD_INFRA_CONTAINER_ID",
+        "K8S_POD_UID",
+    ];
+    let mut out = vec![("IgnoreUnknown".to_string(), "true".to_string())];
+    out.extend(KEYS.iter().map(|k| {
+        (
+            k.to_string(),
+            runtime.get(k).unwrap_or_default().to_string(),
+        )
+    }));
+    for (k, v) in &runtime.0 {
+        match out.iter_mut().find(|(ok, ov)| ok == k && ov.is_empty()) {
+            Some(slot) if !v.is_empty() => slot.1 = v.clone(),
+            _ => out.push((k.clone(), v.clone())),
+        }
+    }
+    CniArgs(out)
+}
+
 /// What Multus answers an ADD with, as upstream does: the default network's result (the first attachment's
 /// when none is marked default), in Multus' own cniVersion.
 fn default_result(attached: &[Attached], cni_version: &str) -> Result<serde_json::Value, CniError> {
@@ -194,4 +221,30 @@ fn default_result(attached: &[Attached], cni_version: &str) -> Result<serde_json
         .and_then(|a| a.result.as_ref())
         .ok_or_else(|| CniError::invalid_config("no attachment"))?
         .to_value(cni_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As the fixture of Go Multus 4.2.2 records them (`results/*`, `cniArgs`).
+    #[test]
+    fn delegates_get_go_multus_cni_args() {
+        let runtime = CniArgs::parse(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=sample-pod;K8S_POD_INFRA_CONTAINER_ID=9b8a;K8S_POD_UID=5e7a",
+        )
+        .unwrap();
+        assert_eq!(
+            delegate_args(&runtime).render(),
+            "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=sample-pod;K8S_POD_INFRA_CONTAINER_ID=9b8a;\
+             K8S_POD_UID=5e7a;IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=sample-pod;\
+             K8S_POD_INFRA_CONTAINER_ID=9b8a;K8S_POD_UID=5e7a"
+        );
+        // A kubeconfig-less runtime without pod keys: those stay empty, its own are appended.
+        let runtime = CniArgs::parse("FOO=bar").unwrap();
+        assert_eq!(
+            delegate_args(&runtime).render(),
+            "IgnoreUnknown=true;K8S_POD_NAMESPACE=;K8S_POD_NAME=;K8S_POD_INFRA_CONTAINER_ID=;K8S_POD_UID=;FOO=bar"
+        );
+    }
 }

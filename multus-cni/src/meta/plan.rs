@@ -14,27 +14,12 @@ use std::collections::BTreeMap;
 
 /// What a plan needs besides the config and the source.
 pub struct PlanRequest<'a> {
-    /// The pod named by `CNI_ARGS`, if any.
-    pub pod: Option<&'a PodArgs>,
     /// `CNI_CONTAINERID`.
     pub container_id: &'a str,
     /// `CNI_IFNAME` (the default network's interface).
     pub ifname: &'a str,
     /// How long to wait for the pod to appear in the API.
     pub retry: RetryPolicy,
-}
-
-/// The pod's plan and the pod as read (none without a pod source or pod arguments).
-pub async fn resolve(
-    src: &mut PodSource,
-    conf: &MultusConf,
-    req: &PlanRequest<'_>,
-) -> Result<(Plan, Option<PodObject>), CniError> {
-    let pod = match req.pod {
-        Some(p) => read_pod(src, p, req.retry).await?,
-        None => None,
-    };
-    plan_for(src, conf, req, pod).await
 }
 
 /// The pod, checked against the UID the runtime named.
@@ -46,13 +31,24 @@ pub async fn read_pod(
     let Some(pod) = src.pod(p, retry).await? else {
         return Ok(None);
     };
-    if !p.uid.is_empty() && !pod.uid.is_empty() && p.uid != pod.uid {
+    // A static pod's mirror in the API has a UID of its own (Go Multus' IsStaticPod exemption).
+    if !p.uid.is_empty() && !pod.uid.is_empty() && p.uid != pod.uid && !is_static(&pod) {
         return Err(CniError::try_again_later(format!(
             "pod {}/{}: the runtime asked for UID {} but the API has UID {} (a new pod of the same name?)",
             p.namespace, p.name, p.uid, pod.uid
         )));
     }
     Ok(Some(pod))
+}
+
+/// Whether the pod is a static pod (its mirror in the API): the kubelet's `kubernetes.io/config.source` is
+/// there and not `api`, or it carries `kubernetes.io/config.mirror`.
+fn is_static(pod: &PodObject) -> bool {
+    pod.annotations.contains_key("kubernetes.io/config.mirror")
+        || pod
+            .annotations
+            .get("kubernetes.io/config.source")
+            .is_some_and(|s| s != "api")
 }
 
 /// The plan for `pod` (none: the default networks alone).
@@ -72,7 +68,19 @@ pub async fn plan_for(
         if nads.contains_key(&key) {
             continue;
         }
-        let v = src.nad(ns, name).await?;
+        let v = match src.nad(ns, name).await {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(p) = &pod {
+                    let msg = format!(
+                        "cannot find a network-attachment-definition ({name}) in namespace ({ns}): {}",
+                        e.msg
+                    );
+                    src.post_event(p, "Warning", "NoNetworkFound", &msg).await;
+                }
+                return Err(e);
+            }
+        };
         let nad = Nad::from_json(&v, ns, name)?;
         nads.insert(
             key,
@@ -98,6 +106,23 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    #[test]
+    fn static_pods_are_told_by_their_kubelet_annotations() {
+        let mut pod = PodObject::default();
+        assert!(!is_static(&pod));
+        pod.annotations
+            .insert("kubernetes.io/config.source".into(), "api".into());
+        assert!(!is_static(&pod));
+        pod.annotations
+            .insert("kubernetes.io/config.source".into(), "file".into());
+        assert!(is_static(&pod));
+        let mut mirror = PodObject::default();
+        mirror
+            .annotations
+            .insert("kubernetes.io/config.mirror".into(), "abc".into());
+        assert!(is_static(&mirror));
+    }
+
     /// The kubeconfig-less mode is "no pod, no NADs" through the same planning: `delegates[0]` is the
     /// default network with `CNI_IFNAME` and the runtime's runtimeConfig, the others `net1`, `net2`, ...
     #[test]
@@ -111,13 +136,12 @@ mod tests {
             .build()
             .unwrap();
         let req = PlanRequest {
-            pod: None,
             container_id: "c1",
             ifname: "eth0",
             retry: RetryPolicy::default(),
         };
         let (plan, pod) = rt
-            .block_on(resolve(&mut PodSource::None, &c, &req))
+            .block_on(plan_for(&mut PodSource::None, &c, &req, None))
             .unwrap();
         assert!(pod.is_none());
         let atts = &plan.attachments;

@@ -9,7 +9,7 @@
 
 use super::conf::MultusConf;
 use multus_core::cni::{CniEnv, CniError};
-use multus_k8s::client::{Client, ClientConfig, RetryPolicy};
+use multus_k8s::client::{Client, ClientConfig, Event, EventPod, RetryPolicy};
 use multus_k8s::plan::Pod as PodObject;
 use multus_k8s::source::{FileSource, Source};
 use serde_json::Value;
@@ -90,7 +90,8 @@ impl PodSource {
             .ok_or_else(|| CniError::io("no API client"))
     }
 
-    /// The pod (retrying within `retry` while it is not visible yet); `Ok(None)` without a pod source.
+    /// The pod (retrying within `retry` while the API is unreachable); `Ok(None)` when there is no such
+    /// pod, or no pod source.
     pub async fn pod(
         &mut self,
         p: &PodArgs,
@@ -98,15 +99,16 @@ impl PodSource {
     ) -> Result<Option<PodObject>, CniError> {
         match self {
             PodSource::None => Ok(None),
-            PodSource::Files(f) => f.pod(&p.namespace, &p.name, retry).await.map(Some),
+            PodSource::Files(f) => f.pod(&p.namespace, &p.name, retry).await,
             PodSource::Api {
                 kubeconfig,
                 request_timeout,
                 client,
-            } => Self::client(kubeconfig, *request_timeout, client)?
-                .pod(&p.namespace, &p.name, retry)
-                .await
-                .map(Some),
+            } => {
+                Self::client(kubeconfig, *request_timeout, client)?
+                    .pod(&p.namespace, &p.name, retry)
+                    .await
+            }
         }
     }
 
@@ -152,6 +154,49 @@ impl PodSource {
                     .set_annotation(&p.namespace, &p.name, uid, key, value)
                     .await
             }
+        }
+    }
+
+    /// Bounds each API request to at most `limit` (for what must not hold a DEL up), when no request was made
+    /// yet.
+    pub fn limit_requests(&mut self, limit: Duration) {
+        if let PodSource::Api {
+            request_timeout,
+            client: None,
+            ..
+        } = self
+        {
+            *request_timeout = (*request_timeout).min(limit);
+        }
+    }
+
+    /// Posts an event about the pod, best effort: a failure is logged, never an error (nothing without a
+    /// pod source).
+    pub async fn post_event(&mut self, p: &PodObject, kind: &str, reason: &str, message: &str) {
+        let pod = EventPod {
+            namespace: &p.namespace,
+            name: &p.name,
+            uid: &p.uid,
+        };
+        let event = Event {
+            kind,
+            reason,
+            message,
+        };
+        let res = match self {
+            PodSource::None => Ok(()),
+            PodSource::Files(f) => f.post_event(&pod, &event).await,
+            PodSource::Api {
+                kubeconfig,
+                request_timeout,
+                client,
+            } => match Self::client(kubeconfig, *request_timeout, client) {
+                Ok(c) => Source::post_event(c, &pod, &event).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = res {
+            tracing::warn!("could not post the {reason} event: {e}");
         }
     }
 
