@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
 
 struct Cluster {
     api: TestApiServer,
@@ -213,15 +214,45 @@ fn user_example_end_to_end() {
     );
     assert_eq!(st[1]["mac"].as_str().unwrap(), c.mac_of("net1"));
     assert_eq!(st[0]["mac"].as_str().unwrap(), c.mac_of("eth0"));
-    // One TLS connection for the pod GET, the NAD GET and the status update.
+    // One TLS connection for the pod GET, the NAD GET, the events and the status update.
     assert_eq!(c.api.connections(), 1, "{:?}", c.api.requests());
     assert_eq!(
         c.api.requests(),
         [
             format!("GET /api/v1/namespaces/default/pods/{} -> 200", c.pod),
             "GET /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/macvlan-conf -> 200".to_string(),
+            "POST /api/v1/namespaces/default/events -> 201".to_string(),
+            "POST /api/v1/namespaces/default/events -> 201".to_string(),
             format!("GET /api/v1/namespaces/default/pods/{} -> 200", c.pod),
             format!("PUT /api/v1/namespaces/default/pods/{}/status -> 200", c.pod),
+        ]
+    );
+    // What `kubectl describe pod` shows, worded as Go Multus words it.
+    let events: Vec<(String, String, String)> = c
+        .api
+        .events()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["involvedObject"]["name"], c.pod.as_str());
+            assert_eq!(e["involvedObject"]["uid"], c.uid.as_str());
+            let f = |k: &str| e[k].as_str().unwrap().to_string();
+            (f("type"), f("reason"), f("message"))
+        })
+        .collect();
+    let eth0_ip = st[0]["ips"][0].as_str().unwrap();
+    assert_eq!(
+        events,
+        [
+            (
+                "Normal".into(),
+                "AddedInterface".into(),
+                format!("Add eth0 [{eth0_ip}/24] from podnet")
+            ),
+            (
+                "Normal".into(),
+                "AddedInterface".into(),
+                format!("Add net1 [{}] from default/macvlan-conf", net1[0])
+            ),
         ]
     );
     assert!(c.cache_file().exists());
@@ -229,9 +260,21 @@ fn user_example_end_to_end() {
     c.run("CHECK", &c.conf).ok();
     c.api.clear_log();
     c.del().ok();
-    assert!(
-        c.api.requests().is_empty(),
-        "DEL works from the cache alone"
+    // DEL works from the cache alone; it only clears network-status, as Go Multus does.
+    assert_eq!(
+        c.api.requests(),
+        [
+            format!("GET /api/v1/namespaces/default/pods/{} -> 200", c.pod),
+            format!(
+                "PUT /api/v1/namespaces/default/pods/{}/status -> 200",
+                c.pod
+            ),
+        ]
+    );
+    assert!(c.status().is_empty());
+    assert_eq!(
+        c.api.pod(&c.pod_ns, &c.pod).unwrap()["metadata"]["annotations"][NETWORK_STATUS],
+        "[]"
     );
     c.assert_clean();
     // DEL again is fine (idempotent).
@@ -259,20 +302,55 @@ fn json_annotation_with_ips_mac_and_interface() {
     c.del().ok();
     c.assert_clean();
 
-    // The same request on a NAD whose plugins do not declare the capabilities: refused, nothing attached.
+    // The same request on the user's NAD, whose plugins declare no capability: as with Go Multus, the
+    // address and MAC reach host-local and macvlan as IP= and MAC= in CNI_ARGS.
     let c = cluster(Some(
-        r#"[{"name":"macvlan-conf","ips":["192.168.1.205/24"]}]"#,
+        r#"[{"name":"macvlan-conf","ips":["192.168.1.206"],"mac":"c2:b0:57:49:47:f2"}]"#,
     ));
-    let e = c.add().err();
-    assert_eq!(e["code"], 7);
-    let msg = e["msg"].as_str().unwrap();
-    assert!(
-        msg.contains("\"ips\"")
-            && msg.contains("capability")
-            && msg.contains("default/macvlan-conf"),
-        "{msg}"
-    );
+    c.add().ok();
+    assert_eq!(c.ns.addrs("net1"), ["192.168.1.206/24"]);
+    assert_eq!(c.status()[1]["ips"][0], "192.168.1.206");
+    c.del().ok();
     c.assert_clean();
+}
+
+/// A static pod's mirror in the API has another UID than the runtime names: exempt, as Go Multus does.
+#[test]
+fn static_pods_are_attached() {
+    let c = cluster(Some("macvlan-conf"));
+    let ann = [
+        (NETWORKS, "macvlan-conf"),
+        ("kubernetes.io/config.source", "file"),
+        ("kubernetes.io/config.mirror", "0123abcd"),
+    ];
+    c.api.add_pod(&c.pod_ns, &c.pod, "mirror-uid", &ann);
+    c.add().ok();
+    assert_eq!(c.status().len(), 2);
+    c.del().ok();
+    c.assert_clean();
+    // A plain pod with another UID is still refused (a new pod of the same name).
+    c.api.add_pod(
+        &c.pod_ns,
+        &c.pod,
+        "other-uid",
+        &[(NETWORKS, "macvlan-conf")],
+    );
+    assert_eq!(c.add().err()["code"], 11);
+    c.assert_clean();
+}
+
+/// A pod deleted before its sandbox was set up: success with Go Multus' empty result, nothing attached.
+#[test]
+fn pod_deleted_before_add_gets_an_empty_result() {
+    let c = cluster(Some("macvlan-conf"));
+    c.api.delete_pod(&c.pod_ns, &c.pod);
+    let t = Instant::now();
+    let r = c.add().ok();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(r["interfaces"][0]["name"], "eth0");
+    assert_eq!(r["ips"][0]["address"], "0.0.0.0/0");
+    c.assert_clean();
+    c.del().ok();
 }
 
 #[test]
@@ -354,6 +432,16 @@ fn refused_cross_namespace_forbidden_and_missing_nads() {
     let msg = e["msg"].as_str().unwrap();
     assert!(msg.contains("default/nope") && msg.contains("404"), "{msg}");
     c.assert_clean();
+    // The user sees why in the pod's events, as Go Multus posts it.
+    let ev = c.api.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["type"], "Warning");
+    assert_eq!(ev[0]["reason"], "NoNetworkFound");
+    let m = ev[0]["message"].as_str().unwrap();
+    assert!(
+        m.starts_with("cannot find a network-attachment-definition (nope) in namespace (default)"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -399,10 +487,12 @@ fn status_conflict_is_retried() {
     assert_eq!(c.status().len(), 2);
     c.del().ok();
     c.assert_clean();
-    // A status that cannot be written at all (the pod is gone): ADD fails and rolls back.
-    c.api.delete_pod(&c.pod_ns, &c.pod);
+    // A status that cannot be written at all (conflicts beyond every retry): ADD fails and rolls back.
+    c.api.inject_conflicts(1000);
     let e = c.add().err();
     assert!(e["msg"].as_str().unwrap().contains(&c.pod), "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("409"), "{e}");
+    c.api.inject_conflicts(0);
     c.assert_clean();
 }
 
@@ -525,11 +615,12 @@ fn default_route_moves_to_the_requesting_network() {
     );
     let st = c.status();
     assert_eq!(st.len(), 2, "{st:?}");
+    // `default` stays on the cluster network (multi-net spec, Go Multus); the route is net1's.
     assert_eq!(st[0]["interface"], "eth0");
-    assert_eq!(st[0]["default"], false, "{st:?}");
+    assert_eq!(st[0]["default"], true, "{st:?}");
     assert!(st[0].get("gateway").is_none(), "{st:?}");
     assert_eq!(st[1]["interface"], "net1");
-    assert_eq!(st[1]["default"], true, "{st:?}");
+    assert_eq!(st[1]["default"], false, "{st:?}");
     assert_eq!(st[1]["gateway"], json!(["192.168.1.254"]), "{st:?}");
     // The cached results say the same (DEL and CHECK work from them).
     let cache = std::fs::read_to_string(c.cache_file()).unwrap();

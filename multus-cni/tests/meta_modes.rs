@@ -21,13 +21,13 @@ enum Mode {
 
 const MODES: [Mode; 2] = [Mode::Delegates, Mode::Kubernetes];
 
-/// The flaky plugin: ADD answers an empty result; the first DEL of each container fails (code 11), the
-/// next ones succeed.
+/// The flaky plugin: ADD records its CNI_ARGS and answers an empty result; the first DEL of each container
+/// fails (code 11), the next ones succeed.
 const FLAKY: &str = r#"#!/bin/sh
 d=$(dirname "$0")
 cat >/dev/null
 case "$CNI_COMMAND" in
-ADD) echo '{"cniVersion":"1.0.0"}' ;;
+ADD) echo "$CNI_ARGS" > "$d/args-$CNI_CONTAINERID"; echo '{"cniVersion":"1.0.0"}' ;;
 DEL) if [ -e "$d/del-$CNI_CONTAINERID" ]; then exit 0; fi
      touch "$d/del-$CNI_CONTAINERID"
      echo '{"cniVersion":"1.0.0","code":11,"msg":"flaky: the first DEL fails"}'; exit 1 ;;
@@ -381,4 +381,25 @@ fn retiring_never_removes_a_reinstalled_config() {
     n.run("DEL", &r).ok();
     n.assert_clean();
     assert!(conf_file.exists(), "a normal config was removed");
+}
+
+/// Every delegate gets Go Multus' CNI_ARGS in both modes: `IgnoreUnknown=true` and the pod's keys first, so
+/// a runtime that sends no `IgnoreUnknown` cannot make a strict plugin refuse its keys.
+#[test]
+fn delegates_get_go_multus_cni_args() {
+    for mode in MODES {
+        let n = node(mode, json!({"retryDeleteOnError": true}));
+        n.add();
+        let args =
+            std::fs::read_to_string(n.dir.path().join(format!("bin/args-{}", n.cid))).unwrap();
+        let want = format!(
+            "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={cid};\
+             K8S_POD_UID=uid-{pod};IgnoreUnknown=1;",
+            pod = n.pod,
+            cid = n.cid
+        );
+        assert!(args.starts_with(&want), "{mode:?}: {args}");
+        n.run("DEL", &n.conf).ok();
+        n.assert_clean();
+    }
 }

@@ -163,7 +163,17 @@ pub fn parse_cni_args(args: &str) -> Result<Option<IpAddr>> {
         };
         match *k {
             "IP" => {
-                ip = ip_text(v).map_err(|_| {
+                // As the reference's `ip.ParseIP`: an address, or one in CIDR notation (what Go Multus
+                // passes from an annotation's `ips`); the prefix is not used.
+                let cidr = v
+                    .contains('/')
+                    .then(|| v.parse::<ipnetwork::IpNetwork>().map(|n| n.ip().to_string()));
+                let v = match cidr {
+                    Some(Ok(a)) => a,
+                    Some(Err(_)) => String::from("invalid"),
+                    None => v.to_string(),
+                };
+                ip = ip_text(&v).map_err(|_| {
                     IpamError::InvalidArgs(format!(
                         "ARGS: error parsing value of pair {pair:?}: invalid IP address: {v}"
                     ))
@@ -365,6 +375,14 @@ mod tests {
         assert_eq!(e.to_string(), r#"ARGS: unknown args ["FOO=1"]"#);
         assert_eq!(e.cni_code(), 4);
         assert!(parse_cni_args("IP=10.0.0.1;FOO=1;IgnoreUnknown=true").is_ok());
+        // The reference takes an address in CIDR notation too (Go Multus passes `ips` so).
+        assert_eq!(
+            parse_cni_args("IP=10.0.0.9/24").unwrap(),
+            Some("10.0.0.9".parse().unwrap())
+        );
+        for bad in ["IP=10.0.0.9/", "IP=10.0.0.9/40", "IP=10.0.0/24"] {
+            assert!(parse_cni_args(bad).is_err(), "{bad}");
+        }
         assert!(parse_cni_args("IP").is_err());
         assert!(parse_cni_args("IP=a=b").is_err());
         assert!(parse_cni_args("IP=300.0.0.1").is_err());

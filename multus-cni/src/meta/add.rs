@@ -92,8 +92,13 @@ impl Meta<'_> {
         if let Err(e) = cache.store_attached(&at, &netns, &attached) {
             tracing::warn!("could not record results in the attachment cache: {e}");
         }
-        if let Some(p) = &pod_args {
-            if let Err(e) = self.write_status(p, &attached).await {
+        if let (Some(p), Some(obj)) = (&pod_args, &pod_obj) {
+            // The UID the API has (a static pod's mirror has its own), so a new pod of the name is left alone.
+            let p = PodArgs {
+                uid: obj.uid.clone(),
+                ..p.clone()
+            };
+            if let Err(e) = self.write_status(&p, &attached).await {
                 self.roll_back(&attached).await;
                 return Err(e);
             }

@@ -140,6 +140,12 @@ impl Meta<'_> {
         }
         let pod = match &pod_args {
             Some(p) => match plan::read_pod(&mut self.source, p, req.retry).await {
+                Ok(None) if need_pod && self.source.has_pods() => {
+                    return Err(CniError::try_again_later(format!(
+                        "pod {}/{} is not in the API",
+                        p.namespace, p.name
+                    )))
+                }
                 Ok(pod) => pod,
                 Err(e) if need_pod => return Err(e),
                 Err(e) => {
