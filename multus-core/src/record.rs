@@ -229,6 +229,12 @@ impl<T: Record> RecordStore<T> {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // Something else in the record's place is no record (and not ours to remove): a DEL must
+            // converge whatever is in the directory.
+            Err(_) if path.is_dir() => {
+                tracing::warn!("{} is a directory, not a record; ignored", path.display());
+                return Ok(None);
+            }
             Err(source) => {
                 return Err(RecordError::Io {
                     op: "reading",
@@ -240,9 +246,13 @@ impl<T: Record> RecordStore<T> {
         decode(&path, &bytes, Some(at)).map(|(_, r)| Some(r))
     }
 
-    /// Removes an attachment's record; `Ok(false)` when there was none (also on a read-only file system).
+    /// Removes an attachment's record; `Ok(false)` when there was none (also on a read-only file system, or
+    /// when a directory is in its place, which is left alone).
     pub fn remove(&self, at: &AttachmentRef) -> Result<bool, RecordError> {
         let path = self.path(at)?;
+        if path.is_dir() {
+            return Ok(false);
+        }
         fs::remove_if_exists(&path).map_err(|source| RecordError::Io {
             op: "removing",
             path,
@@ -274,6 +284,7 @@ impl<T: Record> RecordStore<T> {
         fs::remove_stale_temps(&self.dir, Duration::from_secs(600));
         let mut names: Vec<(PathBuf, AttachmentRef)> = rd
             .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
             .filter_map(|e| {
                 let at = parse_file_name(e.file_name().to_str()?)?;
                 Some((e.path(), at))
@@ -484,6 +495,13 @@ mod tests {
         assert!(!tmp.exists());
         assert!(s.remove(&at("c1", "eth0")).unwrap());
         assert!(!s.remove(&at("c1", "eth0")).unwrap());
+        // A directory in a record's place: no record, nothing removed, nothing listed.
+        std::fs::create_dir(s.path(&at("c2", "eth0")).unwrap()).unwrap();
+        assert!(s.load(&at("c2", "eth0")).unwrap().is_none());
+        assert!(!s.remove(&at("c2", "eth0")).unwrap());
+        let l = s.list();
+        assert!(l.records.is_empty() && l.unreadable.is_empty(), "{l:?}");
+        assert!(s.path(&at("c2", "eth0")).unwrap().is_dir());
     }
 
     #[test]

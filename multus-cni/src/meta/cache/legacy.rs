@@ -28,6 +28,8 @@ fn read(path: &Path) -> Result<Option<LegacyEntry>, CniError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A directory of that name is no entry (and not ours to remove).
+        Err(_) if path.is_dir() => return Ok(None),
         Err(e) => return Err(CniError::io(format!("reading {}: {e}", path.display()))),
     };
     let corrupt = |why: String| {
