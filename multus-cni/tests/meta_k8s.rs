@@ -777,3 +777,53 @@ fn device_info_from_the_device_plugin_and_from_the_delegate() {
     c2.run("DEL", &conf2).ok();
     c2.assert_clean();
 }
+
+/// `auxiliaryCNIChainName`: the plugin configs of that subdirectory beside the `clusterNetwork` file run
+/// after the pod's networks, behind a `passthru`, as one more attachment (net2 here); DEL runs them too.
+#[test]
+fn auxiliary_cni_chain_runs_after_the_pods_networks() {
+    let c = cluster(Some("macvlan-conf"));
+    let bin = c.dir.path().join("auxbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = c.dir.path().join("aux.log");
+    let script = |name: &str| {
+        format!(
+            "#!/bin/sh\ncat >/dev/null\necho \"{name} $CNI_COMMAND $CNI_IFNAME\" >> {}\n\
+             [ \"$CNI_COMMAND\" = ADD ] && echo '{{\"cniVersion\":\"1.0.0\"}}'\nexit 0\n",
+            log.display()
+        )
+    };
+    for name in ["passthru", "auxrec"] {
+        std::fs::write(bin.join(name), script(name)).unwrap();
+        sh(&["chmod", "755", &bin.join(name).display().to_string()]);
+    }
+    let conf_dir = PathBuf::from(c.conf["confDir"].as_str().unwrap());
+    std::fs::create_dir_all(conf_dir.join("aux-chain")).unwrap();
+    std::fs::write(
+        conf_dir.join("aux-chain/10-rec.conf"),
+        r#"{"type":"auxrec","name":"rec"}"#,
+    )
+    .unwrap();
+    let mut conf = c.conf.clone();
+    conf["clusterNetwork"] = json!(conf_dir.join("10-podnet.conf"));
+    conf["auxiliaryCNIChainName"] = json!("aux-chain");
+    conf["binDir"] = json!(format!("{}:/usr/lib/cni", bin.display()));
+    c.run("ADD", &conf).ok();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "passthru ADD net2\nauxrec ADD net2\n"
+    );
+    assert_eq!(c.status().len(), 2, "the chain adds no interface");
+    c.run("DEL", &conf).ok();
+    assert!(std::fs::read_to_string(&log).unwrap().ends_with(
+        "auxrec DEL net2\npasschru DEL net2\n"
+            .replace("passchru", "passthru")
+            .as_str()
+    ));
+    c.assert_clean();
+    // clusterNetwork by name: refused, as Go Multus refuses it.
+    conf["clusterNetwork"] = json!("podnet");
+    let e = c.run("ADD", &conf).err();
+    assert!(e["msg"].as_str().unwrap().contains("not a path"), "{e}");
+    c.assert_clean();
+}

@@ -141,6 +141,56 @@ pub fn inject_device_id(net: &mut NetworkConfig, device_id: &str) -> Result<(), 
     })
 }
 
+/// Go Multus' `auxiliaryCNIChainName`: a chain run for every pod after its networks, made of a `passthru`
+/// plugin and every `*.conf` plugin config (sorted) of the subdirectory `<name>` beside the `clusterNetwork`
+/// file (libcni's subdirectory loading). `None` when the subdirectory holds no plugin config; an error when
+/// `clusterNetwork` is not a path, as upstream's.
+pub fn auxiliary_chain(
+    name: &str,
+    cluster_network: Option<&str>,
+    cni_version: &str,
+) -> Result<Option<NetworkConfig>, CniError> {
+    let base = cluster_network
+        .filter(|c| c.contains('/'))
+        .ok_or_else(|| {
+            CniError::invalid_config(format!(
+                "multus config: \"auxiliaryCNIChainName\" is set but \"clusterNetwork\" ({}) is not a path",
+                cluster_network.unwrap_or_default()
+            ))
+        })?;
+    multus_core::cni::names::network_name(name)
+        .map_err(|e| CniError::invalid_config(format!("\"auxiliaryCNIChainName\": {e}")))?;
+    let dir = Path::new(base)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(name);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "conf"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut plugins = vec![serde_json::json!({"type": "passthru", "name": "passthru-cni"})];
+    for f in &files {
+        let bytes = std::fs::read(f)
+            .map_err(|e| CniError::io(format!("auxiliary chain {}: {e}", f.display())))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            CniError::decoding(format!("auxiliary chain {}: not JSON: {e}", f.display()))
+        })?;
+        plugins.push(v);
+    }
+    if plugins.len() == 1 {
+        return Ok(None);
+    }
+    NetworkConfig::from_value(serde_json::json!({
+        "cniVersion": cni_version, "name": name, "plugins": plugins
+    }))
+    .map(Some)
+}
+
 /// The kubelet's device-plugin checkpoint: which devices of which resource each pod got.
 #[derive(Debug, Clone, Default)]
 pub struct Checkpoint {
@@ -314,6 +364,37 @@ mod tests {
         assert_eq!(e.code.code(), 6);
         assert!(e.msg.contains("a/b"), "{e}");
         assert!(Nad::from_json(&json!([]), "a", "b").is_err());
+    }
+
+    #[test]
+    fn auxiliary_chain_from_the_subdirectory() {
+        let d = tempfile::tempdir().unwrap();
+        let cluster = d.path().join("10-podnet.conflist");
+        let cluster = cluster.to_str().unwrap();
+        assert!(auxiliary_chain("aux", Some(cluster), "1.0.0")
+            .unwrap()
+            .is_none());
+        std::fs::create_dir(d.path().join("aux")).unwrap();
+        std::fs::write(
+            d.path().join("aux/20-b.conf"),
+            r#"{"type":"tuning","name":"b"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("aux/10-a.conf"),
+            r#"{"type":"sbr","name":"a"}"#,
+        )
+        .unwrap();
+        std::fs::write(d.path().join("aux/notes.txt"), "x").unwrap();
+        let net = auxiliary_chain("aux", Some(cluster), "1.0.0")
+            .unwrap()
+            .unwrap();
+        let types: Vec<&str> = net.plugins().iter().map(|p| p.plugin_type()).collect();
+        assert_eq!(types, ["passthru", "sbr", "tuning"]);
+        assert_eq!(net.name(), "aux");
+        let e = auxiliary_chain("aux", Some("podnet"), "1.0.0").unwrap_err();
+        assert!(e.msg.contains("not a path"), "{e}");
+        assert!(auxiliary_chain("../x", Some(cluster), "1.0.0").is_err());
     }
 
     #[test]

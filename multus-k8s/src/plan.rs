@@ -87,6 +87,8 @@ pub struct PlanConfig {
     pub conf_dir: PathBuf,
     /// The runtime config the kubelet gave Multus (default network only).
     pub runtime_config: Map<String, Value>,
+    /// `auxiliaryCNIChainName`'s chain ([`nad::auxiliary_chain`]), run after the pod's networks.
+    pub auxiliary_chain: Option<NetworkConfig>,
 }
 
 /// Where a network's config comes from.
@@ -273,6 +275,13 @@ pub fn requests(pod: &Pod, cfg: &PlanConfig) -> Result<Vec<Request>, CniError> {
                 is_default: false,
             });
         }
+    }
+    if let Some(aux) = &cfg.auxiliary_chain {
+        out.push(Request {
+            source: NetworkSource::Local(aux.clone()),
+            selection: None,
+            is_default: false,
+        });
     }
     Ok(out)
 }

@@ -42,7 +42,7 @@ pub struct NetworkStatus {
 }
 
 /// The status entries of one attachment: one per sandbox interface of its result (or one entry for the
-/// requested interface with every IP when the result names no sandbox interface).
+/// requested interface with every IP when the result names no sandbox interface; none for an empty result).
 pub fn from_result(
     name: &str,
     ifname: &str,
@@ -77,7 +77,9 @@ pub fn from_result(
             device_info: device_info.cloned(),
         });
     }
-    if out.is_empty() {
+    // A result with neither interfaces nor addresses (a chain that only tunes, an auxiliary chain) is no
+    // network the pod sees: no entry, as Go Multus.
+    if out.is_empty() && !(result.interfaces.is_empty() && result.ips.is_empty()) {
         out.push(NetworkStatus {
             name: name.to_string(),
             interface: Some(ifname.to_string()),

@@ -83,6 +83,9 @@ pub struct MultusConf {
     /// while pods made with Multus remain). New pods get the primary network alone, uncached; cached ones
     /// are still undone; once none is left, this config file (the one the runtime reads) is removed.
     pub retiring: Option<PathBuf>,
+    /// `auxiliaryCNIChainName`: a chain of the plugin configs in that subdirectory beside the
+    /// `clusterNetwork` file, run for every pod after its networks (as Go Multus 4.1+).
+    pub auxiliary_cni_chain_name: Option<String>,
 }
 
 fn str_key(m: &Map<String, Value>, k: &str) -> Result<Option<String>, CniError> {
@@ -287,6 +290,7 @@ impl MultusConf {
             retry_delete_on_error: bool_key(&m, "retryDeleteOnError", false)?,
             delegate_timeout,
             retiring: retiring(&m)?,
+            auxiliary_cni_chain_name: str_key(&m, "auxiliaryCNIChainName")?,
         })
     }
 }
@@ -304,6 +308,7 @@ impl MultusConf {
             system_namespaces: self.system_namespaces.clone(),
             conf_dir: self.conf_dir.clone(),
             runtime_config: self.runtime_config.clone(),
+            auxiliary_chain: None,
         }
     }
 }

@@ -59,7 +59,14 @@ pub async fn plan_for(
     pod: Option<PodObject>,
 ) -> Result<(Plan, Option<PodObject>), CniError> {
     let view = pod.clone().unwrap_or_default();
-    let pcfg = conf.plan_config();
+    let mut pcfg = conf.plan_config();
+    if let Some(name) = &conf.auxiliary_cni_chain_name {
+        pcfg.auxiliary_chain = multus_k8s::nad::auxiliary_chain(
+            name,
+            conf.cluster_network.as_deref(),
+            &conf.cni_version,
+        )?;
+    }
     let reqs = plan::requests(&view, &pcfg)?;
     let mut nads: BTreeMap<(String, String), ResolvedNad> = BTreeMap::new();
     for r in &reqs {
