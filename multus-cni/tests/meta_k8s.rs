@@ -815,11 +815,11 @@ fn auxiliary_cni_chain_runs_after_the_pods_networks() {
     );
     assert_eq!(c.status().len(), 2, "the chain adds no interface");
     c.run("DEL", &conf).ok();
-    assert!(std::fs::read_to_string(&log).unwrap().ends_with(
-        "auxrec DEL net2\npasschru DEL net2\n"
-            .replace("passchru", "passthru")
-            .as_str()
-    ));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.ends_with("auxrec DEL net2\npassthru DEL net2\n"),
+        "{log}"
+    );
     c.assert_clean();
     // clusterNetwork by name: refused, as Go Multus refuses it.
     conf["clusterNetwork"] = json!("podnet");
