@@ -23,6 +23,18 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     r
 }
 
+/// Leaves the node's binary to run `types` (`"*"`: every type) instead of the built-in delegates, as a
+/// Multus config's `preferNodeBinary` asks.
+pub fn prefer_node_binaries(r: &mut Registry, types: &[String]) {
+    let all = types.iter().any(|t| t == "*");
+    let builtin: Vec<String> = r.builtin_types().into_iter().map(str::to_string).collect();
+    for t in builtin {
+        if all || types.contains(&t) {
+            r.unregister(&t);
+        }
+    }
+}
+
 /// The plugin types this binary also runs standalone when started under that file name.
 pub fn standalone_types() -> Vec<String> {
     registry(Vec::new(), Duration::from_secs(1))

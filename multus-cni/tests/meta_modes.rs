@@ -403,3 +403,39 @@ fn delegates_get_go_multus_cni_args() {
         n.assert_clean();
     }
 }
+
+/// `preferNodeBinary`: the node's plugin binary runs instead of the built-in delegate of that type (here a
+/// `macvlan` in binDir that records its call and hands over to the reference macvlan).
+#[test]
+fn prefer_node_binary_runs_the_nodes_plugin() {
+    for (prefer, expect_called) in [
+        (json!([]), false),
+        (json!(["macvlan"]), true),
+        (json!(["*"]), true),
+    ] {
+        let n = node(
+            Mode::Delegates,
+            json!({"retryDeleteOnError": true, "preferNodeBinary": prefer}),
+        );
+        let bin = n.dir.path().join("bin");
+        let mark = bin.join("macvlan-called");
+        std::fs::write(
+            bin.join("macvlan"),
+            format!(
+                "#!/bin/sh\necho \"$CNI_COMMAND\" >> {}\nexec /usr/lib/cni/macvlan\n",
+                mark.display()
+            ),
+        )
+        .unwrap();
+        sh(&["chmod", "755", &bin.join("macvlan").display().to_string()]);
+        n.add();
+        n.run("DEL", &n.conf).ok();
+        n.assert_clean();
+        let called = std::fs::read_to_string(&mark).unwrap_or_default();
+        assert_eq!(
+            called.starts_with("ADD\nDEL\n"),
+            expect_called,
+            "{prefer}: {called:?}"
+        );
+    }
+}

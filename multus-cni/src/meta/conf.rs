@@ -86,6 +86,9 @@ pub struct MultusConf {
     /// `auxiliaryCNIChainName`: a chain of the plugin configs in that subdirectory beside the
     /// `clusterNetwork` file, run for every pod after its networks (as Go Multus 4.1+).
     pub auxiliary_cni_chain_name: Option<String>,
+    /// `preferNodeBinary` (ours): plugin types run from the node's binary (`binDir`, then `CNI_PATH`)
+    /// instead of this project's built-in delegate; `"*"` for every type. Default: none.
+    pub prefer_node_binary: Vec<String>,
 }
 
 fn str_key(m: &Map<String, Value>, k: &str) -> Result<Option<String>, CniError> {
@@ -291,6 +294,7 @@ impl MultusConf {
             delegate_timeout,
             retiring: retiring(&m)?,
             auxiliary_cni_chain_name: str_key(&m, "auxiliaryCNIChainName")?,
+            prefer_node_binary: names_key(&m, "preferNodeBinary", &[])?,
         })
     }
 }

@@ -82,10 +82,9 @@ pub struct Meta<'a> {
 impl<'a> Meta<'a> {
     /// An invocation with the built-in delegates and the config's `binDir`s.
     pub fn new(env: &'a CniEnv, conf: &'a MultusConf, source: PodSource) -> Self {
-        let registry = Arc::new(builtins::registry(
-            conf.bin_dirs.clone(),
-            conf.delegate_timeout,
-        ));
+        let mut registry = builtins::registry(conf.bin_dirs.clone(), conf.delegate_timeout);
+        builtins::prefer_node_binaries(&mut registry, &conf.prefer_node_binary);
+        let registry = Arc::new(registry);
         Meta {
             env,
             conf,
