@@ -379,7 +379,7 @@ impl Inner {
     }
 }
 
-/// The names and pruning of rotated files: `<logFile>.<UTC time of rotation>[.N][.gz]`, removed when older
+/// The names and pruning of rotated files: `<logFile>.<local time of rotation>[.N][.gz]`, removed when older
 /// than `maxAge` days or beyond the `maxBackups` newest (lumberjack applies both limits; `file-rotate`'s own
 /// timestamp scheme applies one, so this scheme asks it twice).
 struct Backups {
