@@ -64,14 +64,28 @@ fn asks_version(args: &[String]) -> bool {
     )
 }
 
-/// Runs the command line; returns the exit status.
+/// Runs the command line; returns the exit status. Started as `thin_entrypoint` (a link named as upstream's
+/// entrypoint, so a DaemonSet that keeps upstream's `command: ["/thin_entrypoint"]` runs it), it is
+/// `multus install`.
 pub fn main() -> i32 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     if asks_version(&args) {
         println!("{}", version_line());
         return 0;
     }
-    let cli = match Cli::try_parse() {
+    let started_as = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if started_as.as_deref() == Some("thin_entrypoint") {
+        argv.splice(0..1, ["multus".into(), "install".into()]);
+    }
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -882,3 +882,23 @@ fn sigterm_with_cleanup_retires_and_a_running_install_restores_its_config() {
     );
     assert!(!kc.exists());
 }
+
+#[test]
+fn started_as_thin_entrypoint_it_is_install() {
+    let n = node();
+    let link = n.conf.parent().unwrap().join("thin_entrypoint");
+    std::os::unix::fs::symlink(multus_bin(), &link).unwrap();
+    let (code, err) = run({
+        let mut c = Command::new(&link);
+        c.arg(format!("--cni-conf-dir={}", n.conf.display()))
+            .arg(format!("--cni-bin-dir={}", n.bin.display()))
+            .arg(format!("--service-account-dir={}", n.sa.display()))
+            .args(["--multus-conf-file=auto", "--once"])
+            .env_remove("CNI_COMMAND")
+            .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+            .env("KUBERNETES_SERVICE_PORT", "443");
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    assert!(n.conf.join("00-multus.conflist").exists());
+}
