@@ -199,36 +199,11 @@ where
         write!(
             writer,
             "{} [{tag}] {prefix}",
-            rfc3339_utc(std::time::SystemTime::now())
+            multus_core::time::rfc3339_utc(std::time::SystemTime::now())
         )?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` (Go's `time.RFC3339` of a UTC time).
-pub fn rfc3339_utc(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 /// How long a writer waits for the rotation lock before it writes without it (a stuck process must not
@@ -608,15 +583,6 @@ mod tests {
         assert_eq!(level("error"), LevelFilter::WARN);
         assert_eq!(level("panic"), LevelFilter::ERROR);
         assert_eq!(level(""), LevelFilter::ERROR);
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        let t = |s: u64| rfc3339_utc(std::time::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(t(0), "1970-01-01T00:00:00Z");
-        assert_eq!(t(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(t(1_798_761_599), "2026-12-31T23:59:59Z");
-        assert_eq!(t(4_107_542_400), "2100-03-01T00:00:00Z");
     }
 
     #[test]

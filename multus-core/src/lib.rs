@@ -61,3 +61,4 @@ pub mod pipeline;
 pub mod plugins;
 pub mod record;
 pub mod skel;
+pub mod time;

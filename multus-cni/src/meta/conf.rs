@@ -34,9 +34,8 @@ pub struct MultusConf {
     pub system_namespaces: Vec<String>,
     /// `multusNamespace` (default `kube-system`): where `clusterNetwork`/`defaultNetworks` NADs live.
     pub multus_namespace: String,
-    /// `logOptions` (upstream's log rotation: `maxAge`, `maxSize`, `maxBackups`, `compress`), kept as given;
-    /// rotation is left to the node's logrotate.
-    #[allow(dead_code)]
+    /// `logOptions`: upstream's rotation of `logFile` (`maxAge`, `maxSize`, `maxBackups`, `compress`), see
+    /// [`crate::logging::LogOptions`].
     pub log_options: Map<String, Value>,
     /// `capabilities` Multus itself declares (the runtime fills `runtimeConfig` for them).
     #[allow(dead_code)]

@@ -202,11 +202,6 @@ impl Cache {
         go_multus::remove(self.dir(), at)
     }
 
-    /// Whether no attachment is cached at all (readable or not, in any format this cache reads).
-    pub fn is_empty(&self) -> bool {
-        self.list().is_empty()
-    }
-
     /// Every entry; one that cannot be read is listed with the reason, never hiding the others.
     pub fn list(&self) -> Vec<Listed> {
         let listing = self.store.list();
