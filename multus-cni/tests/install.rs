@@ -535,6 +535,20 @@ fn every_upstream_flag_in_upstreams_forms() {
         "{m}"
     );
     assert_eq!(m.get("logLevel"), None);
+    assert!(m.get("preferNodeBinary").is_none());
+
+    // Ours: --prefer-node-binary becomes preferNodeBinary.
+    let n = node();
+    let (code, err) = run(install_cmd(
+        &n,
+        &["--prefer-node-binary=macvlan, host-local"],
+    ));
+    assert_eq!(code, 0, "{err}");
+    let m = read_json(&n.conf.join("00-multus.conflist"))["plugins"][0].clone();
+    assert_eq!(
+        m["preferNodeBinary"],
+        serde_json::json!(["macvlan", "host-local"])
+    );
 
     // --rename-conf-file: the primary is moved aside once the Multus config is written.
     let n = node();

@@ -32,6 +32,8 @@ pub struct GenOptions {
     pub additional_bin_dir: Option<PathBuf>,
     /// `cniDir` (the attachment cache).
     pub cni_dir: Option<PathBuf>,
+    /// `preferNodeBinary`: plugin types run from the node's binary.
+    pub prefer_node_binary: Vec<String>,
 }
 
 /// Why a generated config could not be made.
@@ -181,6 +183,9 @@ pub fn generate(
     }
     if let Some(c) = &opts.cni_dir {
         m.insert("cniDir".into(), json!(c));
+    }
+    if !opts.prefer_node_binary.is_empty() {
+        m.insert("preferNodeBinary".into(), json!(opts.prefer_node_binary));
     }
     m.insert("delegates".into(), json!([Value::Object(primary)]));
     let is_1x = multus_core::cni::Version::parse(&version)

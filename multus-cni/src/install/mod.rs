@@ -130,6 +130,10 @@ pub struct InstallOpts {
     /// An extra directory for plugin binaries (`binDir`).
     #[arg(long)]
     pub additional_bin_dir: Option<PathBuf>,
+    /// `preferNodeBinary` (ours): plugin types run from the node's binary instead of the built-in delegate
+    /// (comma-separated; `*` for every type).
+    #[arg(long)]
+    pub prefer_node_binary: Option<String>,
     /// `cniVersion` of the Multus config (default: the primary config's).
     #[arg(long)]
     pub cni_version: Option<String>,
@@ -264,6 +268,17 @@ fn gen_options(opts: &InstallOpts) -> GenOptions {
         readiness_indicator_file: opts.readiness_indicator_file.clone(),
         additional_bin_dir: opts.additional_bin_dir.clone(),
         cni_dir: opts.multus_cni_dir.clone(),
+        prefer_node_binary: opts
+            .prefer_node_binary
+            .as_deref()
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
