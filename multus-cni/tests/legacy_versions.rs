@@ -256,7 +256,7 @@ fn kubernetes_mode_without_any_cni_version() {
     assert_eq!(keys(&r), ["cniVersion", "dns", "ip4"], "{r}");
     assert_eq!(r["cniVersion"], "0.1.0");
     let eth0_ip = r["ip4"]["ip"].as_str().unwrap().to_string();
-    assert_eq!(ns.addrs("eth0"), [eth0_ip.clone()]);
+    assert_eq!(ns.addrs("eth0"), std::slice::from_ref(&eth0_ip));
     let net1 = ns.addrs("net1");
     assert_eq!(net1, [format!("10.{o}.2.2/24")]);
     let st = api
