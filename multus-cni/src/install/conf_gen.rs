@@ -318,7 +318,7 @@ mod tests {
             &b"{"[..],
             b"[]",
             br#"{"cniVersion":"1.0.0","name":"x"}"#,
-            br#"{"cniVersion":"0.1.0","type":"x"}"#,
+            br#"{"cniVersion":"0.5.0","type":"x"}"#,
         ] {
             assert!(matches!(
                 generate(Path::new("p"), bad, &GenOptions::default()),
