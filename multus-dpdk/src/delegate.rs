@@ -30,7 +30,8 @@ use async_trait::async_trait;
 use multus_core::cni::{CniError, CniResult, Interface, PluginConf, CURRENT_VERSION};
 use multus_core::delegate::{Context, Delegate};
 use multus_core::devinfo::DeviceInfo;
-use multus_core::netlink::{link, parse_mac, Netlink};
+use multus_core::netlink::netdev::{self, NetdevState};
+use multus_core::netlink::{link, Netlink};
 use multus_sriov::cache::VfRecord;
 use multus_sriov::config::SriovConf;
 use multus_sriov::vf::{self, AttachmentId, SriovEnv};
@@ -273,67 +274,23 @@ async fn restore_netdev(current: &str, original: &Original) {
 }
 
 async fn try_restore_netdev(current: &str, original: &Original) -> Result<(), CniError> {
+    let Some(name) = &original.netdev else {
+        return Ok(());
+    };
     let nl = Netlink::current()?;
     let l = link::by_name(&nl, current)
-        .await
-        .map_err(|e| CniError::kernel(e.to_string()))?
+        .await?
         .ok_or_else(|| CniError::kernel(format!("netdev {current} vanished")))?;
-    let want = original.netdev.as_deref().filter(|n| *n != current);
-    let mac = original
-        .mac
-        .as_deref()
-        .and_then(parse_mac)
-        .filter(|m| m[..] != l.mac[..]);
-    if want.is_some() && l.up {
-        // A netdev is renamed only when down.
-        let msg = rtnetlink::LinkUnspec::new_with_index(l.index)
-            .down()
-            .build();
-        nl.request(
-            rtnetlink::packet_route::RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
-        .await
-        .map_err(|e| CniError::kernel(format!("setting {current} down to rename it: {e}")))?;
-    }
-    if let Some(name) = want {
-        link::set(
-            &nl,
-            l.index,
-            &link::LinkChange {
-                name: Some(name),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| CniError::kernel(format!("renaming {current} back to {name}: {e}")))?;
+    // The MTU was never changed by the bind (a new netdev of the same driver): not restored.
+    let saved = NetdevState {
+        name: name.clone(),
+        mac: original.mac.unwrap_or_default(),
+        mtu: 0,
+        up: original.up,
+    };
+    netdev::restore(&nl, l.index, &saved).await?;
+    if name != current {
         tracing::info!("dpdk: netdev {current} renamed back to {name}");
-    }
-    if let Some(m) = mac {
-        if let Err(e) = link::set(
-            &nl,
-            l.index,
-            &link::LinkChange {
-                mac: Some(m),
-                ..Default::default()
-            },
-        )
-        .await
-        {
-            tracing::warn!("dpdk: setting the MAC of {current} back: {e}");
-        }
-    }
-    if original.up || (l.up && want.is_some()) {
-        link::set(
-            &nl,
-            l.index,
-            &link::LinkChange {
-                up: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| CniError::kernel(format!("setting the netdev up again: {e}")))?;
     }
     Ok(())
 }

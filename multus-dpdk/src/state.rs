@@ -278,7 +278,7 @@ mod tests {
             original: Original {
                 driver: Some("igbvf".into()),
                 netdev: Some("ens1v0".into()),
-                mac: Some("02:00:00:00:01:00".into()),
+                mac: Some("02:00:00:00:01:00".parse().unwrap()),
                 up: true,
             },
             phase: Phase::Binding,

@@ -38,30 +38,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MacAddr, VfChange};
+use crate::config::VfChange;
 use crate::vf_netlink::VfSettings;
 use crate::PciAddress;
+pub use multus_core::netlink::netdev::NetdevState;
 
 /// The default state directory (sriov-cni's).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/sriov";
 
 /// The version of the record format this crate writes.
 pub const RECORD_VERSION: u32 = 1;
-
-/// The VF's netdev as it was in the host before ADD (absent when the VF had none: bound to a userspace
-/// driver, or unbound).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NetdevState {
-    /// Its name in the host.
-    pub name: String,
-    /// Its own (effective) MAC, which may differ from the admin MAC set on the PF.
-    pub mac: MacAddr,
-    /// Its MTU.
-    pub mtu: u32,
-    /// Whether it was administratively up.
-    pub up: bool,
-}
 
 /// What one attachment holds and changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +253,7 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::config::{LinkState, VlanConf, VlanProto};
+    use multus_core::netlink::MacAddr;
 
     fn rec(c: &str, i: &str) -> VfRecord {
         VfRecord {

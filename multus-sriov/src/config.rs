@@ -43,83 +43,15 @@
 
 use crate::PciAddress;
 use multus_core::cni::{CniError, PluginConf};
+use multus_core::netlink::MacAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 /// The highest VLAN ID a VF takes.
 pub const MAX_VLAN: u16 = 4094;
 /// The highest VLAN QoS (PCP) value.
 pub const MAX_QOS: u8 = 7;
-
-/// A MAC address (six octets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// True for the all-zero address (a VF whose admin MAC was never set reads as this).
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 6]
-    }
-    /// True when the group bit (bit 0 of the first octet) is set.
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-    /// True for an address a VF can own: neither all-zero nor multicast/broadcast.
-    pub fn is_unicast(&self) -> bool {
-        !self.is_zero() && !self.is_multicast()
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = ();
-    /// Six hex octets separated by `:` or `-` (all the same separator).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let sep = if s.contains('-') { '-' } else { ':' };
-        let mut out = [0u8; 6];
-        let mut n = 0;
-        for part in s.split(sep) {
-            if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(());
-            }
-            out[n] = u8::from_str_radix(part, 16).map_err(|_| ())?;
-            n += 1;
-        }
-        if n == 6 {
-            Ok(MacAddr(out))
-        } else {
-            Err(())
-        }
-    }
-}
-
-/// Serialized as `aa:bb:cc:dd:ee:ff`.
-impl Serialize for MacAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|()| serde::de::Error::custom(format!("invalid MAC address {s:?}")))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
 
 /// The VLAN protocol of a VF's VLAN tag (serialized in the config spelling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -340,7 +272,7 @@ fn mac(m: &Map<String, Value>, key: &str, name: &str) -> Result<Option<MacAddr>,
                 &Value::from(s),
                 "must be a unicast MAC (not all-zero, multicast or broadcast)",
             )),
-            Err(()) => Err(bad(
+            Err(_) => Err(bad(
                 name,
                 &Value::from(s),
                 "must be a MAC address like 02:00:00:00:00:01",

@@ -24,7 +24,7 @@
 
 use crate::cache::VfRecord;
 use crate::config::{self, SriovConf, VfSelector};
-use crate::netdev::{self, LinkSet};
+use crate::netdev;
 use crate::sysfs::Sysfs;
 use crate::userspace::{self, UserspaceVf};
 use crate::vf::{self, AttachmentId, SriovEnv, NETDEV_RETURN_TIMEOUT};
@@ -35,8 +35,9 @@ use multus_core::cni::{
     CniError, CniResult, Command, Dns, ErrorCode, Interface, IpConfig, PluginConf,
 };
 use multus_core::delegate::{Context, Delegate};
-use multus_core::netlink::link::LinkInfo;
-use multus_core::netlink::{format_mac, Netlink};
+use multus_core::netlink::link::{self, LinkChange, LinkInfo};
+use multus_core::netlink::netdev as saved;
+use multus_core::netlink::Netlink;
 use multus_core::netns::NetNs;
 use multus_core::plugins::{ipam_apply, sublink};
 use serde_json::Value;
@@ -229,7 +230,7 @@ impl Delegate for Sriov {
         } else {
             let ns = NetNs::open(path)?;
             let cont = Netlink::open_in(&ns)?;
-            let l = netdev::by_name(&cont, &ctx.ifname).await?.ok_or_else(|| {
+            let l = link::by_name(&cont, &ctx.ifname).await?.ok_or_else(|| {
                 CniError::kernel(format!(
                     "sriov: interface {:?} not found in {sandbox}",
                     ctx.ifname
@@ -243,11 +244,11 @@ impl Delegate for Sriov {
                     )));
                 }
             }
-            if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
+            if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&l.mac_text()) {
                 return Err(CniError::kernel(format!(
                     "sriov: interface {:?} has MAC {}, prevResult says {}",
                     ctx.ifname,
-                    format_mac(&l.mac),
+                    l.mac_text(),
                     iface.mac
                 )));
             }
@@ -426,19 +427,15 @@ async fn plug(
             crate::alloc::USERSPACE_DRIVERS.join(", ")
         )));
     };
-    let hl = netdev::by_name(host, &nd.name).await?.ok_or_else(|| {
+    let hl = link::by_name(host, &nd.name).await?.ok_or_else(|| {
         CniError::kernel(format!(
             "sriov: VF {} netdev {:?} vanished",
             rec.vf, nd.name
         ))
     })?;
     let tmp = sublink::temp_name();
-    let mv = LinkSet {
-        name: Some(&tmp),
-        netns_fd: Some(ns.file().as_raw_fd()),
-        ..Default::default()
-    };
-    netdev::set(host, hl.index, &mv).await.map_err(|e| {
+    let mv = LinkChange::new().name(&tmp).netns_fd(ns.file().as_raw_fd());
+    link::set(host, hl.index, &mv).await.map_err(|e| {
         CniError::kernel(format!(
             "sriov: moving VF {} netdev {:?} into {}: {e}",
             rec.vf,
@@ -448,7 +445,7 @@ async fn plug(
     })?;
     done.moved = true;
     let cont = Netlink::open_in(ns)?;
-    let pl = match netdev::by_name(&cont, &tmp).await? {
+    let pl = match link::by_name(&cont, &tmp).await? {
         Some(l) => l,
         None => {
             return Err(CniError::kernel(format!(
@@ -459,11 +456,8 @@ async fn plug(
         }
     };
     done.pod_index = Some(pl.index);
-    let rename = LinkSet {
-        name: Some(ifname),
-        ..Default::default()
-    };
-    netdev::set(&cont, pl.index, &rename).await.map_err(|e| {
+    let rename = LinkChange::new().name(ifname);
+    link::set(&cont, pl.index, &rename).await.map_err(|e| {
         if e.is_exists() {
             CniError::kernel(format!(
                 "sriov: an interface {ifname:?} already exists in {}",
@@ -474,7 +468,9 @@ async fn plug(
         }
     })?;
     if let Some(mac) = sconf.mac {
-        netdev::ensure_mac(&cont, pl.index, ifname, mac).await?;
+        saved::ensure_mac(&cont, pl.index, ifname, mac)
+            .await
+            .map_err(|e| e.context("sriov"))?;
     }
     let mut result = CniResult::new(
         conf.cni_version()
@@ -513,19 +509,15 @@ async fn plug(
         let plan = ipam_apply::plan(&result, ifname)?;
         ipam_apply::apply(&cont, ns, pl.index, ifname, &plan).await?;
     } else {
-        let up = LinkSet {
-            up: Some(true),
-            ..Default::default()
-        };
-        netdev::set(&cont, pl.index, &up)
+        link::set(&cont, pl.index, &LinkChange::new().up())
             .await
             .map_err(|e| CniError::kernel(format!("sriov: setting {ifname:?} up: {e}")))?;
     }
     result.dns = dns;
-    let l = multus_core::netlink::link::by_index(&cont, pl.index)
+    let l = link::by_index(&cont, pl.index)
         .await?
         .ok_or_else(|| CniError::kernel(format!("sriov: {ifname:?} vanished from the pod")))?;
-    result.interfaces[0].mac = format_mac(&l.mac);
+    result.interfaces[0].mac = l.mac_text();
     if let Some(f) = device_info_path(conf) {
         // Recorded before it is written, so that whatever happens DEL knows to remove it.
         rec.device_info_file = Some(f.display().to_string());
@@ -661,7 +653,9 @@ async fn unplug(
             None => find_in_pod(&cont, rec).await?.map(|l| l.index),
         };
         if let Some(index) = index {
-            vf::restore_netdev_addr(&cont, index, &ctx.ifname, orig).await?;
+            saved::restore_addresses(&cont, index, &ctx.ifname, orig)
+                .await
+                .map_err(|e| e.context("sriov"))?;
             move_home(&cont, index, rec).await?;
         }
     }
@@ -673,13 +667,11 @@ async fn unplug(
 async fn move_home(cont: &Netlink, index: u32, rec: &VfRecord) -> Result<(), CniError> {
     let host_ns = host_netns()?;
     let tmp = sublink::temp_name();
-    let mv = LinkSet {
-        name: Some(&tmp),
-        up: Some(false),
-        netns_fd: Some(host_ns.file().as_raw_fd()),
-        ..Default::default()
-    };
-    netdev::set(cont, index, &mv).await.map_err(|e| {
+    let mv = LinkChange::new()
+        .name(&tmp)
+        .down()
+        .netns_fd(host_ns.file().as_raw_fd());
+    link::set(cont, index, &mv).await.map_err(|e| {
         CniError::kernel(format!(
             "sriov: moving VF {} netdev back to the host: {e}",
             rec.vf
@@ -693,7 +685,7 @@ async fn find_in_pod(cont: &Netlink, rec: &VfRecord) -> Result<Option<LinkInfo>,
     if let Some(l) = netdev::find_by_pci(cont, rec.vf).await? {
         return Ok(Some(l));
     }
-    match netdev::by_name(cont, &rec.ifname).await? {
+    match link::by_name(cont, &rec.ifname).await? {
         Some(l) if l.kind.is_none() && netdev::parent_pci(cont, l.index).await?.is_none() => {
             Ok(Some(l))
         }
@@ -730,7 +722,9 @@ async fn teardown(
                     let cont = Netlink::open_in(&ns)?;
                     match find_in_pod(&cont, rec).await? {
                         Some(l) => {
-                            vf::restore_netdev_addr(&cont, l.index, &l.name, orig).await?;
+                            saved::restore_addresses(&cont, l.index, &l.name, orig)
+                                .await
+                                .map_err(|e| e.context("sriov"))?;
                             move_home(&cont, l.index, rec).await?;
                             true
                         }

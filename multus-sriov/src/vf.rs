@@ -37,13 +37,15 @@
 //! ```
 
 use crate::alloc::{AllocError, Claim, Holder, VfAllocator, USERSPACE_DRIVERS};
-use crate::cache::{Cache, NetdevState, VfRecord, DEFAULT_DATA_DIR};
+use crate::cache::{Cache, VfRecord, DEFAULT_DATA_DIR};
 use crate::config::{self, plan_changes, SriovConf, VfChange, VfSelector};
-use crate::netdev::{self, LinkSet};
+use crate::netdev;
 use crate::sysfs::{Sysfs, SysfsError};
 use crate::vf_netlink::{apply_changes, read_vf_state, VfSettings};
 use crate::PciAddress;
 use multus_core::cni::{CniError, PluginConf};
+use multus_core::netlink::link::{self, LinkChange};
+use multus_core::netlink::netdev::{self as saved, NetdevState};
 use multus_core::netlink::Netlink;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -260,12 +262,8 @@ async fn prepare(
         // only at its next reset (igbvf) then carries the new MAC at once. Best effort: the pod side checks.
         if let (Some(mac), Some(nd)) = (conf.mac, &rec.netdev) {
             if nd.mac != mac {
-                if let Some(l) = netdev::by_name(nl, &nd.name).await? {
-                    let set = LinkSet {
-                        mac: Some(mac),
-                        ..Default::default()
-                    };
-                    if let Err(e) = netdev::set(nl, l.index, &set).await {
+                if let Some(l) = link::by_name(nl, &nd.name).await? {
+                    if let Err(e) = link::set(nl, l.index, &LinkChange::new().mac(mac)).await {
                         tracing::debug!("VF netdev {} refuses MAC {mac} for now: {e}", nd.name);
                     }
                 }
@@ -344,22 +342,17 @@ async fn snapshot(
                 "sriov: the PF {pf} of VF {vf} has no network interface in this namespace"
             ))
         })?;
-    let pf_link = netdev::by_name(nl, &pf_name)
+    let pf_link = link::by_name(nl, &pf_name)
         .await?
         .ok_or_else(|| CniError::kernel(format!("sriov: PF {pf_name:?} not found")))?;
     let original = read_vf_state(nl, pf_link.index, vf_index).await?;
     let netdev = match sysfs.netdevs(vf).map_err(sysfs_error)?.as_slice() {
         [] => None,
         [name] => {
-            let l = netdev::by_name(nl, name).await?.ok_or_else(|| {
+            let l = link::by_name(nl, name).await?.ok_or_else(|| {
                 CniError::kernel(format!("sriov: VF {vf}'s netdev {name:?} vanished"))
             })?;
-            Some(NetdevState {
-                name: name.clone(),
-                mac: netdev::link_mac(&l).unwrap_or_default(),
-                mtu: l.mtu,
-                up: l.up,
-            })
+            Some(NetdevState::of(&l))
         }
         more => {
             return Err(CniError::kernel(format!(
@@ -396,7 +389,7 @@ pub async fn pf_index(env: &SriovEnv, nl: &Netlink, rec: &VfRecord) -> Result<u3
         .ok()
         .and_then(|n| n.into_iter().next());
     for name in now.iter().chain(std::iter::once(&rec.pf_name)) {
-        if let Some(l) = netdev::by_name(nl, name).await? {
+        if let Some(l) = link::by_name(nl, name).await? {
             return Ok(l.index);
         }
     }
@@ -511,32 +504,6 @@ pub async fn restore_settings(
     apply_changes(nl, pf_index, rec.vf_index, &plan).await
 }
 
-/// Puts a VF netdev's MAC and MTU back (wherever it is: `nl` is a connection in its namespace).
-pub async fn restore_netdev_addr(
-    nl: &Netlink,
-    index: u32,
-    name: &str,
-    orig: &NetdevState,
-) -> Result<(), CniError> {
-    if !orig.mac.is_zero() {
-        netdev::ensure_mac(nl, index, name, orig.mac).await?;
-    }
-    let l = multus_core::netlink::link::by_index(nl, index).await?;
-    if l.is_some_and(|l| l.mtu != orig.mtu) && orig.mtu > 0 {
-        let set = LinkSet {
-            mtu: Some(orig.mtu),
-            ..Default::default()
-        };
-        netdev::set(nl, index, &set).await.map_err(|e| {
-            CniError::kernel(format!(
-                "sriov: restoring MTU {} of {name:?}: {e}",
-                orig.mtu
-            ))
-        })?;
-    }
-    Ok(())
-}
-
 /// Puts the VF's netdev in the host back as it was (name, MAC, MTU, up/down), when it is in the host.
 /// Returns whether it was there.
 pub async fn restore_host_netdev(
@@ -551,43 +518,12 @@ pub async fn restore_host_netdev(
     let [name] = names.as_slice() else {
         return Ok(false);
     };
-    let Some(l) = netdev::by_name(nl, name).await? else {
+    let Some(l) = link::by_name(nl, name).await? else {
         return Ok(false);
     };
-    if *name != orig.name {
-        if let Some(other) = netdev::by_name(nl, &orig.name).await? {
-            return Err(CniError::kernel(format!(
-                "sriov: cannot rename VF {} netdev {name:?} back to {:?}: interface #{} has that name",
-                rec.vf, orig.name, other.index
-            )));
-        }
-        let set = LinkSet {
-            name: Some(&orig.name),
-            up: Some(false),
-            ..Default::default()
-        };
-        netdev::set(nl, l.index, &set).await.map_err(|e| {
-            CniError::kernel(format!(
-                "sriov: renaming VF {} netdev {name:?} back to {:?}: {e}",
-                rec.vf, orig.name
-            ))
-        })?;
-    }
-    restore_netdev_addr(nl, l.index, &orig.name, orig).await?;
-    let up = netdev::by_name(nl, &orig.name).await?.map(|l| l.up);
-    if up.is_some_and(|u| u != orig.up) {
-        let set = LinkSet {
-            up: Some(orig.up),
-            ..Default::default()
-        };
-        netdev::set(nl, l.index, &set).await.map_err(|e| {
-            CniError::kernel(format!(
-                "sriov: setting VF netdev {:?} {}: {e}",
-                orig.name,
-                if orig.up { "up" } else { "down" }
-            ))
-        })?;
-    }
+    saved::restore(nl, l.index, orig)
+        .await
+        .map_err(|e| e.context(format_args!("sriov: VF {}", rec.vf)))?;
     Ok(true)
 }
 
@@ -734,7 +670,8 @@ pub fn write_device_info_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{LinkState, MacAddr, VlanConf};
+    use crate::config::{LinkState, VlanConf};
+    use multus_core::netlink::MacAddr;
 
     fn s() -> VfSettings {
         VfSettings {

@@ -25,8 +25,9 @@
 //! # }
 //! ```
 
-use crate::config::{LinkState, MacAddr, VfChange, VfState, VlanConf, VlanProto};
+use crate::config::{LinkState, VfChange, VfState, VlanConf, VlanProto};
 use multus_core::cni::CniError;
+use multus_core::netlink::MacAddr;
 use multus_core::netlink::Netlink;
 use netlink_packet_route::link::{
     LinkAttribute, LinkExtentMask, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac, VfInfoRate,

@@ -9,7 +9,7 @@ use super::{conf_dns, ipam_type, opt_bool, opt_int, opt_string};
 use crate::cni::{CniArgs, CniError, CniResult, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
-use crate::netlink::parse_mac;
+use crate::netlink::MacAddr;
 use async_trait::async_trait;
 use rtnetlink::packet_route::link::MacVlanMode;
 
@@ -73,7 +73,7 @@ pub struct MacvlanConf {
     /// `mtu`; 0 keeps the master's.
     pub mtu: u32,
     /// The MAC to set: `runtimeConfig.mac`, else `CNI_ARGS` `MAC`, else `mac`.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// `linkInContainer`.
     pub link_in_container: bool,
     /// `ipam.type`, when there is an IPAM section.
@@ -104,7 +104,7 @@ impl MacvlanConf {
         }
         let mac = match mac_text {
             None => None,
-            Some(t) => Some(parse_mac(&t).ok_or_else(|| {
+            Some(t) => Some(t.parse::<MacAddr>().map_err(|_| {
                 CniError::invalid_config(format!(
                     "invalid args {t} for MAC addr: not a MAC address"
                 ))
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(c.master.as_deref(), Some("eth1"));
         assert_eq!(c.mode, Mode::Passthru);
         assert_eq!(c.mtu, 1400);
-        assert_eq!(c.mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(c.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
         assert!(c.link_in_container);
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
         assert_eq!(c.dns.nameservers, ["10.0.0.53"]);
@@ -235,19 +235,19 @@ mod tests {
         let base = json!({"type": "macvlan", "mac": "02:00:00:00:00:01"});
         assert_eq!(
             parse(base.clone(), "").unwrap().mac,
-            Some([2, 0, 0, 0, 0, 1])
+            Some(MacAddr([2, 0, 0, 0, 0, 1]))
         );
         assert_eq!(
             parse(base.clone(), "IgnoreUnknown=1;MAC=02:00:00:00:00:02")
                 .unwrap()
                 .mac,
-            Some([2, 0, 0, 0, 0, 2])
+            Some(MacAddr([2, 0, 0, 0, 0, 2]))
         );
         let mut rc = base.clone();
         rc["runtimeConfig"] = json!({"mac": "02:00:00:00:00:03"});
         assert_eq!(
             parse(rc, "MAC=02:00:00:00:00:02").unwrap().mac,
-            Some([2, 0, 0, 0, 0, 3])
+            Some(MacAddr([2, 0, 0, 0, 0, 3]))
         );
     }
 

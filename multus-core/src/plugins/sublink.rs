@@ -10,7 +10,7 @@ use crate::cni::{
 use crate::delegate::Context;
 use crate::netlink::link::{self, LinkChange, LinkInfo, NewSubLink, SubKind};
 use crate::netlink::sysctl::SysctlDirs;
-use crate::netlink::{format_mac, route, Netlink};
+use crate::netlink::{route, MacAddr, Netlink};
 use crate::netns::NetNs;
 use std::os::fd::AsRawFd;
 
@@ -24,7 +24,7 @@ pub struct SubLinkSpec {
     /// MTU; 0 keeps the master's.
     pub mtu: u32,
     /// Hardware address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// The master is in the container's namespace (`linkInContainer`).
     pub link_in_container: bool,
     /// An MTU above the master's is a config error (macvlan) rather than left to the kernel (ipvlan).
@@ -239,16 +239,9 @@ async fn make_link(
         d.verify(&tmp);
     }
     let ifname = ctx.ifname.as_str();
-    let renamed = link::set(
-        cont,
-        created.index,
-        &LinkChange {
-            name: Some(ifname),
-            up,
-            ..Default::default()
-        },
-    )
-    .await;
+    let rename = LinkChange::new().name(ifname);
+    let rename = if up { rename.up() } else { rename };
+    let renamed = link::set(cont, created.index, &rename).await;
     if let Err(e) = renamed {
         if let Err(d) = link::delete(cont, created.index).await {
             tracing::warn!("cleanup after a failed ADD: {d}");
@@ -297,7 +290,7 @@ async fn configure(
     let mut result = CniResult::new(conf.cni_version().unwrap_or(crate::cni::CURRENT_VERSION));
     result.interfaces = vec![Interface {
         name: ifname.to_string(),
-        mac: format_mac(&created.mac),
+        mac: created.mac_text(),
         sandbox: ns.path().display().to_string(),
         ..Default::default()
     }];
@@ -477,12 +470,12 @@ pub async fn check(
             l.name, master.name, master.index, l.parent
         )));
     }
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
+    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&l.mac_text()) {
         return Err(CniError::kernel(format!(
             "interface {:?} MAC {} does not match the container's {}",
             l.name,
             iface.mac,
-            format_mac(&l.mac)
+            l.mac_text()
         )));
     }
     check_ipam_applied(&cont, &l, &prev, idx, &ns.path().display().to_string()).await
