@@ -27,16 +27,16 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use multus_core::cni::keys::Keys;
 use multus_core::cni::{CniError, CniResult, Interface, PluginConf, CURRENT_VERSION};
 use multus_core::delegate::{Context, Delegate};
 use multus_core::devinfo::DeviceInfo;
 use multus_core::netlink::netdev::{self, NetdevState};
 use multus_core::netlink::{link, Netlink};
 use multus_sriov::cache::VfRecord;
-use multus_sriov::config::SriovConf;
+use multus_sriov::config::{SriovConf, VfSelector};
 use multus_sriov::vf::{self, AttachmentId, SriovEnv};
 use multus_sriov::PciAddress;
-use serde_json::{Map, Value};
 
 use crate::bind::{Binder, Original, RestoreOutcome, VfioGroup};
 use crate::state::{Phase, Record, Store, DEFAULT_STATE_DIR};
@@ -58,60 +58,20 @@ pub struct DpdkConf {
     pub device_info_file: Option<PathBuf>,
 }
 
-fn bad(key: &str, v: &Value, want: &str) -> CniError {
-    CniError::invalid_config(format!("dpdk: \"{key}\" {want}, not {v}"))
-}
-
-fn opt_str<'a>(
-    m: &'a Map<String, Value>,
-    key: &str,
-    name: &str,
-) -> Result<Option<&'a str>, CniError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(bad(name, v, "must be a string")),
-    }
-}
-
-fn opt_pci(m: &Map<String, Value>, key: &str, name: &str) -> Result<Option<PciAddress>, CniError> {
-    opt_str(m, key, name)?
-        .map(|s| {
-            s.parse().map_err(|_| {
-                CniError::invalid_config(format!(
-                    "dpdk: \"{name}\" {s:?} is not a PCI address (want dddd:bb:dd.f, for example 0000:03:10.1)"
-                ))
-            })
-        })
-        .transpose()
-}
-
 impl DpdkConf {
     /// Parses the keys above; each present device key must be a valid PCI address.
     pub fn parse(conf: &PluginConf) -> Result<Self, CniError> {
-        let m = conf.raw();
-        let rt = match m.get("runtimeConfig") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(o)) => o.clone(),
-            Some(v) => return Err(bad("runtimeConfig", v, "must be an object")),
-        };
-        let ids = [
-            opt_pci(m, "deviceID", "deviceID")?,
-            opt_pci(m, "pciBusID", "pciBusID")?,
-            opt_pci(&rt, "deviceID", "runtimeConfig.deviceID")?,
-        ];
-        let allow_no_iommu = match m.get("allowNoIommu") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => return Err(bad("allowNoIommu", v, "must be a boolean")),
+        let k = Keys::of(conf).plugin("dpdk");
+        let rt = k.nested("runtimeConfig")?;
+        let device = match multus_sriov::config::select_device(&k)? {
+            Some((VfSelector::Vf(pci), _)) => Some(pci),
+            _ => None,
         };
         Ok(DpdkConf {
-            device: ids.into_iter().flatten().next(),
-            allow_no_iommu,
-            state_dir: opt_str(m, "dataDir", "dataDir")?.map(PathBuf::from),
-            device_info_file: opt_str(&rt, DEVICE_INFO_KEY, "runtimeConfig.CNIDeviceInfoFile")?
-                .map(PathBuf::from),
+            device,
+            allow_no_iommu: k.bool("allowNoIommu")?.unwrap_or(false),
+            state_dir: k.string("dataDir")?.map(PathBuf::from),
+            device_info_file: rt.string(DEVICE_INFO_KEY)?.map(PathBuf::from),
         })
     }
 }
@@ -621,7 +581,7 @@ mod tests {
     use crate::sim::{igb_host, pci, Fault, Sim};
     use multus_core::cni::Command;
     use multus_core::delegate::Registry;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::fs;
     use std::sync::Arc;
 
@@ -695,19 +655,19 @@ mod tests {
         for (bad, what) in [
             (
                 json!({"deviceID": "01:10.0"}),
-                "\"deviceID\" \"01:10.0\" is not a PCI address",
+                "dpdk: invalid \"deviceID\" value \"01:10.0\": must be a PCI address",
             ),
             (
                 json!({"deviceID": 3}),
-                "\"deviceID\" must be a string, not 3",
+                "invalid \"deviceID\" value 3: must be a string",
             ),
             (
                 json!({"allowNoIommu": "yes"}),
-                "\"allowNoIommu\" must be a boolean",
+                "invalid \"allowNoIommu\" value \"yes\": must be a boolean",
             ),
             (
                 json!({"runtimeConfig": []}),
-                "\"runtimeConfig\" must be an object",
+                "invalid \"runtimeConfig\" value []: must be an object",
             ),
         ] {
             let e = DpdkConf::parse(&conf(&t, bad)).unwrap_err();

@@ -30,10 +30,9 @@ use crate::userspace::{self, UserspaceVf};
 use crate::vf::{self, AttachmentId, SriovEnv, NETDEV_RETURN_TIMEOUT};
 use crate::PciAddress;
 use async_trait::async_trait;
+use multus_core::cni::keys::{dns as conf_dns, ipam_type};
 use multus_core::cni::names;
-use multus_core::cni::{
-    CniError, CniResult, Command, Dns, ErrorCode, Interface, IpConfig, PluginConf,
-};
+use multus_core::cni::{CniError, CniResult, Command, ErrorCode, Interface, IpConfig, PluginConf};
 use multus_core::delegate::{Context, Delegate};
 use multus_core::netlink::link::{self, LinkChange, LinkInfo};
 use multus_core::netlink::netdev as saved;
@@ -72,21 +71,6 @@ impl Sriov {
             Some(d) => self.env.with_data_dir(d),
             None => self.env.clone(),
         })
-    }
-}
-
-fn ipam_type(conf: &PluginConf) -> Option<&str> {
-    conf.ipam()
-        .and_then(|i| i.get("type"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-}
-
-fn conf_dns(conf: &PluginConf) -> Result<Dns, CniError> {
-    match conf.get("dns") {
-        None | Some(Value::Null) => Ok(Dns::default()),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| CniError::invalid_config(format!("\"dns\" is not a DNS object: {e}"))),
     }
 }
 

@@ -4,8 +4,9 @@
 //! `CNI_ARGS` `MAC=` and then by `runtimeConfig.mac`), `linkInContainer` (the master is in the container's
 //! namespace) and an optional `ipam` (without it the link is layer 2 only, just brought up).
 
+use super::ipam_type;
 use super::sublink::{self, IpSource, SubLinkSpec};
-use super::{conf_dns, ipam_type, opt_bool, opt_int, opt_string};
+use crate::cni::keys::{self, Keys};
 use crate::cni::{CniArgs, CniError, CniResult, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
@@ -85,12 +86,13 @@ pub struct MacvlanConf {
 impl MacvlanConf {
     /// Parses the config and the `CNI_ARGS` of an invocation.
     pub fn parse(conf: &PluginConf, args: &CniArgs) -> Result<Self, CniError> {
-        let mode = Mode::parse(opt_string(conf, "mode")?.as_deref().unwrap_or(""))?;
-        let mtu = opt_int(conf, "mtu")?;
+        let k = Keys::of(conf);
+        let mode = Mode::parse(k.string("mode")?.unwrap_or(""))?;
+        let mtu = k.int("mtu")?.unwrap_or(0);
         let mtu = u32::try_from(mtu).map_err(|_| {
             CniError::invalid_config(format!("invalid MTU {mtu}, must be [0, master MTU]"))
         })?;
-        let mut mac_text = opt_string(conf, "mac")?;
+        let mut mac_text = k.string("mac")?.map(str::to_string);
         if let Some(m) = args.get("MAC").filter(|m| !m.is_empty()) {
             mac_text = Some(m.to_string());
         }
@@ -111,13 +113,13 @@ impl MacvlanConf {
             })?),
         };
         Ok(MacvlanConf {
-            master: opt_string(conf, "master")?,
+            master: k.string("master")?.map(str::to_string),
             mode,
             mtu,
             mac,
-            link_in_container: opt_bool(conf, "linkInContainer")?,
+            link_in_container: k.bool("linkInContainer")?.unwrap_or(false),
             ipam_type: ipam_type(conf),
-            dns: conf_dns(conf)?,
+            dns: keys::dns(conf)?,
         })
     }
 
