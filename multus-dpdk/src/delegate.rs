@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use multus_core::cni::keys::Keys;
 use multus_core::cni::{CniError, CniResult, Interface, PluginConf, CURRENT_VERSION};
 use multus_core::delegate::{Context, Delegate};
-use multus_core::devinfo::DeviceInfo;
+use multus_core::devinfo::{self, DeviceInfo};
 use multus_core::netlink::netdev::{self, NetdevState};
 use multus_core::netlink::{link, Netlink};
 use multus_sriov::cache::VfRecord;
@@ -40,9 +40,6 @@ use multus_sriov::PciAddress;
 
 use crate::bind::{Binder, Original, RestoreOutcome, VfioGroup};
 use crate::state::{Phase, Record, Store, DEFAULT_STATE_DIR};
-
-/// The runtime config key of the device-info file.
-pub const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
 
 /// A parsed `dpdk` config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +59,6 @@ impl DpdkConf {
     /// Parses the keys above; each present device key must be a valid PCI address.
     pub fn parse(conf: &PluginConf) -> Result<Self, CniError> {
         let k = Keys::of(conf).plugin("dpdk");
-        let rt = k.nested("runtimeConfig")?;
         let device = match multus_sriov::config::select_device(&k)? {
             Some((VfSelector::Vf(pci), _)) => Some(pci),
             _ => None,
@@ -71,7 +67,7 @@ impl DpdkConf {
             device,
             allow_no_iommu: k.bool("allowNoIommu")?.unwrap_or(false),
             state_dir: k.string("dataDir")?.map(PathBuf::from),
-            device_info_file: rt.string(DEVICE_INFO_KEY)?.map(PathBuf::from),
+            device_info_file: devinfo::file_of(conf)?,
         })
     }
 }
@@ -214,11 +210,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CniError::io(format!("dpdk: worker thread failed: {e}")))?
 }
 
-/// Writes the device-info file whole (temp file + rename), creating its directory: the SR-IOV delegate's writer
-/// (`multus_sriov::vf::write_device_info_file`), which keeps the device plugin's file for the same device and
-/// only adds what it lacks.
-pub fn write_device_info(path: &Path, info: &DeviceInfo) -> Result<(), CniError> {
-    vf::write_device_info_file(path, info)
+/// Writes the device-info file ([`devinfo::write`]); failing is code 5 naming the file.
+fn write_device_info(path: &Path, info: &DeviceInfo) -> Result<(), CniError> {
+    devinfo::write(path, info)
         .map_err(|e| CniError::io(format!("dpdk: device-info file {}: {e}", path.display())))
 }
 
@@ -400,7 +394,7 @@ impl Delegate for Dpdk {
         // The VF's settings last, with its kernel driver and netdev back (as in netdev mode).
         self.release_vf(&c, &ctx.container_id, &ctx.ifname).await?;
         if let Some(f) = &c.device_info_file {
-            vf::remove_device_info(f);
+            devinfo::remove(f);
         }
         Ok(())
     }

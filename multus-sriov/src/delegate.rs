@@ -34,17 +34,14 @@ use multus_core::cni::keys::{dns as conf_dns, ipam_type};
 use multus_core::cni::names;
 use multus_core::cni::{CniError, CniResult, Command, ErrorCode, Interface, IpConfig, PluginConf};
 use multus_core::delegate::{Context, Delegate};
+use multus_core::devinfo::{self, DeviceInfo};
 use multus_core::netlink::link::{self, LinkChange, LinkInfo};
 use multus_core::netlink::netdev as saved;
 use multus_core::netlink::Netlink;
 use multus_core::netns::NetNs;
 use multus_core::plugins::{ipam_apply, sublink};
-use serde_json::Value;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-
-/// The runtime config key naming the device-info file to write (device-info spec 1.1).
-pub const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
 
 /// The built-in `sriov` delegate (netdev and userspace modes).
 #[derive(Debug, Clone)]
@@ -72,15 +69,6 @@ impl Sriov {
             None => self.env.clone(),
         })
     }
-}
-
-/// `runtimeConfig.CNIDeviceInfoFile`, when given.
-fn device_info_path(conf: &PluginConf) -> Option<PathBuf> {
-    conf.runtime_config()
-        .get(DEVICE_INFO_KEY)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
 }
 
 fn netns_path(ctx: &Context) -> Option<&Path> {
@@ -290,8 +278,9 @@ impl Delegate for Sriov {
                 }
             }
         }
-        if let Some(f) = device_info_path(conf) {
-            vf::remove_device_info(&f);
+        // A config that no longer parses names no file: nothing to remove.
+        if let Some(f) = devinfo::file_of(conf).ok().flatten() {
+            devinfo::remove(&f);
         }
         first.map_or(Ok(()), Err)
     }
@@ -502,12 +491,13 @@ async fn plug(
         .await?
         .ok_or_else(|| CniError::kernel(format!("sriov: {ifname:?} vanished from the pod")))?;
     result.interfaces[0].mac = l.mac_text();
-    if let Some(f) = device_info_path(conf) {
+    if let Some(f) = devinfo::file_of(conf)? {
         // Recorded before it is written, so that whatever happens DEL knows to remove it.
         rec.device_info_file = Some(f.display().to_string());
         env.cache().save(rec)?;
         done.device_info = Some(f.clone());
-        if let Err(e) = vf::write_device_info(&f, rec.vf, rec.pf) {
+        let info = DeviceInfo::pci(&rec.vf.to_string(), Some(&rec.pf.to_string()));
+        if let Err(e) = devinfo::write(&f, &info) {
             tracing::warn!("writing device-info {}: {e}", f.display());
         }
     }
@@ -591,15 +581,15 @@ async fn plug_userspace(
         }
     }
     result.dns = dns;
-    if let Some(f) = device_info_path(conf) {
+    if let Some(f) = devinfo::file_of(conf)? {
         // Recorded before it is written, so that whatever happens DEL knows to remove it.
         rec.device_info_file = Some(f.display().to_string());
         env.cache().save(rec)?;
         done.device_info = Some(f.clone());
         // The DPDK application finds its device through this file: not writing it fails the ADD.
-        vf::write_device_info_file(&f, &userspace::device_info(rec.vf, rec.pf, u)).map_err(
-            |e| CniError::io(format!("sriov: writing device-info {}: {e}", f.display())),
-        )?;
+        devinfo::write(&f, &userspace::device_info(rec.vf, rec.pf, u)).map_err(|e| {
+            CniError::io(format!("sriov: writing device-info {}: {e}", f.display()))
+        })?;
     }
     tracing::info!(
         "sriov: VF {} on {} (userspace mode) for container {} ifname {}",
@@ -622,7 +612,7 @@ async fn unplug(
     done: &Plugged,
 ) -> Result<(), CniError> {
     if let Some(f) = &done.device_info {
-        vf::remove_device_info(f);
+        devinfo::remove(f);
     }
     if done.ipam {
         if let Err(e) = ipam_run(ctx, conf, Command::Del).await {
@@ -730,7 +720,7 @@ mod tests {
     use super::*;
     use crate::fake::{FakePf, FakeSysfs};
     use multus_core::delegate::Registry;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::sync::Arc;
 
     struct Env {
@@ -1239,19 +1229,5 @@ mod tests {
             .block_on(e.sriov.check(&ctx, &conf(&vf.to_string())))
             .unwrap_err();
         assert!(err.to_string().contains("no longer allocated"), "{err}");
-    }
-
-    #[test]
-    fn device_info_path_from_runtime_config() {
-        let e = env(0);
-        assert_eq!(device_info_path(&e.conf(json!({}))), None);
-        assert_eq!(
-            device_info_path(&e.conf(json!({"runtimeConfig": {"CNIDeviceInfoFile": "/run/x"}}))),
-            Some(PathBuf::from("/run/x"))
-        );
-        assert_eq!(
-            device_info_path(&e.conf(json!({"runtimeConfig": {"CNIDeviceInfoFile": ""}}))),
-            None
-        );
     }
 }

@@ -44,6 +44,7 @@ use crate::sysfs::{Sysfs, SysfsError};
 use crate::vf_netlink::{apply_changes, read_vf_state, VfSettings};
 use crate::PciAddress;
 use multus_core::cni::{CniError, PluginConf};
+use multus_core::devinfo;
 use multus_core::netlink::link::{self, LinkChange};
 use multus_core::netlink::netdev::{self as saved, NetdevState};
 use multus_core::netlink::Netlink;
@@ -313,7 +314,7 @@ async fn take_over(
     wait_home(env, &old, NETDEV_RETURN_TIMEOUT).await?;
     restore(env, nl, &old).await?;
     if let Some(f) = &old.device_info_file {
-        remove_device_info(Path::new(f));
+        devinfo::remove(Path::new(f));
     }
     cache.remove(&prev.container_id, &prev.ifname)?;
     Ok(())
@@ -591,80 +592,10 @@ pub async fn release(env: &SriovEnv, nl: &Netlink, rec: &VfRecord) -> Result<(),
         );
     }
     if let Some(f) = &rec.device_info_file {
-        remove_device_info(Path::new(f));
+        devinfo::remove(Path::new(f));
     }
     cache.remove(&rec.container_id, &rec.ifname)?;
     Ok(())
-}
-
-/// Removes a device-info file (a missing one is fine; other failures are logged).
-pub fn remove_device_info(path: &Path) {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            tracing::warn!("removing device-info {}: {e}", path.display())
-        }
-        _ => {}
-    }
-}
-
-/// Writes the device-info file (device-info spec 1.1, type `pci`) of a VF: whole (temp file and rename),
-/// creating its directory. A `pci` device-info for the same VF already there (the device plugin's, copied
-/// there by Multus) is kept, with its extra members (`rdma-device`, `representor-device`, ...), and only gets
-/// the `pf-pci-address` it lacks.
-pub fn write_device_info(path: &Path, vf: PciAddress, pf: PciAddress) -> std::io::Result<()> {
-    write_device_info_file(
-        path,
-        &multus_core::devinfo::DeviceInfo::pci(&vf.to_string(), Some(&pf.to_string())),
-    )
-}
-
-/// Writes a device-info file (device-info spec 1.1) whole (temp file and rename), creating its directory: the
-/// writer of every delegate that reports a PCI device (`sriov` in both modes, `dpdk`). A `pci` device-info for
-/// the same PCI address already there (the device plugin's, copied there by Multus) is kept with its extra
-/// members (`rdma-device`, `representor-device`, ...), and only gets the `pci` members of `info` it lacks
-/// (`pf-pci-address`, `vfio-device`); another device's or an unreadable file is replaced.
-pub fn write_device_info_file(
-    path: &Path,
-    info: &multus_core::devinfo::DeviceInfo,
-) -> std::io::Result<()> {
-    let ours = serde_json::to_value(info).map_err(std::io::Error::other)?;
-    let existing = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-    let info = match existing {
-        Some(mut v)
-            if v["type"] == "pci"
-                && ours["type"] == "pci"
-                && v["pci"]["pci-address"] == ours["pci"]["pci-address"] =>
-        {
-            if let (Some(pci), Some(add)) = (v["pci"].as_object_mut(), ours["pci"].as_object()) {
-                for (k, val) in add {
-                    pci.entry(k.clone()).or_insert_with(|| val.clone());
-                }
-            }
-            v
-        }
-        _ => ours,
-    };
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let json = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(&json)?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -814,75 +745,6 @@ mod tests {
             .code
             .code(),
             11
-        );
-    }
-
-    #[test]
-    fn device_info_file_is_written_whole() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("cni/net-c1_net1");
-        write_device_info(
-            &f,
-            "0000:01:10.0".parse().unwrap(),
-            "0000:01:00.0".parse().unwrap(),
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"type": "pci", "version": "1.1.0",
-                "pci": {"pci-address": "0000:01:10.0", "pf-pci-address": "0000:01:00.0"}})
-        );
-        assert_eq!(std::fs::read_dir(f.parent().unwrap()).unwrap().count(), 1);
-        // The device plugin's file for this VF is kept (extra members too) and completed.
-        let dp = serde_json::json!({"type": "pci", "version": "1.1.0",
-            "pci": {"pci-address": "0000:01:10.0", "rdma-device": "mlx5_3"}});
-        std::fs::write(&f, dp.to_string()).unwrap();
-        write_device_info(
-            &f,
-            "0000:01:10.0".parse().unwrap(),
-            "0000:01:00.0".parse().unwrap(),
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        assert_eq!(v["pci"]["rdma-device"], "mlx5_3");
-        assert_eq!(v["pci"]["pf-pci-address"], "0000:01:00.0");
-        // Another device's (or a malformed) file is replaced.
-        std::fs::write(&f, dp.to_string().replace("10.0", "10.2")).unwrap();
-        write_device_info(
-            &f,
-            "0000:01:10.0".parse().unwrap(),
-            "0000:01:00.0".parse().unwrap(),
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        assert_eq!(v["pci"]["pci-address"], "0000:01:10.0");
-        assert!(v["pci"].get("rdma-device").is_none());
-        remove_device_info(&f);
-        remove_device_info(&f);
-        assert!(!f.exists());
-    }
-
-    #[test]
-    fn device_info_file_completes_the_device_plugins_with_vfio_device() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("x.json");
-        let dp = serde_json::json!({"type": "pci", "version": "1.1.0",
-            "pci": {"pci-address": "0000:01:10.2", "extra": "dp"}});
-        std::fs::write(&f, dp.to_string()).unwrap();
-        let ours = multus_core::devinfo::DeviceInfo::pci("0000:01:10.2", Some("0000:01:00.0"))
-            .with_vfio_device("/dev/vfio/9");
-        write_device_info_file(&f, &ours).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        assert_eq!(
-            v["pci"],
-            serde_json::json!({"pci-address": "0000:01:10.2", "extra": "dp",
-                "pf-pci-address": "0000:01:00.0", "vfio-device": "/dev/vfio/9"})
-        );
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777 & !0o022,
-            0o644
         );
     }
 }

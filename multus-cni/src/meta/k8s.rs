@@ -18,13 +18,13 @@
 use super::cache::Cache;
 use super::conf::MultusConf;
 use multus_core::cni::{CniEnv, CniError, CniResult};
+use multus_core::devinfo;
 use multus_core::netlink::{link, route, Netlink};
 use multus_core::netns::NetNs;
 use multus_core::pipeline::{self, Attachment};
 use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
 use multus_k8s::client::{Client, ClientConfig};
 use multus_k8s::default_route::{self, GatewayChange};
-use multus_k8s::devinfo;
 use multus_k8s::nad::{Checkpoint, DevicePool, Nad};
 use multus_k8s::plan::{self, Plan, Pod, ResolvedNad};
 use multus_k8s::source::Source;
