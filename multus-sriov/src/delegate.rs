@@ -85,11 +85,7 @@ async fn ipam_run(
     conf: &PluginConf,
     cmd: Command,
 ) -> Result<Option<CniResult>, CniError> {
-    if ctx.command == cmd {
-        ctx.run_ipam(conf).await
-    } else {
-        ctx.with_command(cmd).run_ipam(conf).await
-    }
+    ctx.ipam(cmd, conf).await
 }
 
 /// What ADD has done past [`vf::acquire`], for the undo.

@@ -4,10 +4,11 @@
 //! `CNI_ARGS` `MAC=` and then by `runtimeConfig.mac`), `linkInContainer` (the master is in the container's
 //! namespace) and an optional `ipam` (without it the link is layer 2 only, just brought up).
 
+use super::ipam;
 use super::ipam_type;
 use super::sublink::{self, IpSource, SubLinkSpec};
 use crate::cni::keys::{self, Keys};
-use crate::cni::{CniArgs, CniError, CniResult, Dns, PluginConf};
+use crate::cni::{CniArgs, CniError, CniResult, Command, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
 use crate::netlink::MacAddr;
@@ -171,11 +172,11 @@ impl Delegate for Macvlan {
     }
 
     async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        sublink::ipam_only(ctx, conf).await
+        ipam::status_or_gc(ctx, Command::Status, conf).await
     }
 
     async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        sublink::ipam_only(ctx, conf).await
+        ipam::status_or_gc(ctx, Command::Gc, conf).await
     }
 }
 

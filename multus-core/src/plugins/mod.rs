@@ -4,11 +4,14 @@
 //!   implementations.
 //! - [`sublink`]: what both share: creating a link on a master in the host (or container) namespace under a
 //!   temporary name, moving and renaming it, running IPAM, cleaning up on failure, DEL and CHECK.
+//! - [`ipam`]: the IPAM plugin run with an explicit verb, its result put into a delegate's result, CHECK's
+//!   `prevResult` interface: shared with the SR-IOV delegate.
 //! - [`ipam_apply`]: configuring an interface from an IPAM result (addresses, gateway routes, 1.1 route
 //!   fields), as the reference `ConfigureIface` does.
 //!
 //! [`Delegate`]: crate::delegate::Delegate
 
+pub mod ipam;
 pub mod ipam_apply;
 pub mod ipvlan;
 pub mod macvlan;
