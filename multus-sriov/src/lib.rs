@@ -141,19 +141,8 @@ impl fmt::Display for PciAddress {
     }
 }
 
-/// Serialized as its `dddd:bb:dd.f` string.
-impl serde::Serialize for PciAddress {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PciAddress {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+// Serialized as its `dddd:bb:dd.f` string.
+multus_core::serde_as_text!(PciAddress);
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,6 @@
 //! assert_eq!(MacAddr::from_slice(&[2, 0xab, 0xcd, 0, 1, 0xff]), Some(m));
 //! ```
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -93,19 +92,8 @@ impl From<[u8; 6]> for MacAddr {
     }
 }
 
-/// Serialized as `aa:bb:cc:dd:ee:ff`.
-impl Serialize for MacAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+// Serialized as `aa:bb:cc:dd:ee:ff`.
+crate::serde_as_text!(MacAddr);
 
 #[cfg(test)]
 mod tests {
