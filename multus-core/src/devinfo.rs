@@ -1,7 +1,7 @@
 //! Device information of the Network Plumbing WG device-info spec (1.1.0): how a device plugin and a CNI
 //! plugin tell Multus about the device behind an attachment, which Multus copies into the attachment's
 //! `device-info` in network-status. One module for every side: the paths, the typed object a delegate with a
-//! device (an SR-IOV VF, a vfio-bound PCI device) reports ([`DeviceInfo`]), its one write ([`write`], through
+//! device (an SR-IOV VF, a vfio-bound PCI device) reports ([`DeviceInfo`]), its one write ([`write()`], through
 //! [`crate::fs::write_atomic`]), reading any writer's file ([`parse`], [`load`]), Multus' copy and removal.
 //!
 //! - A device plugin writes `<base>/dp/<resourceName>-<deviceID>-device.json` (every `/` of the resource name

@@ -26,8 +26,8 @@
 //! still on vfio-pci and its group device exists. STATUS: vfio-pci and an IOMMU are there. GC: restores the
 //! devices of attachments that are not in the valid list.
 //!
-//! One file per part: [`add`] (the bind under the store's lock), [`del`] (DEL and GC: giving a device back),
-//! [`check`] (CHECK and STATUS).
+//! One file per part: `add` (the bind under the store's lock), `del` (DEL and GC: giving a device back),
+//! `check` (CHECK and STATUS).
 
 mod add;
 mod check;

@@ -7,7 +7,7 @@
 //! and writes `vfio-device` into the device-info, its DEL has no netdev to bring back, and its CHECK checks the
 //! VF's driver instead of a netdev.
 //!
-//! - ADD: [`vf::acquire`] (VF allocated, its state cached, the config's settings applied on the PF), then the
+//! - ADD: [`crate::vf::acquire`] (VF allocated, its state recorded, the config's settings applied on the PF), then the
 //!   VF netdev moved into the pod under a temporary name, renamed to `CNI_IFNAME`, given the config's MAC,
 //!   configured by IPAM (or just brought up), and reported with its `pciID` (CNI 1.1). The device-info file
 //!   (`runtimeConfig.CNIDeviceInfoFile`) gets a `pci` device-info. Any failure undoes every step in reverse.
@@ -22,8 +22,8 @@
 //! - GC: attachments of this network not in `cni.dev/valid-attachments` are given back (as DEL), stale
 //!   allocation records without a record of their attachment are freed, and the IPAM plugin gets the GC.
 //!
-//! One file per verb: [`add`] (a per-call `Add`), [`del`] (with the teardown GC shares), [`check`] (and
-//! STATUS), [`gc`].
+//! One file per verb: `add` (a per-call `Add`), `del` (with the teardown GC shares), `check` (and
+//! STATUS), `gc`.
 
 mod add;
 mod check;
