@@ -44,7 +44,7 @@
 
 mod plan;
 
-pub use plan::{plan_changes, VfChange, VfState};
+pub use plan::{plan_changes, VfChange, VfSettings, VfState};
 
 use crate::PciAddress;
 use multus_core::cni::keys::Keys;

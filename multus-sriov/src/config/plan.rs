@@ -1,4 +1,5 @@
-//! The pure planning of VF settings: [`VfState`] (a VF's settings as read from the PF), [`VfChange`] (one
+//! The pure planning of VF settings: [`VfSettings`] (a VF's settings as the PF reports them), [`VfState`]
+//! (those and its netdev's name and MTU), [`VfChange`] (one
 //! setting ADD changes, with the value DEL puts back) and [`plan_changes`] (exactly the settings ADD must
 //! change, so that DEL restores exactly those).
 
@@ -6,14 +7,14 @@ use super::{LinkState, SriovConf, VlanConf};
 use multus_core::netlink::MacAddr;
 use serde::{Deserialize, Serialize};
 
-/// A VF's settings as read before ADD touches it: what DEL puts back.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct VfState {
-    /// The VF netdev's name on the host.
-    pub host_ifname: String,
-    /// The VF's admin MAC on the PF (all-zero when never set).
+/// A VF's settings as the PF reports them (`IFLA_VF_*`): the part of [`VfState`] that lives on the PF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VfSettings {
+    /// The VF's admin MAC (all-zero when never set).
     pub mac: MacAddr,
-    /// VLAN ID (0 = none), QoS and protocol.
+    /// VLAN ID, QoS and protocol (the protocol from `IFLA_VF_VLAN_LIST`; 802.1Q when the kernel sends only the
+    /// legacy `IFLA_VF_VLAN`).
     pub vlan: VlanConf,
     /// Spoof checking.
     pub spoofchk: bool,
@@ -25,8 +26,29 @@ pub struct VfState {
     pub min_tx_rate: u32,
     /// Maximum TX rate, Mbps (0 = none).
     pub max_tx_rate: u32,
+}
+
+impl VfSettings {
+    /// The full [`VfState`], with the VF netdev's host name and MTU (which are not PF settings).
+    pub fn into_state(self, host_ifname: impl Into<String>, mtu: u32) -> VfState {
+        VfState {
+            host_ifname: host_ifname.into(),
+            mtu,
+            settings: self,
+        }
+    }
+}
+
+/// A VF as read before ADD touches it: its settings on the PF, and its netdev's host name and MTU (which are
+/// not PF settings, and never planned here).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VfState {
+    /// The VF netdev's name on the host.
+    pub host_ifname: String,
     /// The netdev's MTU.
     pub mtu: u32,
+    /// Its settings on the PF: what DEL puts back.
+    pub settings: VfSettings,
 }
 
 /// One VF setting ADD changes, with the value before (for DEL) and the value to set. Serialized as
@@ -96,7 +118,8 @@ impl VfChange {
 /// only where the value differs. DEL restores exactly these (each [`VfChange::reverse`], in reverse order).
 /// Order is the order ADD applies them in: MAC, VLAN, spoof check, trust, link state, rates. The host name and
 /// MTU are never VF settings here (the netdev move and rename are the ADD flow's own steps).
-pub fn plan_changes(original: &VfState, conf: &SriovConf) -> Vec<VfChange> {
+pub fn plan_changes(state: &VfState, conf: &SriovConf) -> Vec<VfChange> {
+    let original = &state.settings;
     let mut out = Vec::new();
     if let Some(to) = conf.mac.filter(|m| *m != original.mac) {
         out.push(VfChange::Mac {
@@ -150,8 +173,7 @@ mod tests {
     }
 
     fn orig() -> VfState {
-        VfState {
-            host_ifname: "ens1f0v1".into(),
+        VfSettings {
             mac: "02:00:00:00:00:aa".parse().unwrap(),
             vlan: VlanConf::default(),
             spoofchk: true,
@@ -159,8 +181,8 @@ mod tests {
             link_state: LinkState::Auto,
             min_tx_rate: 0,
             max_tx_rate: 0,
-            mtu: 1500,
         }
+        .into_state("ens1f0v1", 1500)
     }
 
     #[test]
@@ -185,7 +207,7 @@ mod tests {
             plan,
             vec![
                 VfChange::Mac {
-                    from: o.mac,
+                    from: o.settings.mac,
                     to: "02:00:00:00:00:bb".parse().unwrap()
                 },
                 VfChange::Vlan {
@@ -217,12 +239,12 @@ mod tests {
         // Applying the plan then its reverse gives back the original state.
         let mut s = o.clone();
         let apply = |s: &mut VfState, ch: VfChange| match ch {
-            VfChange::Mac { to, .. } => s.mac = to,
-            VfChange::Vlan { to, .. } => s.vlan = to,
-            VfChange::SpoofChk { to, .. } => s.spoofchk = to,
-            VfChange::Trust { to, .. } => s.trust = to,
-            VfChange::LinkState { to, .. } => s.link_state = to,
-            VfChange::TxRate { to, .. } => (s.min_tx_rate, s.max_tx_rate) = to,
+            VfChange::Mac { to, .. } => s.settings.mac = to,
+            VfChange::Vlan { to, .. } => s.settings.vlan = to,
+            VfChange::SpoofChk { to, .. } => s.settings.spoofchk = to,
+            VfChange::Trust { to, .. } => s.settings.trust = to,
+            VfChange::LinkState { to, .. } => s.settings.link_state = to,
+            VfChange::TxRate { to, .. } => (s.settings.min_tx_rate, s.settings.max_tx_rate) = to,
         };
         for ch in &plan {
             apply(&mut s, *ch);
@@ -237,19 +259,19 @@ mod tests {
     #[test]
     fn plan_only_differing_parts() {
         let mut o = orig();
-        o.vlan = VlanConf {
+        o.settings.vlan = VlanConf {
             id: 10,
             qos: 0,
             proto: VlanProto::Dot1Q,
         };
-        o.max_tx_rate = 500;
+        o.settings.max_tx_rate = 500;
         // Same VLAN, different proto only: one VLAN change; rates: min set alone writes max 0 (sriov-cni).
         let c = vf(json!({"vlan": 10, "vlanProto": "802.1ad", "min_tx_rate": 0, "trust": "off"}));
         assert_eq!(
             plan_changes(&o, &c),
             vec![
                 VfChange::Vlan {
-                    from: o.vlan,
+                    from: o.settings.vlan,
                     to: VlanConf {
                         id: 10,
                         qos: 0,
@@ -267,7 +289,7 @@ mod tests {
         assert_eq!(
             plan_changes(&o, &c),
             vec![VfChange::Vlan {
-                from: o.vlan,
+                from: o.settings.vlan,
                 to: VlanConf::default()
             }]
         );
