@@ -4,7 +4,6 @@
 //! do not pull in TLS and an API client:
 //!
 //! - [`annotation`]: the pod's `k8s.v1.cni.cncf.io/networks` annotation in both forms;
-//! - [`devinfo`]: device information files (device-info spec 1.1) for network-status' `device-info`;
 //! - [`nad`]: NetworkAttachmentDefinitions to network configs, device IDs from the kubelet checkpoint;
 //! - [`plan`]: pure planning of a pod's ordered attachments (interface names, runtime config, isolation);
 //! - [`default_route`]: the `default-route` request planned against the attachments' results;
@@ -49,7 +48,6 @@
 pub mod annotation;
 pub mod client;
 pub mod default_route;
-pub mod devinfo;
 pub mod nad;
 pub mod plan;
 pub mod source;

@@ -51,7 +51,7 @@ pub struct MultusConf {
     /// `deviceCheckpoint` (ours): the kubelet's device-plugin checkpoint file.
     pub device_checkpoint: PathBuf,
     /// `deviceInfoDir` (ours, default `/var/run/k8s.cni.cncf.io/devinfo`): the base directory of device
-    /// information files (`dp/` from device plugins, `cni/` for delegates), see [`multus_k8s::devinfo`].
+    /// information files (`dp/` from device plugins, `cni/` for delegates), see [`multus_core::devinfo`].
     pub device_info_dir: PathBuf,
     /// `delegates`: the kubeconfig-less mode's networks; the first is the default network.
     pub delegates: Vec<NetworkConfig>,
@@ -281,7 +281,7 @@ impl MultusConf {
                 .unwrap_or_else(|| multus_k8s::nad::DEFAULT_CHECKPOINT.into()),
             device_info_dir: str_key(&m, "deviceInfoDir")?
                 .map(PathBuf::from)
-                .unwrap_or_else(|| multus_k8s::devinfo::DEFAULT_DIR.into()),
+                .unwrap_or_else(|| multus_core::devinfo::DEFAULT_DIR.into()),
             delegates,
             cni_dir: str_key(&m, "cniDir")?
                 .map(PathBuf::from)

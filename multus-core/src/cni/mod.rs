@@ -5,12 +5,14 @@
 //! - [`env`]: the `CNI_*` environment.
 //! - [`result`]: results and their conversion between spec versions.
 //! - [`error`]: error codes and the JSON error object.
+//! - [`keys`]: typed config-key getters whose errors (code 7) name the key and the value.
 //! - [`names`]: the one check of container IDs, interface names and network names.
 //! - [`version`]: versions and the `VERSION` reply.
 
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod keys;
 pub mod names;
 pub mod result;
 pub mod version;
