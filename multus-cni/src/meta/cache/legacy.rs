@@ -107,7 +107,6 @@ pub fn list(dir: &Path) -> Vec<Listed> {
 mod tests {
     use super::super::tests::{at, net};
     use super::super::Cache;
-    use super::*;
 
     #[test]
     fn legacy_files_are_read_only_for_the_ids_inside() {
