@@ -120,6 +120,19 @@ impl Delegate for HostLocal {
         "built-in host-local".to_string()
     }
 
+    fn known_keys(&self) -> Option<multus_core::delegate::KnownKeys> {
+        Some(multus_core::delegate::KnownKeys::Ipam(&[
+            "subnet",
+            "rangeStart",
+            "rangeEnd",
+            "gateway",
+            "ranges",
+            "routes",
+            "dataDir",
+            "resolvConf",
+        ]))
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let version = conf.cni_version().unwrap_or("1.1.0").to_string();
         let r = self
