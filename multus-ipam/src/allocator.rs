@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::ip::{canonical, from_u128, parse_ip, to_u128, IpNet};
 use crate::range_set::RangeSet;
 use crate::result::IpConfig;
-use crate::store::{validate_container_id, validate_ifname, Store};
+use crate::store::{check_attachment, Store};
 use crate::{IpamError, Result};
 
 /// The reference plugin's `RangeIter`: candidate addresses of a range set, in order.
@@ -237,8 +237,7 @@ pub fn allocate<S: Store>(
     ifname: &str,
     requested: &[IpAddr],
 ) -> Result<Vec<IpConfig>> {
-    validate_container_id(container_id)?;
-    validate_ifname(ifname)?;
+    check_attachment(container_id, ifname)?;
     let wanted = assign_requested(sets, requested)?;
     let mut undo = Undo::default();
     let mut out = Vec::with_capacity(sets.len());
@@ -257,8 +256,7 @@ pub fn allocate<S: Store>(
 /// Releases every address held by an attachment (files of the current format; if there are
 /// none, files of the legacy format naming only the container ID). Idempotent.
 pub fn release<S: Store>(store: &mut S, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
-    validate_container_id(container_id)?;
-    validate_ifname(ifname)?;
+    check_attachment(container_id, ifname)?;
     let held = store.held_by(container_id, ifname)?;
     let ips = if held.exact.is_empty() {
         held.legacy
@@ -374,7 +372,7 @@ mod tests {
             e.to_string(),
             "failed to allocate all requested IPs: 10.0.0.6 10.9.0.1"
         );
-        assert_eq!(e.cni_code(), 103);
+        assert_eq!(multus_core::cni::ErrorCode::from(&e).code(), 108);
     }
 
     #[test]

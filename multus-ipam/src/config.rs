@@ -363,7 +363,7 @@ mod tests {
         assert_eq!(parse_cni_args("IP=").unwrap(), None);
         let e = parse_cni_args("IP=10.0.0.1;FOO=1").unwrap_err();
         assert_eq!(e.to_string(), r#"ARGS: unknown args ["FOO=1"]"#);
-        assert_eq!(e.cni_code(), 4);
+        assert_eq!(multus_core::cni::ErrorCode::from(&e).code(), 4);
         assert!(parse_cni_args("IP=10.0.0.1;FOO=1;IgnoreUnknown=true").is_ok());
         assert!(parse_cni_args("IP").is_err());
         assert!(parse_cni_args("IP=a=b").is_err());
@@ -411,7 +411,11 @@ mod tests {
         ];
         for (json, code, msg) in cases {
             let e = p(json).unwrap_err();
-            assert_eq!(e.cni_code(), *code, "{json}: {e}");
+            assert_eq!(
+                multus_core::cni::ErrorCode::from(&e).code(),
+                *code,
+                "{json}: {e}"
+            );
             if !msg.is_empty() {
                 assert_eq!(e.to_string(), *msg, "{json}");
             }

@@ -113,8 +113,7 @@ impl Network {
 
     /// The addresses (container ID, ifname) holds (CNI CHECK); an error if none.
     pub fn check(&mut self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
-        crate::store::validate_container_id(container_id)?;
-        crate::store::validate_ifname(ifname)?;
+        crate::store::check_attachment(container_id, ifname)?;
         let held = self.store.lock()?.held_by(container_id, ifname)?;
         let mut ips = held.exact;
         ips.extend(held.legacy);

@@ -28,6 +28,8 @@ use crate::index::{
     holder_hash, key_hash, mark, read_entry, Corrupt, Entry, Index, IndexFile, IndexMode,
     IndexPaths, IndexStats, SaveHow, Stamp,
 };
+use multus_core::cni::names;
+
 use crate::{IpamError, Result};
 
 /// Prefix of the files holding the last reserved address of each range set.
@@ -126,42 +128,12 @@ pub trait Store {
     fn set_last_reserved(&mut self, set: usize, content: Option<&[u8]>) -> Result<()>;
 }
 
-/// Refuses a network name that is empty or would escape the data directory.
-pub fn validate_network_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(IpamError::InvalidNetworkName(name.to_string()));
-    }
-    Ok(())
-}
-
-/// Checks a container ID against the CNI spec: an alphanumeric first character, then
-/// alphanumerics, `_`, `.` or `-`. (This also keeps it out of paths and the file format.)
-pub fn validate_container_id(id: &str) -> Result<()> {
-    let mut bytes = id.bytes();
-    let ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(IpamError::InvalidContainerId(id.to_string()))
-    }
-}
-
-/// Checks an interface name against the CNI spec: 1 to 15 bytes, not `.` or `..`, no `/`, `:`,
-/// NUL or whitespace.
-pub fn validate_ifname(ifname: &str) -> Result<()> {
-    let ok = !ifname.is_empty()
-        && ifname.len() <= 15
-        && ifname != "."
-        && ifname != ".."
-        && !ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(IpamError::InvalidIfName(ifname.to_string()))
-    }
+/// Checks an attachment's container ID and interface name (from the environment, code 4) with the one check
+/// of [`multus_core::cni::names`]; the IDs also end up in reservation files, where they must not break the
+/// format.
+pub fn check_attachment(container_id: &str, ifname: &str) -> Result<()> {
+    names::container_id(container_id).map_err(IpamError::InvalidEnvName)?;
+    names::ifname(ifname).map_err(IpamError::InvalidEnvName)
 }
 
 /// How hard the disk store pushes writes to stable storage.
@@ -209,7 +181,7 @@ pub struct DiskStore {
 impl DiskStore {
     /// Opens (creating if needed, mode 0755) `<data_dir>/<network>` and its lock file.
     pub fn open(data_dir: &Path, network: &str) -> Result<DiskStore> {
-        validate_network_name(network)?;
+        names::network_name(network).map_err(IpamError::InvalidNetworkName)?;
         let dir = data_dir.join(network);
         fs::DirBuilder::new()
             .recursive(true)
@@ -744,23 +716,25 @@ mod tests {
     }
 
     #[test]
-    fn names() {
+    fn names_are_checked_with_their_codes() {
+        let code = |e: IpamError| multus_core::cni::ErrorCode::from(&e).code();
+        let tmp = tempfile::tempdir().unwrap();
         for bad in ["", ".", "..", "../x", "a/b", "a\0b"] {
             assert_eq!(
-                validate_network_name(bad).unwrap_err().cni_code(),
+                code(DiskStore::open(tmp.path(), bad).unwrap_err()),
                 7,
                 "{bad:?}"
             );
         }
-        assert!(validate_network_name("my net.1").is_ok());
+        assert!(DiskStore::open(tmp.path(), "my net.1").is_ok());
         for bad in ["", "-a", "a/b", "../a", "a\0", "a b", "a\r\nb"] {
             assert_eq!(
-                validate_container_id(bad).unwrap_err().cni_code(),
+                code(check_attachment(bad, "eth0").unwrap_err()),
                 4,
                 "{bad:?}"
             );
         }
-        assert!(validate_container_id("a_b.c-D9").is_ok());
+        assert!(check_attachment("a_b.c-D9", "eth0").is_ok());
         for bad in [
             "",
             ".",
@@ -771,9 +745,8 @@ mod tests {
             "0123456789abcdef",
             "a\r\n",
         ] {
-            assert_eq!(validate_ifname(bad).unwrap_err().cni_code(), 4, "{bad:?}");
+            assert_eq!(code(check_attachment("c", bad).unwrap_err()), 4, "{bad:?}");
         }
-        assert!(validate_ifname("eth0").is_ok());
-        assert!(validate_ifname("0123456789abcde").is_ok());
+        assert!(check_attachment("c", "0123456789abcde").is_ok());
     }
 }

@@ -11,6 +11,11 @@ use serde_json::Value;
 
 pub const REFERENCE: &str = "/usr/lib/cni/host-local";
 
+/// The CNI error code an error gets (through the one mapping, `ErrorCode::from`).
+pub fn code_of(e: &multus_ipam::IpamError) -> u32 {
+    multus_core::cni::ErrorCode::from(e).code()
+}
+
 /// Panics with instructions when the reference plugin is missing (never skips silently).
 pub fn require_reference() {
     assert!(
