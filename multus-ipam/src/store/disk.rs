@@ -1,151 +1,24 @@
-//! The reservation store: the [`Store`] trait and the on-disk store of the reference plugin.
-//!
-//! Layout under `<dataDir>/<network name>/`, byte for byte as the reference writes it:
-//! - `<ip>` (Go's `net.IP.String()`, e.g. `10.1.2.3`, `2001:db8::2`) holding
-//!   `<containerID>\r\n<ifname>`, no trailing newline, mode 0644, created whole (`O_TMPFILE` + `linkat`, which
-//!   refuses an existing name like `O_CREAT|O_EXCL`)
-//!   so an existing reservation is never overwritten;
-//! - `last_reserved_ip.<range set index>` holding the address text, no newline; only a hint
-//!   of where the next walk starts (a torn one is ignored, as the reference ignores it);
-//! - `lock`, empty, mode 0750, locked with `flock(LOCK_EX)` around every operation (the reference
-//!   uses the same lock, so both plugins can run on one directory at once). A killed process's
-//!   `flock` goes away with it.
-//!
-//! Nothing else is written there: the index that spares a fresh process reading every file lives
-//! in `<dataDir>/.multus-index/` ([`crate::index`]). The directory's mtime is moved 1 ns back
-//! after each change (see there); the reference never looks at it.
-//!
-//! Durability: like the reference (which calls no `fsync`), files are not synced by default;
-//! [`Durability::Fsync`] syncs each written file and the directory.
+//! [`DiskStore`]: one network's directory with its lock and its index; [`LockedDisk`]: the store
+//! while its lock is held, which keeps the index in step with every change it makes and every file
+//! it reads.
 
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use multus_core::cni::names;
+
+use super::files::{create_whole, write_in_place};
+use super::{
+    attachment_key, Durability, Held, Holder, Reservation, Store, LAST_IP_PREFIX, LOCK_FILE,
+};
 use crate::index::{
     holder_hash, key_hash, mark, read_entry, Corrupt, Entry, Index, IndexFile, IndexMode,
     IndexPaths, IndexStats, SaveHow, Stamp,
 };
-use multus_core::cni::names;
-
 use crate::{IpamError, Result};
-
-/// Prefix of the files holding the last reserved address of each range set.
-pub const LAST_IP_PREFIX: &str = "last_reserved_ip.";
-/// Name of the lock file.
-pub const LOCK_FILE: &str = "lock";
-
-/// Who holds a reservation, as read from its file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Holder {
-    /// `<containerID>\r\n<ifname>`: the current format.
-    Attachment {
-        /// Container ID.
-        container_id: String,
-        /// Interface name.
-        ifname: String,
-    },
-    /// Only a container ID: the format of plugins before 0.7 (matched on container ID alone).
-    Legacy(String),
-    /// Empty, not UTF-8 or not a regular file: reserved, owned by no attachment, reclaimed by GC.
-    Unknown,
-}
-
-impl Holder {
-    /// Parses a reservation file's content. Surrounding whitespace is ignored, as the reference
-    /// trims it before comparing.
-    pub fn parse(content: &[u8]) -> Holder {
-        let Ok(s) = std::str::from_utf8(content) else {
-            return Holder::Unknown;
-        };
-        let s = s.trim();
-        if s.is_empty() {
-            return Holder::Unknown;
-        }
-        match s.split_once("\r\n") {
-            Some((id, ifname)) => Holder::Attachment {
-                container_id: id.to_string(),
-                ifname: ifname.to_string(),
-            },
-            None => Holder::Legacy(s.to_string()),
-        }
-    }
-
-    /// The key the reference compares a trimmed file content against, if any.
-    pub(crate) fn key(&self) -> Option<String> {
-        match self {
-            Holder::Attachment {
-                container_id,
-                ifname,
-            } => Some(attachment_key(container_id, ifname)),
-            Holder::Legacy(id) => Some(id.clone()),
-            Holder::Unknown => None,
-        }
-    }
-}
-
-/// The reservation file content (and match key) for an attachment.
-pub fn attachment_key(container_id: &str, ifname: &str) -> String {
-    format!("{}\r\n{}", container_id.trim(), ifname)
-}
-
-/// One reserved address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reservation {
-    /// The address.
-    pub ip: IpAddr,
-    /// Its holder.
-    pub holder: Holder,
-}
-
-/// Addresses held by one attachment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Held {
-    /// Files holding `<containerID>\r\n<ifname>`.
-    pub exact: Vec<IpAddr>,
-    /// Files holding only `<containerID>` (legacy format).
-    pub legacy: Vec<IpAddr>,
-}
-
-/// A reservation store for one network, while its lock is held. Every method is called with
-/// the lock held; implementations need no locking of their own.
-pub trait Store {
-    /// Reserves `ip` for the attachment; `false` if it is already reserved (never overwrites).
-    fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool>;
-    /// Releases `ip`; `false` if it was not reserved.
-    fn release(&mut self, ip: IpAddr) -> Result<bool>;
-    /// The addresses held by an attachment.
-    fn held_by(&mut self, container_id: &str, ifname: &str) -> Result<Held>;
-    /// Every reservation, ordered by address.
-    fn reservations(&mut self) -> Result<Vec<Reservation>>;
-    /// Whether `ip` is reserved.
-    fn is_reserved(&mut self, ip: IpAddr) -> Result<bool>;
-    /// The raw content of the last-reserved record of range set `set`, if any.
-    fn last_reserved(&mut self, set: usize) -> Result<Option<Vec<u8>>>;
-    /// Replaces (`Some`) or removes (`None`) the last-reserved record of range set `set`.
-    fn set_last_reserved(&mut self, set: usize, content: Option<&[u8]>) -> Result<()>;
-}
-
-/// Checks an attachment's container ID and interface name (from the environment, code 4) with the one check
-/// of [`multus_core::cni::names`]; the IDs also end up in reservation files, where they must not break the
-/// format.
-pub fn check_attachment(container_id: &str, ifname: &str) -> Result<()> {
-    names::container_id(container_id).map_err(IpamError::InvalidEnvName)?;
-    names::ifname(ifname).map_err(IpamError::InvalidEnvName)
-}
-
-/// How hard the disk store pushes writes to stable storage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Durability {
-    /// Like the reference plugin: no `fsync`. A power loss can lose recent writes (a crash of the
-    /// process cannot).
-    #[default]
-    Reference,
-    /// `fsync` every written file and the directory after every change.
-    Fsync,
-}
 
 /// One network's reservations, as the store knows them between operations.
 #[derive(Debug)]
@@ -319,8 +192,8 @@ impl LockedDisk<'_> {
                     }
                 }
                 other => {
-                    let base = other.map(|(index, _, _)| index);
-                    let (index, counts) = Index::scan(&s.dir, &s.network, base, now)
+                    let mut base = other.map(|(index, _, _)| index);
+                    let (index, counts) = Index::scan(&s.dir, &s.network, base.as_mut(), now)
                         .map_err(|e| IpamError::io("read directory", &s.dir, e))?;
                     s.stats.scans += 1;
                     s.stats.incremental_scans += u64::from(counts.incremental);
@@ -466,106 +339,6 @@ impl LockedDisk<'_> {
     }
 }
 
-/// Creates `path` holding `content` and returns the new file's metadata, or `Ok(None)` when it already exists
-/// (never overwriting it).
-/// The file appears whole: it is written as an unnamed `O_TMPFILE` in the directory and then linked under its
-/// name (`linkat`, which fails on an existing name just as `O_EXCL` does), so a process killed at any point
-/// leaves either no file or a complete one, never an empty reservation that DEL could not match. File systems
-/// without `O_TMPFILE` get `O_CREAT|O_EXCL` and a write, as the reference plugin does.
-fn create_whole(
-    path: &Path,
-    content: &[u8],
-    fsync: bool,
-) -> std::result::Result<Option<Metadata>, (&'static str, std::io::Error)> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o644)
-        .open(dir)
-    {
-        Ok(mut f) => {
-            f.write_all(content).map_err(|e| ("write", e))?;
-            if fsync {
-                f.sync_all().map_err(|e| ("fsync", e))?;
-            }
-            if !link_tmpfile(&f, path).map_err(|e| ("link", e))? {
-                return Ok(None);
-            }
-            // After the link, which changed its ctime: the stamp the name will show.
-            f.metadata().map(Some).map_err(|e| ("stat", e))
-        }
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-            ) =>
-        {
-            create_exclusive(path, content, fsync)
-        }
-        Err(e) => Err(("create", e)),
-    }
-}
-
-/// Gives an `O_TMPFILE` file its name; `Ok(false)` when the name is taken.
-fn link_tmpfile(f: &File, path: &Path) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
-        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
-    let to = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.kind() == ErrorKind::AlreadyExists {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-/// `O_CREAT|O_EXCL` and a write; on a failed write the file is removed again.
-fn create_exclusive(
-    path: &Path,
-    content: &[u8],
-    fsync: bool,
-) -> std::result::Result<Option<Metadata>, (&'static str, std::io::Error)> {
-    let mut f = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
-        Err(e) => return Err(("create", e)),
-    };
-    let written = f
-        .write_all(content)
-        .and_then(|()| if fsync { f.sync_all() } else { Ok(()) })
-        .and_then(|()| f.metadata());
-    match written {
-        Ok(md) => Ok(Some(md)),
-        Err(e) => {
-            drop(f);
-            let _ = fs::remove_file(path);
-            Err(("write", e))
-        }
-    }
-}
-
 impl Store for LockedDisk<'_> {
     fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool> {
         if self.ix(|ix| ix.contains(ip))? {
@@ -660,93 +433,10 @@ impl Store for LockedDisk<'_> {
                 Err(e) => return Err(IpamError::io("remove", &path, e)),
             },
             Some(c) => {
-                // Rewritten in place (write at offset 0, then cut to length), not via a
-                // temporary file and rename: on ext4 a rename over an existing file forces the
-                // new file's data out (auto_da_alloc), which costs more than the whole
-                // allocation. The record is only where the next walk starts: a crash between the
-                // two steps can leave a wrong or unparsable address, which makes the next walk
-                // start elsewhere (unparsable: at the first range's start, as the reference does
-                // with its own truncate-and-write), never hand out a reserved address.
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o644)
-                    .open(&path)
-                    .map_err(|e| IpamError::io("open", &path, e))?;
-                f.write_all_at(c, 0)
-                    .and_then(|()| f.set_len(c.len() as u64))
-                    .and_then(|()| {
-                        if self.store.durability == Durability::Fsync {
-                            f.sync_all()
-                        } else {
-                            Ok(())
-                        }
-                    })
-                    .map_err(|e| IpamError::io("write", &path, e))?;
+                let fsync = self.store.durability == Durability::Fsync;
+                write_in_place(&path, c, fsync).map_err(|e| IpamError::io("write", &path, e))?;
             }
         }
         self.sync_dir()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn holder_parsing() {
-        assert_eq!(
-            Holder::parse(b"c1\r\neth0"),
-            Holder::Attachment {
-                container_id: "c1".into(),
-                ifname: "eth0".into()
-            }
-        );
-        assert_eq!(
-            Holder::parse(b" c1\r\neth0\n"),
-            Holder::Attachment {
-                container_id: "c1".into(),
-                ifname: "eth0".into()
-            }
-        );
-        assert_eq!(Holder::parse(b"c1"), Holder::Legacy("c1".into()));
-        assert_eq!(Holder::parse(b""), Holder::Unknown);
-        assert_eq!(Holder::parse(b"\xff\xfe"), Holder::Unknown);
-    }
-
-    #[test]
-    fn names_are_checked_with_their_codes() {
-        let code = |e: IpamError| multus_core::cni::ErrorCode::from(&e).code();
-        let tmp = tempfile::tempdir().unwrap();
-        for bad in ["", ".", "..", "../x", "a/b", "a\0b"] {
-            assert_eq!(
-                code(DiskStore::open(tmp.path(), bad).unwrap_err()),
-                7,
-                "{bad:?}"
-            );
-        }
-        assert!(DiskStore::open(tmp.path(), "my net.1").is_ok());
-        for bad in ["", "-a", "a/b", "../a", "a\0", "a b", "a\r\nb"] {
-            assert_eq!(
-                code(check_attachment(bad, "eth0").unwrap_err()),
-                4,
-                "{bad:?}"
-            );
-        }
-        assert!(check_attachment("a_b.c-D9", "eth0").is_ok());
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a:b",
-            "a b",
-            "0123456789abcdef",
-            "a\r\n",
-        ] {
-            assert_eq!(code(check_attachment("c", bad).unwrap_err()), 4, "{bad:?}");
-        }
-        assert!(check_attachment("c", "0123456789abcde").is_ok());
     }
 }

@@ -1,0 +1,189 @@
+//! Stamps: what tells the index that something changed. [`Stamp`] is the network directory's
+//! (any entry created or removed changes it; see [`mark`] for why that holds even within one clock
+//! tick), [`Entry`] a reservation file's (a rewrite of its content changes it).
+
+use std::fs::{self, Metadata};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::codec::{Le, Reader};
+
+/// Bytes of an encoded [`Stamp`].
+pub(crate) const STAMP_LEN: usize = 56;
+/// Bytes of an encoded [`Entry`].
+pub(crate) const ENTRY_LEN: usize = 32;
+
+/// Identity and change stamp of a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    pub size: u64,
+}
+
+impl Stamp {
+    /// The stamp of `dir` now.
+    pub fn of(dir: &Path) -> io::Result<Stamp> {
+        let m = fs::metadata(dir)?;
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            size: m.size(),
+        })
+    }
+
+    /// Whether the mtime was moved back by [`mark`] after the last entry change (every entry
+    /// change sets mtime and ctime to one same value).
+    pub fn is_marked(&self) -> bool {
+        self.mtime < self.ctime
+    }
+
+    /// Appends the [`STAMP_LEN`] bytes of its encoding.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (m, c) = (self.mtime, self.ctime);
+        for v in [
+            self.dev, self.ino, m.0 as u64, m.1 as u64, c.0 as u64, c.1 as u64,
+        ] {
+            v.put(out);
+        }
+        self.size.put(out);
+    }
+
+    /// Reads one from `r`.
+    pub fn decode(r: &mut Reader<'_>) -> Option<Stamp> {
+        let mut v = || r.get::<u64>();
+        Some(Stamp {
+            dev: v()?,
+            ino: v()?,
+            mtime: (v()? as i64, v()? as i64),
+            ctime: (v()? as i64, v()? as i64),
+            size: v()?,
+        })
+    }
+}
+
+/// Moves the directory's mtime 1 ns before its current value, so that the next entry change
+/// (which sets mtime to the current time, at or after the current value) always changes the
+/// stamp, even within one clock tick. The file system rounds to its granularity, which keeps the
+/// marked value before any later one.
+pub(crate) fn mark(dir: &Path, cur: &Stamp) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let (s, ns) = cur.mtime;
+    let (s, ns) = if ns > 0 {
+        (s, ns - 1)
+    } else {
+        (s - 1, 999_999_999)
+    };
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: s as libc::time_t,
+            tv_nsec: ns as libc::c_long,
+        },
+    ];
+    // SAFETY: `path` is a valid NUL-terminated string and `times` two valid timespecs, both alive
+    // for the duration of the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What the index knows of one reservation file: its stamp and its holder's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub ino: u64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub size: u32,
+    /// [`super::key_hash`] of the holder key, 0 for a holder without one
+    /// ([`crate::Holder::Unknown`]).
+    pub key: u32,
+}
+
+fn ns(sec: i64, nsec: i64) -> i64 {
+    sec.wrapping_mul(1_000_000_000).wrapping_add(nsec)
+}
+
+impl Entry {
+    /// The entry of the file `md` describes, whose holder hashes to `key`.
+    pub fn new(md: &Metadata, key: u32) -> Entry {
+        Entry {
+            ino: md.ino(),
+            ctime: ns(md.ctime(), md.ctime_nsec()),
+            mtime: ns(md.mtime(), md.mtime_nsec()),
+            size: u32::try_from(md.size()).unwrap_or(u32::MAX),
+            key,
+        }
+    }
+
+    /// Whether `md` (an `lstat` of the name) is still the file this entry was made from.
+    pub fn same_file(&self, md: &Metadata) -> bool {
+        Entry::new(md, self.key) == *self
+    }
+
+    /// Appends the [`ENTRY_LEN`] bytes of its encoding.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.ino.put(out);
+        (self.ctime as u64).put(out);
+        (self.mtime as u64).put(out);
+        self.size.put(out);
+        self.key.put(out);
+    }
+
+    /// Reads one from `r`.
+    pub fn decode(r: &mut Reader<'_>) -> Option<Entry> {
+        Some(Entry {
+            ino: r.get()?,
+            ctime: r.get::<u64>()? as i64,
+            mtime: r.get::<u64>()? as i64,
+            size: r.get()?,
+            key: r.get()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_round_trip_at_their_lengths() {
+        let s = Stamp {
+            dev: 1,
+            ino: 2,
+            mtime: (3, -4),
+            ctime: (i64::MIN, 5),
+            size: u64::MAX,
+        };
+        let mut b = Vec::new();
+        s.encode(&mut b);
+        assert_eq!(b.len(), STAMP_LEN);
+        assert_eq!(Stamp::decode(&mut Reader::new(&b)), Some(s));
+        assert_eq!(Stamp::decode(&mut Reader::new(&b[..STAMP_LEN - 1])), None);
+        let e = Entry {
+            ino: 9,
+            ctime: -1,
+            mtime: 7,
+            size: 0,
+            key: 0,
+        };
+        let mut b = Vec::new();
+        e.encode(&mut b);
+        assert_eq!(b.len(), ENTRY_LEN);
+        assert_eq!(Entry::decode(&mut Reader::new(&b)), Some(e));
+        assert_eq!(Entry::decode(&mut Reader::new(&b[..ENTRY_LEN - 1])), None);
+    }
+}
