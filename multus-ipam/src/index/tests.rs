@@ -72,6 +72,15 @@ pub(crate) fn sample(n: u32) -> Vec<(IpAddr, Entry)> {
     v
 }
 
+/// The addresses of `entries` whose holder hash is `k` (none for 0: no holder).
+fn holders_of(entries: &[(IpAddr, Entry)], k: u32) -> Vec<IpAddr> {
+    entries
+        .iter()
+        .filter(|(_, e)| e.key == k && k != 0)
+        .map(|(ip, _)| *ip)
+        .collect()
+}
+
 /// Every address of `entries` is found with its entry, and the address after each is found exactly
 /// when it is one of them.
 fn every_address_and_its_neighbour(ix: &mut Index, entries: &[(IpAddr, Entry)]) {
@@ -105,12 +114,7 @@ fn snapshot_round_trip_and_lookups() {
     assert!(ix.contains(entries[2500].0).unwrap());
     assert_eq!(pages_read(&ix), 1);
     let k = key_hash("c5\r\neth0");
-    let want: Vec<IpAddr> = entries
-        .iter()
-        .filter(|(_, e)| e.key == k)
-        .map(|(ip, _)| *ip)
-        .collect();
-    assert_eq!(ix.with_key(k).unwrap(), want);
+    assert_eq!(ix.with_key(k).unwrap(), holders_of(&entries, k));
     let read = pages_read(&ix);
     assert!(read < 12, "{read} pages read");
     // Every address and its absent neighbours, every key and absent ones.
@@ -122,12 +126,7 @@ fn snapshot_round_trip_and_lookups() {
     let mut keys: Vec<u32> = entries.iter().map(|(_, e)| e.key).collect();
     keys.extend([1, 3, u32::MAX, key_hash("absent")]);
     for k in keys {
-        let want: Vec<IpAddr> = entries
-            .iter()
-            .filter(|(_, e)| e.key == k && k != 0)
-            .map(|(ip, _)| *ip)
-            .collect();
-        assert_eq!(ix.with_key(k).unwrap(), want, "{k}");
+        assert_eq!(ix.with_key(k).unwrap(), holders_of(&entries, k), "{k}");
     }
     assert_eq!(ix.all().unwrap(), entries);
     // Now whole in memory: the same answers without pages.
@@ -207,12 +206,7 @@ fn one_key_over_many_pages() {
     write_snapshot(&p, "net", stamp(), &entries).unwrap();
     let (mut ix, _, _) = Index::load(&p, "net").unwrap();
     for k in [5u32, 7] {
-        let want: Vec<IpAddr> = entries
-            .iter()
-            .filter(|(_, e)| e.key == k)
-            .map(|(ip, _)| *ip)
-            .collect();
-        assert_eq!(ix.with_key(k).unwrap(), want);
+        assert_eq!(ix.with_key(k).unwrap(), holders_of(&entries, k));
     }
     assert!(ix.with_key(6).unwrap().is_empty());
     assert!(ix.with_key(9).unwrap().is_empty());

@@ -171,38 +171,15 @@ mod tests {
         assert_eq!(Holder::parse(b"\xff\xfe"), Holder::Unknown);
     }
 
+    /// The rules are multus-core's (`names`); here: which code each kind of name gets.
     #[test]
     fn names_are_checked_with_their_codes() {
         let code = |e: IpamError| multus_core::cni::ErrorCode::from(&e).code();
         let tmp = tempfile::tempdir().unwrap();
-        for bad in ["", ".", "..", "../x", "a/b", "a\0b"] {
-            assert_eq!(
-                code(DiskStore::open(tmp.path(), bad).unwrap_err()),
-                7,
-                "{bad:?}"
-            );
-        }
+        assert_eq!(code(DiskStore::open(tmp.path(), "../x").unwrap_err()), 7);
         assert!(DiskStore::open(tmp.path(), "my net.1").is_ok());
-        for bad in ["", "-a", "a/b", "../a", "a\0", "a b", "a\r\nb"] {
-            assert_eq!(
-                code(check_attachment(bad, "eth0").unwrap_err()),
-                4,
-                "{bad:?}"
-            );
-        }
-        assert!(check_attachment("a_b.c-D9", "eth0").is_ok());
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a:b",
-            "a b",
-            "0123456789abcdef",
-            "a\r\n",
-        ] {
-            assert_eq!(code(check_attachment("c", bad).unwrap_err()), 4, "{bad:?}");
-        }
-        assert!(check_attachment("c", "0123456789abcde").is_ok());
+        assert_eq!(code(check_attachment("a\r\nb", "eth0").unwrap_err()), 4);
+        assert_eq!(code(check_attachment("c", "a:b").unwrap_err()), 4);
+        assert!(check_attachment("a_b.c-D9", "0123456789abcde").is_ok());
     }
 }
