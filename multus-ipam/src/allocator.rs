@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::ip::{canonical, from_u128, parse_ip, to_u128, IpNet};
 use crate::range_set::RangeSet;
 use crate::result::IpConfig;
-use crate::store::{check_attachment, Store};
+use crate::store::{check_attachment, Held, Store};
 use crate::{IpamError, Result};
 
 /// The reference plugin's `RangeIter`: candidate addresses of a range set, in order.
@@ -253,11 +253,35 @@ pub fn allocate<S: Store>(
     Ok(out)
 }
 
-/// Releases every address held by an attachment (files of the current format; if there are
-/// none, files of the legacy format naming only the container ID). Idempotent.
-pub fn release<S: Store>(store: &mut S, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
+/// What an attachment holds. An attachment holds one address per range set (`range_sets`) after
+/// a successful ADD; when the store finds fewer, its answer may be short (a file rewritten in place
+/// for this attachment, which the index cannot point at), so the store verifies every file and is
+/// asked again. More than that is never looked for: see "Files rewritten in place" in
+/// [`crate::index`].
+pub fn held<S: Store>(
+    store: &mut S,
+    container_id: &str,
+    ifname: &str,
+    range_sets: usize,
+) -> Result<Held> {
     check_attachment(container_id, ifname)?;
     let held = store.held_by(container_id, ifname)?;
+    if held.len() >= range_sets || !store.verify()? {
+        return Ok(held);
+    }
+    store.held_by(container_id, ifname)
+}
+
+/// Releases every address held by an attachment (files of the current format; if there are
+/// none, files of the legacy format naming only the container ID), found as [`held`] does.
+/// Idempotent.
+pub fn release<S: Store>(
+    store: &mut S,
+    container_id: &str,
+    ifname: &str,
+    range_sets: usize,
+) -> Result<Vec<IpAddr>> {
+    let held = held(store, container_id, ifname, range_sets)?;
     let ips = if held.exact.is_empty() {
         held.legacy
     } else {

@@ -1,10 +1,10 @@
 //! The persisted index of a network directory, so that a fresh process (one per CNI ADD) does not
 //! read every reservation file to learn which addresses are taken and by whom.
 //!
-//! The parts: [`stamp`] (what tells that something changed), [`codec`] (the bytes), `layout`
+//! The parts: `stamp` (what tells that something changed), `codec` (the bytes), `layout`
 //! and `snapshot` (the sorted, paged, checksummed image of the directory), `columns` (building
 //! and merging snapshots), `journal` (the changes appended after the snapshot; loading and
-//! saving), `scan` (reading the directory itself). This file: the index in memory ([`Index`]:
+//! saving), `scan` (reading the directory itself). This file: the index in memory (`Index`:
 //! a snapshot with the changes since on top) and the rules below.
 //!
 //! # Where it lives, and why there
@@ -29,7 +29,7 @@
 //! with the store's `flock` held, the lock the reference takes too. Every entry created or removed
 //! in the directory (by anyone) sets its mtime and ctime to the current time. Because that time
 //! can be coarse (a clock tick on kernels without multigrain timestamps), after each change the
-//! store moves the directory's mtime 1 ns back ([`stamp::mark`]) before saving the stamp: any
+//! store moves the directory's mtime 1 ns back (`stamp::mark`) before saving the stamp: any
 //! later change sets an mtime at or after the tick of the change that was marked, so it can never
 //! produce the saved value again, whatever the timestamp granularity. A saved stamp whose mtime is
 //! not before its ctime (not marked) is never trusted.
@@ -52,23 +52,30 @@
 //! # Files rewritten in place
 //!
 //! Rewriting a reservation file's content (same inode, no entry of the directory created or
-//! removed) leaves the directory's stamp alone, so the index still holds the old holder's hash.
-//! Reading the files the index points at cannot see it: the file now naming attachment `b` is
+//! removed) leaves the directory's stamp alone, so the index keeps the old holder's hash. Reading
+//! the files the index points at cannot see it: the file that now names attachment `b` is filed
 //! under `a`'s hash, so `b`'s DEL never looks at it, while the reference's DEL (which reads every
-//! file) releases it. Nothing cheaper than a `stat` per file tells a rewritten file apart: no
-//! directory-level stamp changes, and the index cannot know which file to look at. So the store
-//! checks every file's stamp (`lstat`, comparing inode, ctime, mtime and size with the index's;
-//! reading only the files that differ: a "verification", `IndexStats::verifications`) exactly
-//! when the index's answer may be incomplete and the answer matters: a DEL or CHECK that finds,
-//! by the index, fewer addresses held by the attachment than the network has range sets (an
-//! attachment holds one per range set after a successful ADD). A DEL of an attachment that holds
-//! its addresses, and every ADD, cost what they did; a repeated DEL, or the DEL of an attachment
-//! whose ADD failed, costs one `lstat` per reservation (still less than the reference, which
-//! reads every file on every DEL). What stays: an ADD's duplicate check does not verify (that
-//! would cost every ADD a `stat` per reservation), so an attachment named by a file rewritten in
-//! place can get a second address where the reference refuses with "duplicate allocation"; and
-//! an attachment that holds one address per range set and is named by yet another rewritten file
-//! keeps that one after its DEL (until a GC, or a DEL that verifies).
+//! file) releases it. Nothing cheaper than a `stat` per file tells such a file apart: no stamp of
+//! the directory changes, and the index cannot say which file to look at (checking the stamps of
+//! the files a DEL reads anyway, its own candidates, finds only files that left the attachment,
+//! which reading them already catches).
+//!
+//! So the store verifies (`IndexStats::verifications`): it lists the directory and `lstat`s every
+//! file, comparing inode, ctime, mtime and size with the index's entry (any rewrite changes ctime
+//! and mtime), reads only the files that differ, and keeps the index as it was if none does (the
+//! incremental scan that follows a foreign change). It does so exactly when the index's answer may
+//! be short and the answer is acted on: a DEL or CHECK that finds, by the index, fewer addresses
+//! held by the attachment than the network has range sets (after a successful ADD an attachment
+//! holds one per range set). A DEL or CHECK of an attachment that holds its addresses, and every
+//! ADD, cost what they did; a repeated DEL, or the DEL of an attachment whose ADD failed, costs one
+//! `lstat` per reservation (still less than the reference, which reads every file on every DEL).
+//!
+//! What stays different from the reference: an ADD's duplicate check does not verify (that would
+//! cost every ADD a `stat` per reservation), so an attachment named by a file rewritten in place
+//! can get a second address where the reference refuses with "duplicate allocation"; and an
+//! attachment that holds one address per range set and is named by yet another rewritten file
+//! keeps that one after its DEL (until a GC, or a DEL that verifies). The reference never
+//! rewrites a reservation file.
 //!
 //! # Limits
 //!
@@ -317,7 +324,8 @@ impl Index {
         !self.pending.is_empty() || !self.base.written
     }
 
-    /// Whether `ip` is reserved.
+    /// Whether `ip` is reserved (reads only the snapshot's address page).
+    #[cfg(test)]
     pub fn contains(&mut self, ip: IpAddr) -> Result<bool, Corrupt> {
         match self.overlay.get(&Key::from(ip)) {
             Some(e) => Ok(e.is_some()),

@@ -386,7 +386,8 @@ impl Snapshot {
         Ok(found.then_some(i))
     }
 
-    /// Whether `ip` is in the snapshot.
+    /// Whether `ip` is in the snapshot (its address page only).
+    #[cfg(test)]
     pub fn contains(&mut self, ip: IpAddr) -> Result<bool, Corrupt> {
         Ok(self.find(ip)?.is_some())
     }

@@ -134,6 +134,12 @@ impl Entry {
         Entry::new(md, self.key) == *self
     }
 
+    /// Whether the file was empty and without a holder when indexed: possibly an orphan (see
+    /// [`crate::store`]), to be confirmed on the file itself.
+    pub fn maybe_orphan(&self) -> bool {
+        self.size == 0 && self.key == 0
+    }
+
     /// Appends the [`ENTRY_LEN`] bytes of its encoding.
     pub fn encode(&self, out: &mut Vec<u8>) {
         self.ino.put(out);
@@ -184,6 +190,7 @@ mod tests {
         e.encode(&mut b);
         assert_eq!(b.len(), ENTRY_LEN);
         assert_eq!(Entry::decode(&mut Reader::new(&b)), Some(e));
+        assert!(e.maybe_orphan());
         assert_eq!(Entry::decode(&mut Reader::new(&b[..ENTRY_LEN - 1])), None);
     }
 }

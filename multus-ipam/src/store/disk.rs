@@ -270,6 +270,35 @@ impl LockedDisk<'_> {
         }
     }
 
+    /// For an address the index holds as possibly an orphan: whether its file is one (an empty
+    /// regular file, looked at now, under the lock) or is gone; otherwise the index learns what the
+    /// file is.
+    fn free_on_disk(&mut self, ip: IpAddr) -> Result<bool> {
+        let path = self.path(&ip.to_string());
+        match fs::symlink_metadata(&path) {
+            Ok(md) if md.is_file() && md.len() == 0 => Ok(true),
+            Ok(_) => self.read_reservation(ip).map(|_| false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.note_remove(ip);
+                Ok(true)
+            }
+            Err(e) => Err(IpamError::io("stat", &path, e)),
+        }
+    }
+
+    /// Removes an orphan's file (see [`super`]'s doc), to reserve its address anew.
+    fn remove_orphan(&mut self, ip: IpAddr) -> Result<()> {
+        let path = self.path(&ip.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::info!(%ip, dir = %self.store.dir.display(),
+                "reclaimed an empty reservation file (its writer died between creating and writing it)"),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(IpamError::io("remove", &path, e)),
+        }
+        self.note_remove(ip);
+        Ok(())
+    }
+
     /// After the operation, with the lock still held: marks the directory's stamp and saves the
     /// index if anything changed. Never fails: a failure only leaves an index that the next
     /// operation will not trust.
@@ -341,8 +370,10 @@ impl LockedDisk<'_> {
 
 impl Store for LockedDisk<'_> {
     fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool> {
-        if self.ix(|ix| ix.contains(ip))? {
-            return Ok(false);
+        match self.ix(|ix| ix.get(ip))? {
+            None => {}
+            Some(e) if e.maybe_orphan() && self.free_on_disk(ip)? => self.remove_orphan(ip)?,
+            Some(_) => return Ok(false),
         }
         let path = self.path(&ip.to_string());
         let content = attachment_key(container_id, ifname);
@@ -412,7 +443,32 @@ impl Store for LockedDisk<'_> {
     }
 
     fn is_reserved(&mut self, ip: IpAddr) -> Result<bool> {
-        self.ix(|ix| ix.contains(ip))
+        match self.ix(|ix| ix.get(ip))? {
+            None => Ok(false),
+            Some(e) if e.maybe_orphan() => Ok(!self.free_on_disk(ip)?),
+            Some(_) => Ok(true),
+        }
+    }
+
+    fn verify(&mut self) -> Result<bool> {
+        self.index()?;
+        let s = &mut *self.store;
+        let Some(cache) = s.cache.as_mut() else {
+            return Ok(false);
+        };
+        let now = Stamp::of(&s.dir).map_err(|e| IpamError::io("stat", &s.dir, e))?;
+        let (index, counts) = Index::scan(&s.dir, &s.network, Some(&mut cache.index), now)
+            .map_err(|e| IpamError::io("read directory", &s.dir, e))?;
+        s.stats.verifications += 1;
+        s.stats.files_read += counts.read;
+        s.stats.files_statted += counts.statted;
+        if counts.unchanged() {
+            return Ok(false);
+        }
+        tracing::info!(dir = %s.dir.display(), changed = counts.read + counts.dropped,
+            "host-local reservation files changed without a change of their directory; index rebuilt");
+        s.cache = Some(Cache { index, file: None });
+        Ok(true)
     }
 
     fn last_reserved(&mut self, set: usize) -> Result<Option<Vec<u8>>> {

@@ -15,6 +15,34 @@
 //! in `<dataDir>/.multus-index/` ([`crate::index`]). The directory's mtime is moved 1 ns back
 //! after each change (see there); the reference never looks at it.
 //!
+//! # Orphans: empty reservation files
+//!
+//! Every writer of this directory (the reference, this crate) creates a reservation file and writes
+//! its holder while holding the lock, and the holder is never empty (a container ID is required):
+//! the reference opens it with `O_CREAT|O_EXCL` and then writes `<containerID>\r\n<ifname>`, both
+//! under the `flock` of `lock`, and removes the file again if the write fails; this crate creates
+//! it whole (or, without `O_TMPFILE`, like the reference). So an empty regular file seen while the
+//! lock is held is not being written by anyone: its writer was killed between the create and the
+//! write (a runtime's or the meta-plugin's `delegateTimeout` killing a delegate's process group can
+//! land there), and its `flock` went away with it. No DEL can ever match it, and the reference
+//! skips it forever. Such a file is an orphan, and:
+//! - an ADD (the allocator's walk, or a requested address) treats its address as free when it gets
+//!   to it in its usual order: it removes the file and creates its own in its place, all under the
+//!   lock ([`Store::reserve`]);
+//! - STATUS counts it as free ([`Store::is_reserved`]);
+//! - GC releases it, as every reservation that no valid attachment holds ([`crate::gc`]);
+//! - DEL and CHECK leave it alone (no attachment holds it).
+//!
+//! Only an empty *regular* file is an orphan (checked with `lstat` under the lock, whatever the
+//! index says): a file with other content that is no holder (garbage, whitespace), a directory, a
+//! FIFO or a symlink (even to an empty file) stays reserved. A reference running at the same time
+//! is safe: its create and its write happen under the lock we hold when we look, so it is either
+//! before its create (it then finds our new file and moves on) or after its write (the file is not
+//! empty). Writers that do not take the lock are not safe with the reference either, and are out
+//! of scope (as in [`crate::index`]'s limits). What changes for someone who reserved an address by
+//! hand with an empty file (`touch`): the reference never hands it out, this crate does; any
+//! content (e.g. `reserved`) keeps it reserved for both.
+//!
 //! The parts: [`DiskStore`] and its locked view ([`LockedDisk`], in `disk`), and the file
 //! primitives they use (`files`: the whole-file create of a reservation, the in-place record).
 //!
@@ -48,7 +76,8 @@ pub enum Holder {
     },
     /// Only a container ID: the format of plugins before 0.7 (matched on container ID alone).
     Legacy(String),
-    /// Empty, not UTF-8 or not a regular file: reserved, owned by no attachment, reclaimed by GC.
+    /// Empty, not UTF-8 or not a regular file: reserved, owned by no attachment, reclaimed by GC
+    /// (an empty regular file is an orphan: also reclaimed by an ADD, see the module's doc).
     Unknown,
 }
 
@@ -108,10 +137,23 @@ pub struct Held {
     pub legacy: Vec<IpAddr>,
 }
 
+impl Held {
+    /// How many addresses, of either format.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.legacy.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A reservation store for one network, while its lock is held. Every method is called with
 /// the lock held; implementations need no locking of their own.
 pub trait Store {
-    /// Reserves `ip` for the attachment; `false` if it is already reserved (never overwrites).
+    /// Reserves `ip` for the attachment; `false` if it is already reserved (never overwrites a
+    /// holder; an orphan, see the module's doc, is replaced).
     fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool>;
     /// Releases `ip`; `false` if it was not reserved.
     fn release(&mut self, ip: IpAddr) -> Result<bool>;
@@ -119,12 +161,19 @@ pub trait Store {
     fn held_by(&mut self, container_id: &str, ifname: &str) -> Result<Held>;
     /// Every reservation, ordered by address.
     fn reservations(&mut self) -> Result<Vec<Reservation>>;
-    /// Whether `ip` is reserved.
+    /// Whether `ip` is reserved (an orphan is not: the next reservation takes it).
     fn is_reserved(&mut self, ip: IpAddr) -> Result<bool>;
     /// The raw content of the last-reserved record of range set `set`, if any.
     fn last_reserved(&mut self, set: usize) -> Result<Option<Vec<u8>>>;
     /// Replaces (`Some`) or removes (`None`) the last-reserved record of range set `set`.
     fn set_last_reserved(&mut self, set: usize, content: Option<&[u8]>) -> Result<()>;
+    /// Brings what the store knows of the holders up to date with every file, for when
+    /// [`Store::held_by`]'s answer may be short (files rewritten in place, see [`crate::index`]);
+    /// `true` if something was out of date. A store that reads every file each time (the
+    /// default) has nothing to do.
+    fn verify(&mut self) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Checks an attachment's container ID and interface name (from the environment, code 4) with the one check
