@@ -130,21 +130,6 @@ fn same_name_recreated_by_the_reference_for_another_container_is_not_ours_to_rel
     assert_eq!(listed(&mut open(data)), full_scan(data));
 }
 
-/// Rewrites a reservation file in place (same inode: what a re-created file with a reused inode
-/// number looks like) for another attachment.
-fn rewrite_in_place(path: &Path, content: &str) {
-    use std::io::Write;
-    let ino = std::fs::metadata(path).unwrap().ino();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.write_all(content.as_bytes()).unwrap();
-    drop(f);
-    assert_eq!(std::fs::metadata(path).unwrap().ino(), ino);
-}
-
 #[test]
 fn same_inode_new_holder_is_read_before_release_and_seen_after_a_directory_change() {
     let tmp = tempfile::tempdir().unwrap();

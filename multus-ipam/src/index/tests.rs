@@ -2,7 +2,7 @@
 //! share.
 
 use super::columns::Columns;
-use super::layout::PAGE;
+use super::layout::{Header, Layout, PAGE};
 use super::snapshot::{Data, Snapshot};
 use super::*;
 use std::io;
@@ -244,4 +244,114 @@ fn corrupt_or_foreign_files_are_refused() {
     assert!(Index::load(&p, "net").is_none());
     fs::write(&p.file, vec![0u8; good.len()]).unwrap();
     assert!(Index::load(&p, "net").is_none());
+}
+
+/// An index file whose every checksum verifies around arbitrary content: a header for `layout`,
+/// data pages and fences cut from `fill`, and journal records with the given payloads.
+fn forge(net: &str, layout: Layout, fill: &[u8], payloads: &[Vec<u8>]) -> Vec<u8> {
+    use super::codec::{mix, page_seed, sum64, Le};
+    use super::layout::{FENCES_SEED, SUMS_SEED};
+    let nonce = 0x5eed;
+    let at = |page: u64| page as usize * PAGE;
+    let mut buf = vec![0u8; layout.body_end() as usize];
+    for (i, b) in buf[PAGE..].iter_mut().enumerate() {
+        *b = fill.get(i % fill.len().max(1)).copied().unwrap_or(0);
+    }
+    let mut table = Vec::new();
+    for p in 1..=layout.data_pages() {
+        sum64(page_seed(nonce, p), &buf[at(p)..at(p + 1)]).put(&mut table);
+    }
+    buf[at(layout.sums_start())..at(layout.sums_start()) + table.len()].copy_from_slice(&table);
+    let fences =
+        at(layout.fences_start())..at(layout.fences_start()) + layout.fences_len() as usize;
+    let header = Header {
+        nonce,
+        layout,
+        stamp: stamp(),
+        sums_sum: sum64(nonce ^ SUMS_SEED, &table),
+        fences_sum: sum64(nonce ^ FENCES_SEED, &buf[fences]),
+    };
+    buf[..PAGE].copy_from_slice(&header.encode(net).unwrap());
+    for payload in payloads {
+        let offset = buf.len() as u64;
+        (payload.len() as u32).put(&mut buf);
+        sum64(nonce ^ mix(offset), payload).put(&mut buf);
+        buf.extend_from_slice(payload);
+    }
+    buf
+}
+
+/// A journal payload: a stamp, a count, then ops of the right kinds with arbitrary bytes (and
+/// sometimes a wrong count or kind, or trailing bytes).
+fn payload() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let op = (
+        proptest::sample::select(vec![4u8, 6, 0x84, 0x86, 0, 0xff]),
+        proptest::collection::vec(any::<u8>(), 48),
+    )
+        .prop_map(|(kind, bytes)| {
+            let len = match kind & 0x7f {
+                4 => 4,
+                6 => 16,
+                _ => 0,
+            } + if kind & 0x80 == 0 { 32 } else { 0 };
+            let mut v = vec![kind];
+            v.extend_from_slice(&bytes[..len.min(48)]);
+            v
+        });
+    (
+        proptest::collection::vec(any::<u8>(), 56),
+        proptest::collection::vec(op, 0..6),
+        0u32..8,
+        proptest::collection::vec(any::<u8>(), 0..3),
+    )
+        .prop_map(|(stamp, ops, n, tail)| {
+            let mut v = stamp;
+            v.extend_from_slice(&n.to_le_bytes());
+            ops.iter().for_each(|o| v.extend_from_slice(o));
+            v.extend_from_slice(&tail);
+            v
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Behind checksums that verify, arbitrary sections and journal records never panic a lookup,
+    /// a listing, a compaction or a scan: at worst they are `Corrupt` (then the store rebuilds).
+    #[test]
+    fn arbitrary_content_behind_valid_checksums_never_panics(
+        n4 in 0u64..1500,
+        n6 in 0u64..300,
+        nkeys in 0u64..1500,
+        fill in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..600),
+        payloads in proptest::collection::vec(payload(), 0..4),
+        probes in proptest::collection::vec(proptest::prelude::any::<(u32, u128, u32)>(), 1..24),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = paths(tmp.path());
+        std::fs::create_dir_all(&p.dir).unwrap();
+        let layout = Layout { n4, n6, nkeys };
+        std::fs::write(&p.file, forge("net", layout, &fill, &payloads)).unwrap();
+        let Some((mut ix, f, _)) = Index::load(&p, "net") else {
+            return Err(proptest::test_runner::TestCaseError::fail("a forged index must load"));
+        };
+        for (v4, v6, key) in probes {
+            let _ = ix.get(IpAddr::V4(Ipv4Addr::from(v4)));
+            let _ = ix.get(IpAddr::V6(Ipv6Addr::from(v6)));
+            let _ = ix.with_key(key);
+        }
+        let _ = ix.all();
+        let how = SaveHow { rewrite: true, limit: None };
+        let _ = ix.save(&p, "net", Some(f), stamp(), how, &mut IndexStats::default());
+        if let Some((mut again, _, _)) = Index::load(&p, "net") {
+            let empty = tmp.path().join("empty");
+            std::fs::create_dir(&empty).unwrap();
+            let _ = Index::scan(&empty, "net", Some(&mut again), stamp());
+        }
+    }
 }

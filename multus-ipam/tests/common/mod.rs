@@ -24,6 +24,32 @@ pub fn require_reference() {
     );
 }
 
+/// The reference host-local as a runtime runs it (`CNI_*` variables, config on stdin).
+fn reference_command(cmd: &str, container_id: &str, ifname: &str, cni_args: &str) -> Command {
+    require_reference();
+    let mut c = Command::new(REFERENCE);
+    c.env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", "/proc/self/ns/net")
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("CNI_ARGS", cni_args)
+        .stdin(Stdio::piped());
+    c
+}
+
+/// Starts `cmd` and gives it `conf` on stdin.
+fn spawn_with_stdin(cmd: &mut Command, conf: &str) -> std::process::Child {
+    let mut child = cmd.spawn().expect("spawn reference host-local");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    child
+}
+
 /// Runs the reference host-local; returns (success, stdout JSON).
 pub fn reference(
     cmd: &str,
@@ -32,25 +58,9 @@ pub fn reference(
     conf: &str,
     cni_args: &str,
 ) -> (bool, Value) {
-    require_reference();
-    let mut child = Command::new(REFERENCE)
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", container_id)
-        .env("CNI_NETNS", "/proc/self/ns/net")
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .env("CNI_ARGS", cni_args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn reference host-local");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
+    let mut c = reference_command(cmd, container_id, ifname, cni_args);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = spawn_with_stdin(&mut c, conf);
     let out = child.wait_with_output().unwrap();
     let v = if out.stdout.is_empty() {
         Value::Null
@@ -77,7 +87,6 @@ pub fn reference_add_killed_before_write(
     conf: &str,
 ) -> std::process::ExitStatus {
     use std::os::unix::process::CommandExt;
-    require_reference();
     let len = (container_id.len() + 2 + ifname.len()) as u32;
     // Longer than the text of an IPv4 address (the last_reserved_ip write), and than an eventfd's 8.
     assert!(len > 15, "use a longer container ID");
@@ -102,15 +111,8 @@ pub fn reference_add_killed_before_write(
         ins(RET_K, 0, 0, 0x8000_0000), // SECCOMP_RET_KILL_PROCESS
         ins(RET_K, 0, 0, 0x7fff_0000), // SECCOMP_RET_ALLOW
     ];
-    let mut cmd = Command::new(REFERENCE);
-    cmd.env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", container_id)
-        .env("CNI_NETNS", "/proc/self/ns/net")
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = reference_command("ADD", container_id, ifname, "");
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     // SAFETY: between fork and exec only two prctl system calls, on memory prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -126,14 +128,7 @@ pub fn reference_add_killed_before_write(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn reference host-local");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    child.wait().unwrap()
+    spawn_with_stdin(&mut cmd, conf).wait().unwrap()
 }
 
 /// Rewrites a file in place (same inode, no entry of its directory created or removed).
