@@ -213,3 +213,25 @@ fn a_del_that_finds_fewer_addresses_than_range_sets_finds_a_rewritten_one() {
         vec![b[0].address.addr()]
     );
 }
+
+#[test]
+fn a_del_after_a_foreign_change_looks_at_every_file_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = conf_of(tmp.path(), SLASH29);
+    open(&c).allocate("a", "eth0", &[]).unwrap();
+    open(&c).allocate("b", "eth0", &[]).unwrap();
+    theirs_add(&c, "r").unwrap();
+    // The directory changed: the scan already looked at every file; the DEL that finds nothing
+    // does not look again.
+    let mut n = open(&c);
+    assert!(n.release("zz", "eth0").unwrap().is_empty());
+    let s = n.index_stats();
+    assert_eq!((s.scans, s.verifications), (1, 0), "{s:?}");
+    assert_eq!((s.files_read, s.files_statted), (1, 2), "{s:?}");
+    // With the index valid again, the same DEL verifies, and finds nothing changed.
+    let mut n = open(&c);
+    assert!(n.release("zz", "eth0").unwrap().is_empty());
+    let s = n.index_stats();
+    assert_eq!((s.loaded, s.scans, s.verifications), (1, 0, 1), "{s:?}");
+    assert_eq!((s.files_read, s.files_statted), (0, 3), "{s:?}");
+}

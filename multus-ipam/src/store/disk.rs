@@ -133,6 +133,7 @@ impl DiskStore {
         let locked = LockedDisk {
             store: self,
             full_scan: false,
+            scanned: false,
         };
         let now = Stamp::of(&locked.store.dir)
             .map_err(|e| IpamError::io("stat", &locked.store.dir, e))?;
@@ -155,6 +156,9 @@ pub struct LockedDisk<'a> {
     store: &'a mut DiskStore,
     /// The persisted index turned out corrupt: rebuild from the directory alone.
     full_scan: bool,
+    /// Every file was looked at under this lock (a scan or a verification): the index is as
+    /// up to date as a verification could make it.
+    scanned: bool,
 }
 
 impl Drop for LockedDisk<'_> {
@@ -199,6 +203,7 @@ impl LockedDisk<'_> {
                     s.stats.incremental_scans += u64::from(counts.incremental);
                     s.stats.files_read += counts.read;
                     s.stats.files_statted += counts.statted;
+                    self.scanned = true;
                     Cache { index, file: None }
                 }
             };
@@ -452,6 +457,10 @@ impl Store for LockedDisk<'_> {
 
     fn verify(&mut self) -> Result<bool> {
         self.index()?;
+        if self.scanned {
+            return Ok(false);
+        }
+        self.scanned = true;
         let s = &mut *self.store;
         let Some(cache) = s.cache.as_mut() else {
             return Ok(false);
