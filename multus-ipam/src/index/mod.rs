@@ -60,15 +60,18 @@
 //! the files a DEL reads anyway, its own candidates, finds only files that left the attachment,
 //! which reading them already catches).
 //!
-//! So the store verifies (`IndexStats::verifications`): it lists the directory and `lstat`s every
-//! file, comparing inode, ctime, mtime and size with the index's entry (any rewrite changes ctime
-//! and mtime), reads only the files that differ, and keeps the index as it was if none does (the
-//! incremental scan that follows a foreign change). It does so exactly when the index's answer may
+//! So the store verifies (`IndexStats::verifications`): it `lstat`s the file of every entry of the
+//! index (`fstatat` through the directory's descriptor), compares inode, ctime, mtime and size with
+//! the entry (any rewrite changes ctime and mtime), and reads only the files that differ, which
+//! updates their entries (journal records, as any change). No listing is needed: with the
+//! directory's stamp unchanged no name came or went. It does so exactly when the index's answer may
 //! be short and the answer is acted on: a DEL or CHECK that finds, by the index, fewer addresses
 //! held by the attachment than the network has range sets (after a successful ADD an attachment
-//! holds one per range set). A DEL or CHECK of an attachment that holds its addresses, and every
-//! ADD, cost what they did; a repeated DEL, or the DEL of an attachment whose ADD failed, costs one
-//! `lstat` per reservation (still less than the reference, which reads every file on every DEL).
+//! holds one per range set), unless the directory was already scanned under the same lock. A DEL
+//! or CHECK of an attachment that holds its addresses, and every ADD, cost what they did; a
+//! repeated DEL, or the DEL of an attachment whose ADD failed, costs one `fstatat` per
+//! reservation: 60-130 ms at 99 % of a /16 (load 1 to 5), against ~2.5 ms before and ~600 ms for the
+//! reference's DEL (which reads every file on every DEL); a fraction of a millisecond in a /24.
 //!
 //! What stays different from the reference: an ADD's duplicate check does not verify (that would
 //! cost every ADD a `stat` per reservation), so an attachment named by a file rewritten in place

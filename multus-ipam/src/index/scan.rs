@@ -21,17 +21,8 @@ pub(crate) struct ScanCounts {
     pub read: u64,
     /// Files only `lstat`ed (unchanged since the old index).
     pub statted: u64,
-    /// Entries of the old index whose file is gone.
-    pub dropped: u64,
     /// Whether there was a usable old index to compare with.
     pub incremental: bool,
-}
-
-impl ScanCounts {
-    /// Whether the scan found the directory exactly as the old index described it.
-    pub fn unchanged(&self) -> bool {
-        self.incremental && self.read == 0 && self.dropped == 0
-    }
 }
 
 impl Index {
@@ -67,9 +58,7 @@ impl Index {
         let mut entries: Vec<(IpAddr, Entry)> = Vec::with_capacity(names.len());
         let mut old = old.into_iter().peekable();
         for (ip, entry) in names {
-            while old.next_if(|(oip, _)| *oip < ip).is_some() {
-                counts.dropped += 1;
-            }
+            while old.next_if(|(oip, _)| *oip < ip).is_some() {}
             let known = old.next_if(|(oip, _)| *oip == ip).map(|(_, e)| e);
             if let Some(e) = known.filter(|e| e.ino == entry.ino()) {
                 match entry.metadata() {
@@ -79,10 +68,7 @@ impl Index {
                         continue;
                     }
                     Ok(_) => {}
-                    Err(err) if err.kind() == ErrorKind::NotFound => {
-                        counts.dropped += 1;
-                        continue;
-                    }
+                    Err(err) if err.kind() == ErrorKind::NotFound => continue,
                     Err(err) => return Err(err),
                 }
             }
@@ -91,7 +77,6 @@ impl Index {
                 entries.push((ip, e));
             }
         }
-        counts.dropped += old.count() as u64;
         let index = Index::new(Snapshot::build(network, stamp, &entries)?, stamp);
         Ok((index, counts))
     }

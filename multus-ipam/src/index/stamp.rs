@@ -1,9 +1,11 @@
 //! Stamps: what tells the index that something changed. [`Stamp`] is the network directory's
 //! (any entry created or removed changes it; see [`mark`] for why that holds even within one clock
-//! tick), [`Entry`] a reservation file's (a rewrite of its content changes it).
+//! tick), [`Entry`] a reservation file's (a rewrite of its content changes its ctime and mtime).
 
-use std::fs::{self, Metadata};
+use std::fs::{self, File, Metadata};
 use std::io::{self, ErrorKind};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -127,6 +129,42 @@ impl Entry {
             size: u32::try_from(md.size()).unwrap_or(u32::MAX),
             key,
         }
+    }
+
+    /// The entry of the file named like `ip` in `dir` now (an `lstat` through the directory's
+    /// descriptor: no path to resolve), with holder hash `key`; `None` if there is none.
+    pub fn of_name(dir: &File, ip: IpAddr, key: u32) -> io::Result<Option<Entry>> {
+        use std::io::Write;
+        let mut name = [0u8; 48];
+        write!(io::Cursor::new(&mut name[..]), "{ip}\0")?;
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `name` is NUL-terminated within its buffer and `st` is a buffer for one `stat`,
+        // both alive for the call; `dir` is an open descriptor.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr().cast(),
+                st.as_mut_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == ErrorKind::NotFound {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: fstatat succeeded, so it filled `st`.
+        let st = unsafe { st.assume_init() };
+        Ok(Some(Entry {
+            ino: st.st_ino,
+            ctime: ns(st.st_ctime, st.st_ctime_nsec),
+            mtime: ns(st.st_mtime, st.st_mtime_nsec),
+            size: u32::try_from(st.st_size).unwrap_or(u32::MAX),
+            key,
+        }))
     }
 
     /// Whether `md` (an `lstat` of the name) is still the file this entry was made from.

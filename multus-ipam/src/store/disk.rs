@@ -461,22 +461,31 @@ impl Store for LockedDisk<'_> {
             return Ok(false);
         }
         self.scanned = true;
-        let s = &mut *self.store;
-        let Some(cache) = s.cache.as_mut() else {
-            return Ok(false);
-        };
-        let now = Stamp::of(&s.dir).map_err(|e| IpamError::io("stat", &s.dir, e))?;
-        let (index, counts) = Index::scan(&s.dir, &s.network, Some(&mut cache.index), now)
-            .map_err(|e| IpamError::io("read directory", &s.dir, e))?;
-        s.stats.verifications += 1;
-        s.stats.files_read += counts.read;
-        s.stats.files_statted += counts.statted;
-        if counts.unchanged() {
+        // No name can be missing from the index or extra in it (the directory's stamp is the
+        // index's): only the files' own stamps can differ.
+        let all = self.ix(|ix| ix.all())?;
+        let total = all.len();
+        let dir = &self.store.dir;
+        let dir = File::open(dir).map_err(|e| IpamError::io("open", dir, e))?;
+        let mut changed = Vec::new();
+        for (ip, e) in all {
+            match Entry::of_name(&dir, ip, e.key) {
+                Ok(Some(now)) if now == e => {}
+                _ => changed.push(ip),
+            }
+        }
+        let s = &mut self.store.stats;
+        s.verifications += 1;
+        s.files_statted += (total - changed.len()) as u64;
+        s.files_read += changed.len() as u64;
+        for ip in &changed {
+            self.read_reservation(*ip)?;
+        }
+        if changed.is_empty() {
             return Ok(false);
         }
-        tracing::info!(dir = %s.dir.display(), changed = counts.read + counts.dropped,
-            "host-local reservation files changed without a change of their directory; index rebuilt");
-        s.cache = Some(Cache { index, file: None });
+        tracing::info!(dir = %self.store.dir.display(), changed = changed.len(),
+            "host-local reservation files changed without a change of their directory; re-read");
         Ok(true)
     }
 
