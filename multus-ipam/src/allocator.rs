@@ -177,7 +177,10 @@ fn allocate_one<S: Store>(
         if ip == r.gateway() {
             return Err(IpamError::RequestedGateway { index, ip });
         }
-        if !store.reserve(ip, container_id, ifname)? {
+        // A requested orphan is taken (see [`crate::store`]): the reference would refuse it.
+        let got = store.reserve(ip, container_id, ifname)?
+            || (store.reclaim(ip)? && store.reserve(ip, container_id, ifname)?);
+        if !got {
             return Err(IpamError::RequestedTaken {
                 index,
                 ip,
@@ -209,21 +212,41 @@ fn allocate_one<S: Store>(
     if raw.is_some() && last.is_none() {
         tracing::warn!(index, "ignoring an unparsable last_reserved_ip record");
     }
-    for (_, ip) in Candidates::new(set, last) {
-        if store.reserve(ip, container_id, ifname)? {
-            undo.reserved.push(ip);
-            undo.note_last(index, raw);
-            store.set_last_reserved(index, Some(ip.to_string().as_bytes()))?;
-            return config_for(set, ip).ok_or(IpamError::Exhausted {
-                index,
-                ranges: set.to_string(),
-            });
-        }
+    // The reference's walk; only when it finds no free address, the same walk again taking the
+    // first orphan (see [`crate::store`]): as long as an address is free, the choice is the
+    // reference's, and a lookup per candidate is all it costs.
+    let mut found = first(store, set, last, |s, ip| {
+        s.reserve(ip, container_id, ifname)
+    })?;
+    if found.is_none() {
+        found = first(store, set, last, |s, ip| {
+            Ok(s.reclaim(ip)? && s.reserve(ip, container_id, ifname)?)
+        })?;
     }
-    Err(IpamError::Exhausted {
+    let exhausted = || IpamError::Exhausted {
         index,
         ranges: set.to_string(),
-    })
+    };
+    let ip = found.ok_or_else(exhausted)?;
+    undo.reserved.push(ip);
+    undo.note_last(index, raw);
+    store.set_last_reserved(index, Some(ip.to_string().as_bytes()))?;
+    config_for(set, ip).ok_or_else(exhausted)
+}
+
+/// The first candidate of `set` (walking on from `last`) for which `take` succeeds.
+fn first<S: Store>(
+    store: &mut S,
+    set: &RangeSet,
+    last: Option<IpAddr>,
+    mut take: impl FnMut(&mut S, IpAddr) -> Result<bool>,
+) -> Result<Option<IpAddr>> {
+    for (_, ip) in Candidates::new(set, last) {
+        if take(store, ip)? {
+            return Ok(Some(ip));
+        }
+    }
+    Ok(None)
 }
 
 /// Allocates one address per range set for an attachment, honouring requested addresses.
@@ -296,14 +319,13 @@ pub fn release<S: Store>(
     Ok(released)
 }
 
-/// Whether range set `set` has at least one free address.
+/// Whether range set `set` has at least one address an ADD would get: a free one, or else an
+/// orphan (see [`crate::store`]).
 pub fn has_free<S: Store>(store: &mut S, set: &RangeSet) -> Result<bool> {
-    for (_, ip) in Candidates::new(set, None) {
-        if !store.is_reserved(ip)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(
+        first(store, set, None, |s, ip| Ok(!s.is_reserved(ip)?))?.is_some()
+            || first(store, set, None, |s, ip| s.is_orphan(ip))?.is_some(),
+    )
 }
 
 #[cfg(test)]

@@ -109,30 +109,39 @@ fn an_orphan_known_to_the_persisted_index_is_free_for_status_and_a_request_and_g
 #[test]
 fn reclaiming_orphans_beside_a_running_reference_never_takes_its_files() {
     let tmp = tempfile::tempdir().unwrap();
-    // .2 - .30: 29 addresses, 10 of them orphans; the reference needs 6 of the 19 others, and
-    // gets them even if ours takes 12 of those.
+    // .2 - .30: 29 addresses, 20 of them orphans, 9 free: our 16 ADDs reclaim at least 7 orphans,
+    // while the reference's (which never reclaim) get what is free, or fail when nothing is.
     let c = conf_of(tmp.path(), r#","subnet":"10.61.0.0/27""#);
     let dir = tmp.path().join(NET);
     open(&c).list().unwrap();
-    for host in (2..30).step_by(3) {
-        std::fs::write(dir.join(format!("10.61.0.{host}")), b"").unwrap();
+    let orphans: Vec<IpAddr> = (2..31u8)
+        .filter(|h| h % 3 != 1)
+        .map(|h| IpAddr::from([10, 61, 0, h]))
+        .collect();
+    assert_eq!(orphans.len(), 20);
+    for ip in &orphans {
+        std::fs::write(dir.join(ip.to_string()), b"").unwrap();
     }
     let start = Arc::new(Barrier::new(2));
     let (c2, b2) = (c.clone(), start.clone());
     let theirs = std::thread::spawn(move || {
         b2.wait();
-        (0..6)
-            .map(|i| (format!("r{i}"), theirs_add(&c2, &format!("r{i}")).unwrap()))
+        (0..8)
+            .filter_map(|i| theirs_add(&c2, &format!("r{i}")).map(|ip| (format!("r{i}"), ip)))
             .collect::<Vec<_>>()
     });
     start.wait();
     let mut ours = Vec::new();
-    for i in 0..12 {
+    for i in 0..16 {
         let cid = format!("o{i}");
         let ips = open(&c).allocate(&cid, "eth0", &[]).unwrap();
         ours.push((cid, ips[0].address.addr()));
     }
+    let reclaimed = ours.iter().filter(|(_, ip)| orphans.contains(ip)).count();
+    assert!(reclaimed >= 7, "{ours:?}");
     let mut all = theirs.join().unwrap();
+    assert!(all.iter().all(|(_, ip)| !orphans.contains(ip)), "{all:?}");
+    let n = all.len() + ours.len();
     all.extend(ours);
     for (cid, ip) in &all {
         let held = std::fs::read(dir.join(ip.to_string())).unwrap();
@@ -141,7 +150,7 @@ fn reclaiming_orphans_beside_a_running_reference_never_takes_its_files() {
     let mut ips: Vec<IpAddr> = all.iter().map(|(_, ip)| *ip).collect();
     ips.sort();
     ips.dedup();
-    assert_eq!(ips.len(), 18);
+    assert_eq!(ips.len(), n);
     assert!(lock_is_free(&dir));
 }
 

@@ -328,7 +328,6 @@ impl Index {
     }
 
     /// Whether `ip` is reserved (reads only the snapshot's address page).
-    #[cfg(test)]
     pub fn contains(&mut self, ip: IpAddr) -> Result<bool, Corrupt> {
         match self.overlay.get(&Key::from(ip)) {
             Some(e) => Ok(e.is_some()),

@@ -11,7 +11,7 @@ use super::codec::holder_hash;
 use super::snapshot::Snapshot;
 use super::stamp::{Entry, Stamp};
 use super::{Corrupt, Index};
-use crate::ip::parse_ip;
+use crate::ip::{file_name, parse_ip, NAME_MAX};
 use crate::store::Holder;
 
 /// Counts of one scan.
@@ -82,17 +82,9 @@ impl Index {
     }
 }
 
-/// Whether `name` is exactly how the reference names `ip` (Go's `net.IP.String()`), without
-/// allocating.
+/// Whether `name` is exactly how the reference names `ip` (Go's `net.IP.String()`).
 fn is_canonical_name(ip: IpAddr, name: &str) -> bool {
-    use std::io::Write;
-    let mut buf = [0u8; 48];
-    let mut cur = std::io::Cursor::new(&mut buf[..]);
-    if write!(cur, "{ip}").is_err() {
-        return false;
-    }
-    let n = cur.position() as usize;
-    &buf[..n] == name.as_bytes()
+    file_name(ip, &mut [0u8; NAME_MAX]) == name.as_bytes()
 }
 
 /// Reads a reservation file: its entry (stamp from `lstat` of the name) and holder. `None` if it

@@ -387,7 +387,6 @@ impl Snapshot {
     }
 
     /// Whether `ip` is in the snapshot (its address page only).
-    #[cfg(test)]
     pub fn contains(&mut self, ip: IpAddr) -> Result<bool, Corrupt> {
         Ok(self.find(ip)?.is_some())
     }

@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::codec::{Le, Reader};
+use crate::ip::{file_name, NAME_MAX};
 
 /// Bytes of an encoded [`Stamp`].
 pub(crate) const STAMP_LEN: usize = 56;
@@ -134,16 +135,17 @@ impl Entry {
     /// The entry of the file named like `ip` in `dir` now (an `lstat` through the directory's
     /// descriptor: no path to resolve), with holder hash `key`; `None` if there is none.
     pub fn of_name(dir: &File, ip: IpAddr, key: u32) -> io::Result<Option<Entry>> {
-        use std::io::Write;
-        let mut name = [0u8; 48];
-        write!(io::Cursor::new(&mut name[..]), "{ip}\0")?;
+        let mut buf = [0u8; NAME_MAX + 1];
+        let mut text = [0u8; NAME_MAX];
+        let text = file_name(ip, &mut text);
+        buf[..text.len()].copy_from_slice(text);
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: `name` is NUL-terminated within its buffer and `st` is a buffer for one `stat`,
+        // SAFETY: `buf` is NUL-terminated (one byte longer than any name) and `st` is a buffer for one `stat`,
         // both alive for the call; `dir` is an open descriptor.
         let rc = unsafe {
             libc::fstatat(
                 dir.as_raw_fd(),
-                name.as_ptr().cast(),
+                buf.as_ptr().cast(),
                 st.as_mut_ptr(),
                 libc::AT_SYMLINK_NOFOLLOW,
             )

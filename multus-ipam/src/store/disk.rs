@@ -276,32 +276,18 @@ impl LockedDisk<'_> {
     }
 
     /// For an address the index holds as possibly an orphan: whether its file is one (an empty
-    /// regular file, looked at now, under the lock) or is gone; otherwise the index learns what the
-    /// file is.
-    fn free_on_disk(&mut self, ip: IpAddr) -> Result<bool> {
+    /// regular file, looked at now, under the lock); otherwise the index learns what the file is.
+    fn orphan_on_disk(&mut self, ip: IpAddr) -> Result<bool> {
         let path = self.path(&ip.to_string());
         match fs::symlink_metadata(&path) {
             Ok(md) if md.is_file() && md.len() == 0 => Ok(true),
             Ok(_) => self.read_reservation(ip).map(|_| false),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 self.note_remove(ip);
-                Ok(true)
+                Ok(false)
             }
             Err(e) => Err(IpamError::io("stat", &path, e)),
         }
-    }
-
-    /// Removes an orphan's file (see [`super`]'s doc), to reserve its address anew.
-    fn remove_orphan(&mut self, ip: IpAddr) -> Result<()> {
-        let path = self.path(&ip.to_string());
-        match fs::remove_file(&path) {
-            Ok(()) => tracing::info!(%ip, dir = %self.store.dir.display(),
-                "reclaimed an empty reservation file (its writer died between creating and writing it)"),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(IpamError::io("remove", &path, e)),
-        }
-        self.note_remove(ip);
-        Ok(())
     }
 
     /// After the operation, with the lock still held: marks the directory's stamp and saves the
@@ -375,10 +361,8 @@ impl LockedDisk<'_> {
 
 impl Store for LockedDisk<'_> {
     fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool> {
-        match self.ix(|ix| ix.get(ip))? {
-            None => {}
-            Some(e) if e.maybe_orphan() && self.free_on_disk(ip)? => self.remove_orphan(ip)?,
-            Some(_) => return Ok(false),
+        if self.ix(|ix| ix.contains(ip))? {
+            return Ok(false);
         }
         let path = self.path(&ip.to_string());
         let content = attachment_key(container_id, ifname);
@@ -448,11 +432,29 @@ impl Store for LockedDisk<'_> {
     }
 
     fn is_reserved(&mut self, ip: IpAddr) -> Result<bool> {
+        self.ix(|ix| ix.contains(ip))
+    }
+
+    fn is_orphan(&mut self, ip: IpAddr) -> Result<bool> {
         match self.ix(|ix| ix.get(ip))? {
-            None => Ok(false),
-            Some(e) if e.maybe_orphan() => Ok(!self.free_on_disk(ip)?),
-            Some(_) => Ok(true),
+            Some(e) if e.maybe_orphan() => self.orphan_on_disk(ip),
+            _ => Ok(false),
         }
+    }
+
+    fn reclaim(&mut self, ip: IpAddr) -> Result<bool> {
+        if !self.is_orphan(ip)? {
+            return Ok(false);
+        }
+        let path = self.path(&ip.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::info!(%ip, dir = %self.store.dir.display(),
+                "reclaimed an empty reservation file (its writer died between creating and writing it)"),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(IpamError::io("remove", &path, e)),
+        }
+        self.note_remove(ip);
+        Ok(true)
     }
 
     fn verify(&mut self) -> Result<bool> {

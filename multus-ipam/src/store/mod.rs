@@ -26,10 +26,12 @@
 //! write (a runtime's or the meta-plugin's `delegateTimeout` killing a delegate's process group can
 //! land there), and its `flock` went away with it. No DEL can ever match it, and the reference
 //! skips it forever. Such a file is an orphan, and:
-//! - an ADD (the allocator's walk, or a requested address) treats its address as free when it gets
-//!   to it in its usual order: it removes the file and creates its own in its place, all under the
-//!   lock ([`Store::reserve`]);
-//! - STATUS counts it as free ([`Store::is_reserved`]);
+//! - an ADD's walk takes an orphan's address only when it finds no free address in the range set:
+//!   it walks again in the same order and takes the first orphan (removes the file and creates its
+//!   own, under the lock). While any address is free the choice is the reference's, so the store
+//!   stays byte for byte what the reference would make, and a walk costs one lookup per address;
+//! - a requested address that is an orphan is taken (the reference refuses it as taken);
+//! - STATUS counts a range set with an orphan and nothing free as available;
 //! - GC releases it, as every reservation that no valid attachment holds ([`crate::gc`]);
 //! - DEL and CHECK leave it alone (no attachment holds it).
 //!
@@ -152,8 +154,7 @@ impl Held {
 /// A reservation store for one network, while its lock is held. Every method is called with
 /// the lock held; implementations need no locking of their own.
 pub trait Store {
-    /// Reserves `ip` for the attachment; `false` if it is already reserved (never overwrites a
-    /// holder; an orphan, see the module's doc, is replaced).
+    /// Reserves `ip` for the attachment; `false` if it is already reserved (never overwrites).
     fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool>;
     /// Releases `ip`; `false` if it was not reserved.
     fn release(&mut self, ip: IpAddr) -> Result<bool>;
@@ -161,8 +162,17 @@ pub trait Store {
     fn held_by(&mut self, container_id: &str, ifname: &str) -> Result<Held>;
     /// Every reservation, ordered by address.
     fn reservations(&mut self) -> Result<Vec<Reservation>>;
-    /// Whether `ip` is reserved (an orphan is not: the next reservation takes it).
+    /// Whether `ip` is reserved (an orphan too).
     fn is_reserved(&mut self, ip: IpAddr) -> Result<bool>;
+    /// Whether `ip`'s reservation is an orphan (see the module's doc), as its file is now. A
+    /// store that cannot tell (the default) has none.
+    fn is_orphan(&mut self, _ip: IpAddr) -> Result<bool> {
+        Ok(false)
+    }
+    /// Removes `ip`'s reservation if it is an orphan; whether it did.
+    fn reclaim(&mut self, _ip: IpAddr) -> Result<bool> {
+        Ok(false)
+    }
     /// The raw content of the last-reserved record of range set `set`, if any.
     fn last_reserved(&mut self, set: usize) -> Result<Option<Vec<u8>>>;
     /// Replaces (`Some`) or removes (`None`) the last-reserved record of range set `set`.
