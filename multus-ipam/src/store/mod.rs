@@ -35,9 +35,10 @@
 //! - GC releases it, as every reservation that no valid attachment holds ([`crate::gc`]);
 //! - DEL and CHECK leave it alone (no attachment holds it).
 //!
-//! Only an empty *regular* file is an orphan (checked with `lstat` under the lock, whatever the
-//! index says): a file with other content that is no holder (garbage, whitespace), a directory, a
-//! FIFO or a symlink (even to an empty file) stays reserved. A reference running at the same time
+//! Only an empty *regular* file is an orphan: the index points at candidates (entries of an empty
+//! file without a holder, [`crate::index`]), and the file itself is `lstat`ed under the lock before
+//! anything is removed. A file with other content that is no holder (garbage, whitespace), a
+//! directory, a FIFO or a symlink (even to an empty file) stays reserved. A reference running at the same time
 //! is safe: its create and its write happen under the lock we hold when we look, so it is either
 //! before its create (it then finds our new file and moves on) or after its write (the file is not
 //! empty). Writers that do not take the lock are not safe with the reference either, and are out
