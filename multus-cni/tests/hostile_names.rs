@@ -122,3 +122,26 @@ fn huge_names_through_multus_are_refused_and_leave_nothing() {
         .unwrap_or_default();
     assert!(left.is_empty(), "cache left: {left:?}");
 }
+
+/// Paths are input too: a FIFO as `CNI_NETNS` (standalone and through `multus`) or as Multus' `logFile`
+/// once blocked the plugin in `open(2)` until someone wrote to it (forever). Now: code 3 for the netns, and
+/// the log falls back to stderr.
+#[test]
+fn a_fifo_as_netns_or_log_file_never_blocks() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let macvlan = link_as(dir.path(), "macvlan");
+    let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "macvlan", "master": "lo"});
+    let r = run(&macvlan, "ADD", &fifo, "net1", &conf);
+    assert_eq!(r.err()["code"], 3, "{}", r.stdout);
+    let multus = json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "binDir": "/usr/lib/cni", "cniDir": dir.path().join("cache"), "delegates": [conf]});
+    let r = run(&multus_bin(), "ADD", &fifo, "eth0", &multus);
+    assert_eq!(r.err()["code"], 3, "{}", r.stdout);
+    let mut logged = multus.clone();
+    logged["logFile"] = json!(fifo);
+    logged["logLevel"] = json!("debug");
+    run(&multus_bin(), "DEL", &fifo, "eth0", &logged).ok();
+}
