@@ -123,9 +123,9 @@ fn huge_names_through_multus_are_refused_and_leave_nothing() {
     assert!(left.is_empty(), "cache left: {left:?}");
 }
 
-/// Paths are input too: a FIFO as `CNI_NETNS` (standalone and through `multus`) or as Multus' `logFile`
-/// once blocked the plugin in `open(2)` until someone wrote to it (forever). Now: code 3 for the netns, and
-/// the log falls back to stderr.
+/// Paths are input too: a FIFO as `CNI_NETNS` (standalone and through `multus`), as Multus' `logFile` or
+/// as a file the config names once blocked the plugin in `open(2)` until someone wrote to it (forever).
+/// Now: code 3 for the netns, the log falls back to stderr, the named file is an I/O error.
 #[test]
 fn a_fifo_as_netns_or_log_file_never_blocks() {
     require_root();
@@ -144,4 +144,15 @@ fn a_fifo_as_netns_or_log_file_never_blocks() {
     logged["logFile"] = json!(fifo);
     logged["logLevel"] = json!("debug");
     run(&multus_bin(), "DEL", &fifo, "eth0", &logged).ok();
+    // A file a config names (clusterNetwork): a FIFO blocked the read, /dev/zero never ended (and grew
+    // until memory ran out). Now: a clean I/O error.
+    let ns = Netns::new("hf");
+    for named in [fifo.display().to_string(), "/dev/zero".into()] {
+        let mut c = multus.clone();
+        c["clusterNetwork"] = json!(named);
+        let r = run(&multus_bin(), "ADD", &ns.path(), "eth0", &c);
+        let e = r.err();
+        assert_eq!(e["code"], 5, "{named}: {e}");
+        assert!(e["msg"].as_str().unwrap().contains(&named), "{e}");
+    }
 }

@@ -229,7 +229,7 @@ impl<T: Record> RecordStore<T> {
     /// An attachment's record; `Ok(None)` when it has none.
     pub fn load(&self, at: &AttachmentRef) -> Result<Option<T>, RecordError> {
         let path = self.path(at)?;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match fs::read_input(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             // Something else in the record's place is no record (and not ours to remove): a DEL must
@@ -299,7 +299,7 @@ impl<T: Record> RecordStore<T> {
             .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, at) in names {
-            let read = std::fs::read(&path).map_err(|source| RecordError::Io {
+            let read = fs::read_input(&path).map_err(|source| RecordError::Io {
                 op: "reading",
                 path: path.clone(),
                 source,
