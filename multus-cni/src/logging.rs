@@ -250,6 +250,7 @@ impl RotatingFile {
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(libc::O_NONBLOCK)
             .open(dir.join(format!(".{name}.lock")))?;
         let file = open_append(&path)?;
         Ok(RotatingFile {
@@ -269,11 +270,14 @@ impl RotatingFile {
     }
 }
 
+/// Opens the log for appending. Never blocks: a FIFO without a reader in the log's place is an error
+/// (`ENXIO`), not a plugin that waits forever.
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o644)
+        .custom_flags(libc::O_NONBLOCK)
         .open(path)
 }
 

@@ -153,7 +153,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, String> {
 /// Reads a device information file: `None` when it does not exist, or (logged) when it cannot be read or
 /// is malformed.
 pub fn load(path: &Path) -> Option<Value> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match fs::read_input(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
@@ -212,7 +212,7 @@ pub fn file_of(conf: &PluginConf) -> Result<Option<PathBuf>, CniError> {
 /// (`pf-pci-address`, `vfio-device`); another device's or an unreadable file is replaced.
 pub fn write(path: &Path, info: &DeviceInfo) -> std::io::Result<()> {
     let ours = serde_json::to_value(info).map_err(std::io::Error::other)?;
-    let existing = std::fs::read(path)
+    let existing = fs::read_input(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let merged = match existing {

@@ -61,6 +61,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, sync: Durability) -> i
     Ok(())
 }
 
+/// The most [`read_input`] reads: far above any config, record, result or checkpoint this project reads.
+pub const INPUT_FILE_MAX: u64 = 64 << 20;
+
+/// Reads a file whose path or content comes from input (a config file, a file a config names, a record, a
+/// checkpoint): never blocks in `open(2)` (`O_NONBLOCK`: a FIFO in its place once hung the plugin),
+/// refuses what is not a regular file (a device such as `/dev/zero` would never end; a directory is
+/// `EISDIR`, as [`std::fs::read`] says) and a file larger than [`INPUT_FILE_MAX`]. A missing file is
+/// `NotFound`, as with [`std::fs::read`].
+pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut out = Vec::with_capacity(meta.len().min(INPUT_FILE_MAX) as usize);
+    f.take(INPUT_FILE_MAX + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > INPUT_FILE_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {INPUT_FILE_MAX} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
 /// Copies a file whole (a running binary is replaced by rename, never rewritten in place: no "text file
 /// busy", and no runtime ever runs a half-copied binary).
 pub fn copy_atomic(from: &Path, to: &Path, mode: u32) -> io::Result<()> {
@@ -168,6 +203,44 @@ mod tests {
         assert_eq!(names(&d.path().join("sub")), ["adir", "f.conf"]);
         copy_atomic(&p, &d.path().join("sub/g"), 0o755).unwrap();
         assert_eq!(std::fs::read(d.path().join("sub/g")).unwrap(), b"two");
+    }
+
+    #[test]
+    fn input_files_are_regular_and_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("conf");
+        std::fs::write(&f, b"{}").unwrap();
+        assert_eq!(read_input(&f).unwrap(), b"{}");
+        assert_eq!(
+            read_input(&d.path().join("none")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            read_input(d.path()).unwrap_err().raw_os_error(),
+            Some(libc::EISDIR)
+        );
+        // A FIFO without a writer and an endless device: refused at once (on a thread, so that the old
+        // behaviour, blocking forever, fails the test instead of hanging it).
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send((
+                read_input(&fifo).is_err(),
+                read_input(Path::new("/dev/zero")).is_err(),
+            ));
+        });
+        let refused = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("read_input blocked");
+        assert_eq!(refused, (true, true));
+        // Larger than the bound (a sparse file: nothing is written).
+        let big = std::fs::File::create(d.path().join("big")).unwrap();
+        big.set_len(INPUT_FILE_MAX + 1).unwrap();
+        assert_eq!(
+            read_input(&d.path().join("big")).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 
     #[test]

@@ -26,9 +26,15 @@ pub struct NetNs {
 
 impl NetNs {
     /// Opens a netns path and checks that it is a namespace file. A missing or wrong path is code 3
-    /// (container unknown or does not exist); a path that cannot be read is code 5.
+    /// (container unknown or does not exist); a path that cannot be read is code 5. The open never blocks
+    /// (`O_NONBLOCK`: a FIFO given as `CNI_NETNS` once hung the plugin until a writer came).
     pub fn open(path: &Path) -> Result<Self, CniError> {
-        let file = File::open(path).map_err(|e| match e.kind() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path);
+        let file = file.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => CniError::unknown_container(format!(
                 "network namespace {} does not exist",
                 path.display()
@@ -259,6 +265,16 @@ mod tests {
                 .code(),
             3
         );
+        // A FIFO: refused at once, not waited on until someone writes to it.
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(NetNs::open(&fifo).map(|_| ()).unwrap_err()));
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("opening a FIFO as a netns hung");
+        assert_eq!(e.code.code(), 3, "{e}");
         let own = NetNs::open(Path::new("/proc/self/ns/net")).unwrap();
         let v = own.run(|| 41 + 1).unwrap();
         assert_eq!(v, 42);

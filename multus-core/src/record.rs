@@ -6,7 +6,7 @@
 //! - One envelope: `{"kind": .., "version": .., "containerID": .., "ifname": .., "record": {..}}`. A file of
 //!   another kind, of a newer version, or naming another attachment is never taken for the one asked for.
 //! - One write: [`crate::fs::write_atomic`], so a record appears whole or not at all; a killed writer's temp
-//!   file is removed by the next [`RecordStore::list`].
+//!   file is removed by the next [`RecordStore::list`] or [`RecordStore::remove`] (the DEL after the kill).
 //! - One lock: `<dir>/lock` (flock), taken with a bound, for callers whose change spans several records.
 //! - One listing: every readable record, and every unreadable one with the reason; one bad file never hides
 //!   the others (a GC must go on past it).
@@ -40,6 +40,9 @@ use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// How old a temp file of a live process must be to be taken for a dead writer's (its PID reused).
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// A kind of per-attachment record.
 pub trait Record: Serialize + DeserializeOwned {
@@ -226,7 +229,7 @@ impl<T: Record> RecordStore<T> {
     /// An attachment's record; `Ok(None)` when it has none.
     pub fn load(&self, at: &AttachmentRef) -> Result<Option<T>, RecordError> {
         let path = self.path(at)?;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match fs::read_input(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             // Something else in the record's place is no record (and not ours to remove): a DEL must
@@ -247,17 +250,21 @@ impl<T: Record> RecordStore<T> {
     }
 
     /// Removes an attachment's record; `Ok(false)` when there was none (also on a read-only file system, or
-    /// when a directory is in its place, which is left alone).
+    /// when a directory is in its place, which is left alone). Temp files that killed writers left are
+    /// removed on the way: a plugin killed while it saved this record (or another) leaves one, and a DEL
+    /// is what follows such a kill.
     pub fn remove(&self, at: &AttachmentRef) -> Result<bool, RecordError> {
         let path = self.path(at)?;
         if path.is_dir() {
             return Ok(false);
         }
-        fs::remove_if_exists(&path).map_err(|source| RecordError::Io {
+        let removed = fs::remove_if_exists(&path).map_err(|source| RecordError::Io {
             op: "removing",
             path,
             source,
-        })
+        });
+        fs::remove_stale_temps(&self.dir, STALE_TEMP_AGE);
+        removed
     }
 
     /// Every record of the store. Temp files that killed writers left are removed on the way.
@@ -281,7 +288,7 @@ impl<T: Record> RecordStore<T> {
                 return out;
             }
         };
-        fs::remove_stale_temps(&self.dir, Duration::from_secs(600));
+        fs::remove_stale_temps(&self.dir, STALE_TEMP_AGE);
         let mut names: Vec<(PathBuf, AttachmentRef)> = rd
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -292,7 +299,7 @@ impl<T: Record> RecordStore<T> {
             .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         for (path, at) in names {
-            let read = std::fs::read(&path).map_err(|source| RecordError::Io {
+            let read = fs::read_input(&path).map_err(|source| RecordError::Io {
                 op: "reading",
                 path: path.clone(),
                 source,
@@ -502,6 +509,13 @@ mod tests {
         assert!(!tmp.exists());
         assert!(s.remove(&at("c1", "eth0")).unwrap());
         assert!(!s.remove(&at("c1", "eth0")).unwrap());
+        // A writer killed while it saved: its DEL's remove takes the temp file away, record or not.
+        std::fs::write(&tmp, b"{\"kind\":").unwrap();
+        assert!(!s.remove(&at("c1", "eth0")).unwrap());
+        assert!(
+            !tmp.exists(),
+            "a dead writer's temp file stays after remove"
+        );
         // A directory in a record's place: no record, nothing removed, nothing listed.
         std::fs::create_dir(s.path(&at("c2", "eth0")).unwrap()).unwrap();
         assert!(s.load(&at("c2", "eth0")).unwrap().is_none());

@@ -104,6 +104,29 @@ impl DriverOps for SysfsDriverOps {
     }
 }
 
+/// A driver name read from a record, checked before it is written to `driver_override`: a name the kernel
+/// lists under `/sys/bus/pci/drivers` (one path component of at most 255 bytes, without whitespace or NUL).
+fn check_driver_name(name: &str) -> io::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\0' || c.is_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{:?} is not a driver name",
+                name.chars().take(64).collect::<String>()
+            ),
+        ))
+    }
+}
+
 fn annotate(e: io::Error, op: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
 }
@@ -611,6 +634,10 @@ impl Binder {
     /// Puts the device back on `original.driver`: unbinds whatever it is on (unless that is already the
     /// original), then override + probe + clear, and verifies. For an originally unbound device, only unbinds.
     fn rebind(&self, pci: PciAddress, original: &Original) -> Result<()> {
+        if let Some(want) = &original.driver {
+            // From a record: checked before the device leaves the driver it is on.
+            self.op("restoring the driver of", pci, check_driver_name(want))?;
+        }
         let current = self.sysfs.driver(pci)?;
         if current == original.driver {
             return Ok(());
@@ -822,6 +849,28 @@ mod tests {
         assert_eq!(r.outcome, RestoreOutcome::AlreadyRestored);
         assert_eq!(r.netdev.as_deref(), Some("eth10"));
         assert_eq!(sim.log().len(), 8);
+    }
+
+    /// A record's driver name is checked before the device leaves vfio-pci: a tampered or torn record
+    /// never makes a write of its text, and the device stays where it is.
+    #[test]
+    fn a_bad_driver_name_from_a_record_changes_nothing() {
+        let (_d, sim) = host(1);
+        let b = sim.binder();
+        let plan = b.plan(pci(VF0), false).unwrap();
+        b.bind(&plan).unwrap();
+        let n = sim.log().len();
+        for bad in ["../../../x", "igbvf\nvfio", "", "a b", &"x".repeat(300)] {
+            let original = Original {
+                driver: Some(bad.to_string()),
+                ..plan.original.clone()
+            };
+            let e = b.restore(pci(VF0), &original).unwrap_err();
+            assert!(e.to_string().contains("not a driver name"), "{e}");
+            assert!(e.to_string().len() < 200, "{e}");
+        }
+        assert_eq!(sim.log().len(), n, "nothing written");
+        assert_eq!(driver(&sim, VF0).as_deref(), Some("vfio-pci"));
     }
 
     #[test]

@@ -150,7 +150,8 @@ fn read_file(base: &Path, kubeconfig: &Path, p: &str, what: &str) -> Result<Vec<
     } else {
         base.join(p)
     };
-    std::fs::read(&path).map_err(|e| cfg_err(kubeconfig, format!("{what} {}: {e}", path.display())))
+    multus_core::fs::read_input(&path)
+        .map_err(|e| cfg_err(kubeconfig, format!("{what} {}: {e}", path.display())))
 }
 
 /// Splits `https://host[:port][/]` into host and port.
@@ -250,7 +251,7 @@ fn find_named<'a>(list: &'a Value, name: &str, inner: &str) -> Option<&'a Value>
 impl ClientConfig {
     /// Reads a kubeconfig file (YAML or JSON), using its `current-context` (else its only context).
     pub fn from_kubeconfig(path: &Path) -> Result<ClientConfig, CniError> {
-        let bytes = std::fs::read(path).map_err(|e| {
+        let bytes = multus_core::fs::read_input(path).map_err(|e| {
             CniError::invalid_config(format!(
                 "kubeconfig {}: cannot be read: {e}",
                 path.display()

@@ -114,7 +114,7 @@ pub fn conf_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Reads one config file (conf or conflist).
 pub fn read_conf_file(path: &Path) -> Result<NetworkConfig, CniError> {
-    let bytes = std::fs::read(path)
+    let bytes = multus_core::fs::read_input(path)
         .map_err(|e| CniError::io(format!("reading network config {}: {e}", path.display())))?;
     NetworkConfig::from_slice(&bytes)
         .map_err(|e| e.context(format!("network config {}", path.display())))
@@ -175,7 +175,7 @@ pub fn auxiliary_chain(
     files.sort();
     let mut plugins = vec![serde_json::json!({"type": "passthru", "name": "passthru-cni"})];
     for f in &files {
-        let bytes = std::fs::read(f)
+        let bytes = multus_core::fs::read_input(f)
             .map_err(|e| CniError::io(format!("auxiliary chain {}: {e}", f.display())))?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
             CniError::decoding(format!("auxiliary chain {}: not JSON: {e}", f.display()))
@@ -201,7 +201,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads the checkpoint file; a missing file is an empty checkpoint (no device plugins on the node).
     pub fn load(path: &Path) -> Result<Checkpoint, CniError> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match multus_core::fs::read_input(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoint::default()),
             Err(e) => {

@@ -263,13 +263,7 @@ impl Sysfs {
 
 /// Whether `name` can be a Linux netdev name (1 to 15 bytes, no '/', no whitespace, not "." or "..").
 pub(crate) fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name
-            .bytes()
-            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+    multus_core::cni::names::ifname(name).is_ok()
 }
 
 fn io_err(path: &Path, source: io::Error) -> SysfsError {

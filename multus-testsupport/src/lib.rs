@@ -16,7 +16,9 @@ mod netns;
 mod plugin;
 
 pub use netns::{host_link_exists, host_links_on, HostLink, Netns};
-pub use plugin::{env_map, reference_dir, reservations, run_plugin, Run};
+pub use plugin::{
+    env_map, plugin_command, reference_dir, reservations, run_plugin, run_plugin_within, Run,
+};
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

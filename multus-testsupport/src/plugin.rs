@@ -65,8 +65,8 @@ impl Run {
     }
 }
 
-/// Runs `bin` with exactly these CNI variables (others cleared) and `stdin`.
-pub fn run_plugin(bin: &Path, vars: &[(&str, &str)], stdin: &[u8]) -> Run {
+/// The command that runs `bin` with exactly these CNI variables (others cleared), its stdio piped.
+pub fn plugin_command(bin: &Path, vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(bin);
     for k in [
         "CNI_COMMAND",
@@ -84,7 +84,12 @@ pub fn run_plugin(bin: &Path, vars: &[(&str, &str)], stdin: &[u8]) -> Run {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
+    cmd
+}
+
+/// Runs `bin` with exactly these CNI variables (others cleared) and `stdin`.
+pub fn run_plugin(bin: &Path, vars: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let mut child = plugin_command(bin, vars)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
     if let Some(mut i) = child.stdin.take() {
@@ -95,6 +100,57 @@ pub fn run_plugin(bin: &Path, vars: &[(&str, &str)], stdin: &[u8]) -> Run {
         status: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// As [`run_plugin`], for input that once hung a plugin: panics (after killing it) when it has not finished
+/// within `limit`, a generous bound that only tells "finished" from "hung". Stdin is written and the output
+/// read by threads, so a plugin that stops reading cannot block the test either.
+pub fn run_plugin_within(
+    bin: &Path,
+    vars: &[(&str, &str)],
+    stdin: &[u8],
+    limit: std::time::Duration,
+) -> Run {
+    let mut child = plugin_command(bin, vars)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let input = child.stdin.take().map(|mut i| {
+        let data = stdin.to_vec();
+        std::thread::spawn(move || {
+            let _ = i.write_all(&data);
+        })
+    });
+    let reader = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = reader(child.stdout.take().map(|o| Box::new(o) as _));
+    let err = reader(child.stderr.take().map(|e| Box::new(e) as _));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} did not finish within {limit:?}: hung", bin.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    if let Some(t) = input {
+        let _ = t.join();
+    }
+    Run {
+        status: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 

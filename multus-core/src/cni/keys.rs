@@ -20,7 +20,7 @@
 //! assert_eq!(e.msg, "sriov: invalid \"vlan\" value 100: must be an integer from 0 to 10");
 //! ```
 
-use super::{CniError, Dns, PluginConf};
+use super::{names, CniError, Dns, PluginConf};
 use serde_json::{Map, Value};
 use std::str::FromStr;
 
@@ -71,7 +71,9 @@ impl<'a> Keys<'a> {
         }
     }
 
-    /// The code-7 error for key `key` holding `value`: `<plugin>: invalid "<key>" value <value>: <why>`.
+    /// The code-7 error for key `key` holding `value`: `<plugin>: invalid "<key>" value <value>: <why>`. A
+    /// value longer than [`SHOWN_VALUE_MAX`] characters is cut (`...` marks the cut), so that a hostile
+    /// input never makes a message of its own size.
     pub fn invalid(&self, key: &str, value: &Value, why: &str) -> CniError {
         let prefix = if self.plugin.is_empty() {
             String::new()
@@ -79,8 +81,9 @@ impl<'a> Keys<'a> {
             format!("{}: ", self.plugin)
         };
         CniError::invalid_config(format!(
-            "{prefix}invalid \"{}\" value {value}: {why}",
-            self.name(key)
+            "{prefix}invalid \"{}\" value {}: {why}",
+            self.name(key),
+            shown(value)
         ))
     }
 
@@ -91,6 +94,21 @@ impl<'a> Keys<'a> {
             Some(Value::String(s)) if s.is_empty() => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(v) => Err(self.invalid(key, v, "must be a string")),
+        }
+    }
+
+    /// An interface name key (`master`, `pfName`): a string that the kernel takes as a name
+    /// ([`names::ifname`]: 1 to 15 bytes, no `/`, `:`, NUL or whitespace), checked here so that no
+    /// hostile name ever reaches netlink or sysfs; `None` when absent, `null` or empty.
+    pub fn ifname(&self, key: &str) -> Result<Option<&'a str>, CniError> {
+        match self.string(key)? {
+            Some(s) => match names::ifname(s) {
+                Ok(()) => Ok(Some(s)),
+                Err(e) => {
+                    Err(self.invalid(key, &Value::from(s), &format!("{}: {}", e.what, e.why)))
+                }
+            },
+            None => Ok(None),
         }
     }
 
@@ -192,6 +210,18 @@ impl<'a> Keys<'a> {
     }
 }
 
+/// The longest value (in characters of its JSON text) an error message shows whole.
+pub const SHOWN_VALUE_MAX: usize = 80;
+
+/// A value as an error message shows it: its JSON text, cut after [`SHOWN_VALUE_MAX`] characters.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(SHOWN_VALUE_MAX) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+        None => text,
+    }
+}
+
 /// `ipam.type`, when the config has an IPAM section naming one.
 pub fn ipam_type(conf: &PluginConf) -> Option<&str> {
     conf.ipam()
@@ -262,5 +292,31 @@ mod tests {
         let c = conf(json!({"type": "x", "dns": "x", "ipam": {}}));
         assert_eq!(ipam_type(&c), None);
         assert_eq!(dns(&c).unwrap_err().code.code(), 7);
+    }
+
+    #[test]
+    fn interface_names_are_checked_and_long_values_cut() {
+        let huge = "x".repeat(65_500);
+        let c = conf(
+            json!({"type": "macvlan", "master": "eth1", "bad": "a/b", "huge": huge,
+                             "long": "0123456789abcdef", "e": ""}),
+        );
+        let k = Keys::of(&c).plugin("macvlan");
+        assert_eq!(k.ifname("master").unwrap(), Some("eth1"));
+        assert_eq!(k.ifname("e").unwrap(), None);
+        assert_eq!(k.ifname("none").unwrap(), None);
+        for key in ["bad", "huge", "long"] {
+            let e = k.ifname(key).unwrap_err();
+            assert_eq!(e.code.code(), 7, "{e}");
+            assert!(
+                e.msg
+                    .starts_with(&format!("macvlan: invalid \"{key}\" value ")),
+                "{e}"
+            );
+            assert!(e.msg.contains("interface name"), "{e}");
+            assert!(e.msg.len() < 300, "{}", e.msg.len());
+        }
+        let e = k.ifname("huge").unwrap_err();
+        assert!(e.msg.contains("... (65502 bytes)"), "{e}");
     }
 }

@@ -180,6 +180,13 @@ impl Netlink {
     }
 
     fn from_socket(sock: TokioSocket) -> Self {
+        // `NETLINK_CAP_ACK`: the kernel's error answer carries the request's header only, not the whole
+        // request. Without it, the answer to a request near 64 KiB (an interface name of that size, say)
+        // outgrows netlink-proto's 64 KiB receive buffer, is dropped, and the request can only end at
+        // REQUEST_TIMEOUT. (Since Linux 4.2; on an older kernel the bound alone remains.)
+        if let Err(e) = sock.socket_ref().set_cap_ack(true) {
+            tracing::debug!("NETLINK_CAP_ACK not set: {e}");
+        }
         let (conn, handle, _) = rtnetlink::from_socket(sock);
         let task = tokio::spawn(conn);
         Netlink { handle, task }
@@ -264,4 +271,34 @@ where
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::LinkUnspec;
+
+    /// A request whose error answer would outgrow the 64 KiB receive buffer (it echoed the request before
+    /// `NETLINK_CAP_ACK`) gets the kernel's answer, not a wait until [`REQUEST_TIMEOUT`]: here a raw
+    /// `RTM_GETLINK` with a 65,500-byte name, sent past the name checks of [`crate::netlink::link`].
+    #[tokio::test]
+    async fn an_oversized_request_gets_the_kernels_answer() {
+        let nl = Netlink::current().unwrap();
+        let msg = LinkUnspec::new_with_name(&"x".repeat(65_500)).build();
+        let started = std::time::Instant::now();
+        let e = nl
+            .request(RouteNetlinkMessage::GetLink(msg), 0)
+            .await
+            .unwrap_err();
+        assert_ne!(
+            e.errno,
+            Some(libc::ETIMEDOUT),
+            "{e} after {:?}",
+            started.elapsed()
+        );
+        assert!(e.errno.is_some(), "{e}");
+        // Still usable afterwards.
+        let lo = crate::netlink::link::by_name(&nl, "lo").await.unwrap();
+        assert!(lo.is_some());
+    }
 }

@@ -125,8 +125,16 @@ fn first_link(msgs: Vec<RouteNetlinkMessage>) -> Option<LinkInfo> {
     })
 }
 
+/// Refuses a name the kernel cannot take ([`crate::cni::names::ifname`]) before it goes into a request: a
+/// name of ~64 KiB would make a request whose error answer no longer fits the receive buffer (or that
+/// netlink-packet-core cannot even encode). Every request of this module that carries a name checks it.
+pub fn check_name(name: &str) -> Result<(), NlError> {
+    crate::cni::names::ifname(name).map_err(|e| NlError::new(Some(libc::EINVAL), e.to_string()))
+}
+
 /// Creates a macvlan or ipvlan (`RTM_NEWLINK`, create-exclusive).
 pub async fn create_sublink(nl: &Netlink, spec: &NewSubLink<'_>) -> Result<(), NlError> {
+    check_name(spec.name)?;
     let mut msg = match spec.kind {
         SubKind::MacVlan(mode) => LinkMacVlan::new(spec.name, spec.master, mode).build(),
         SubKind::IpVlan(mode) => LinkIpVlan::new(spec.name, spec.master, mode).build(),
@@ -155,6 +163,7 @@ pub async fn create_sublink(nl: &Netlink, spec: &NewSubLink<'_>) -> Result<(), N
 
 /// Looks a link up by name; `Ok(None)` when there is none.
 pub async fn by_name(nl: &Netlink, name: &str) -> Result<Option<LinkInfo>, NlError> {
+    check_name(name)?;
     let msg = LinkUnspec::new_with_name(name).build();
     match nl.request(RouteNetlinkMessage::GetLink(msg), 0).await {
         Ok(msgs) => Ok(first_link(msgs)),
@@ -270,7 +279,11 @@ impl std::fmt::Display for LinkChange<'_> {
             parts.push("into another netns".into());
         }
         if let Some(n) = self.name {
-            parts.push(format!("name {n}"));
+            // A name is cut, as a hostile one may be huge (it is refused before any request).
+            match n.char_indices().nth(crate::cni::names::IFNAME_MAX + 1) {
+                Some((cut, _)) => parts.push(format!("name {}...", &n[..cut])),
+                None => parts.push(format!("name {n}")),
+            }
         }
         if let Some(m) = self.mac {
             parts.push(format!("mac {m}"));
@@ -299,8 +312,14 @@ pub fn set_queued(
     change: &LinkChange<'_>,
 ) -> impl std::future::Future<Output = Result<(), NlError>> + Send + 'static {
     let what = format!("failed to change link #{index} ({change})");
-    let answer = nl.queue(RouteNetlinkMessage::SetLink(change.message(index)), 0);
-    async move { answer.await.map(|_| ()).map_err(|e| e.context(what)) }
+    let checked = change.name.map_or(Ok(()), check_name);
+    let answer = checked.map(|()| nl.queue(RouteNetlinkMessage::SetLink(change.message(index)), 0));
+    async move {
+        match answer {
+            Ok(answer) => answer.await.map(|_| ()).map_err(|e| e.context(what)),
+            Err(e) => Err(e.context(what)),
+        }
+    }
 }
 
 /// Deletes the link with `index`; `Ok(false)` when it was already gone.
@@ -315,6 +334,7 @@ pub async fn delete(nl: &Netlink, index: u32) -> Result<bool, NlError> {
 
 /// Deletes the link named `name`; `Ok(false)` when there is none.
 pub async fn delete_by_name(nl: &Netlink, name: &str) -> Result<bool, NlError> {
+    check_name(name)?;
     let msg = LinkUnspec::new_with_name(name).build();
     match nl.request(RouteNetlinkMessage::DelLink(msg), 0).await {
         Ok(_) => Ok(true),
@@ -328,5 +348,49 @@ pub fn kind_name(kind: &SubKind) -> &'static str {
     match kind {
         SubKind::MacVlan(_) => "macvlan",
         SubKind::IpVlan(_) => "ipvlan",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names the kernel cannot take never go into a request: before the check, a 65,500-byte name waited
+    /// for an answer that never fit the receive buffer, and one of 65,531 bytes panicked netlink-packet-core.
+    #[tokio::test]
+    async fn names_are_checked_before_any_request() {
+        let nl = Netlink::current().unwrap();
+        for n in [65_480, 65_500, 65_530, 65_531, 70_000, 16] {
+            let name = "x".repeat(n);
+            let errs = [
+                by_name(&nl, &name).await.map(|_| ()).unwrap_err(),
+                delete_by_name(&nl, &name).await.map(|_| ()).unwrap_err(),
+                set(&nl, 1, &LinkChange::new().name(&name))
+                    .await
+                    .unwrap_err(),
+                create_sublink(
+                    &nl,
+                    &NewSubLink {
+                        name: &name,
+                        master: 1,
+                        kind: SubKind::MacVlan(MacVlanMode::Bridge),
+                        mtu: None,
+                        mac: None,
+                        netns_fd: None,
+                        txqlen: None,
+                    },
+                )
+                .await
+                .unwrap_err(),
+            ];
+            for e in errs {
+                assert_eq!(e.errno, Some(libc::EINVAL), "{e}");
+                assert!(e.msg.contains("interface name") && e.msg.len() < 200, "{e}");
+            }
+        }
+        for bad in ["", "a/b", "a b", "..", "a:b"] {
+            assert!(by_name(&nl, bad).await.is_err(), "{bad:?}");
+        }
+        assert!(by_name(&nl, "lo").await.unwrap().is_some());
     }
 }

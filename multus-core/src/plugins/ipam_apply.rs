@@ -3,9 +3,11 @@
 //! IPv6 gateway, then add the result's routes (a route without `gw` goes via the IPAM gateway of its
 //! family; the spec 1.1 fields `mtu`, `advmss`, `priority`, `table`, `scope` are applied when present).
 //!
-//! [`plan`] is pure; [`apply`] carries a plan out in a namespace.
+//! [`plan`] is pure; [`apply`] carries a plan out in a namespace; [`check_ipam_applied`] is CHECK's view of
+//! it (every delegate that puts an IPAM result on an interface checks it so).
 
-use crate::cni::{CniError, CniResult};
+use crate::cni::{CniError, CniResult, Route};
+use crate::netlink::link::LinkInfo;
 use crate::netlink::sysctl::{self, SysctlDirs, SysctlOp};
 use crate::netlink::{addr, link, route, Netlink};
 use crate::netns::NetNs;
@@ -234,6 +236,93 @@ pub async fn settle(
     }
 }
 
+/// Checks that an IPAM result applied to a container interface is still there: every address of `prev` for
+/// interface `idx` is on `l`, and every route of `prev` is in the container's table of its family (see
+/// [`check_route`]). `sandbox` names the netns in errors. Shared by the CHECK of every delegate that puts
+/// an IPAM result on an interface.
+pub async fn check_ipam_applied(
+    cont: &Netlink,
+    l: &LinkInfo,
+    prev: &CniResult,
+    idx: usize,
+    sandbox: &str,
+) -> Result<(), CniError> {
+    let have = crate::netlink::addr::list(cont, l.index).await?;
+    for ip in prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.is_none_or(|i| i == idx))
+    {
+        if !have.iter().any(|a| a.addr == ip.address) {
+            return Err(CniError::kernel(format!(
+                "address {} of prevResult is not on {:?}",
+                ip.address, l.name
+            )));
+        }
+    }
+    let mut tables = [None, None];
+    for r in &prev.routes {
+        let v6 = r.dst.is_ipv6();
+        let slot = &mut tables[usize::from(v6)];
+        if slot.is_none() {
+            *slot = Some(route::list(cont, v6).await?);
+        }
+        let routes = slot.as_deref().unwrap_or_default();
+        check_route(r, routes).map_err(|e| {
+            CniError::kernel(format!(
+                "route {} via {:?} of prevResult {e} in {sandbox}",
+                r.dst, r.gw
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Finds `want` (a `prevResult` route) among the kernel's routes of its family: the same destination and
+/// table, the same next hop when it names one, and the CNI 1.1 fields it sets (`mtu`, `advmss`, `priority`,
+/// and for IPv4 `scope`: the kernel keeps no scope on IPv6 routes). A field it does not set is not
+/// compared; 0 and absent are the same for the kernel's metrics. The error says what differs.
+pub fn check_route(want: &Route, have: &[route::RouteInfo]) -> Result<(), String> {
+    let dst = network_of(&want.dst);
+    let table = want.table.unwrap_or(route::MAIN_TABLE);
+    let candidates: Vec<&route::RouteInfo> = have
+        .iter()
+        .filter(|k| k.dst == dst && k.table == table && (want.gw.is_none() || k.gw == want.gw))
+        .collect();
+    if candidates.is_empty() {
+        return Err("not found".to_string());
+    }
+    let differences = |k: &route::RouteInfo| {
+        let mut d = Vec::new();
+        let mut field = |name: &str, want: Option<u32>, have: u32| {
+            if let Some(w) = want {
+                if w != have {
+                    d.push(format!("{name} {w} (the kernel's: {have})"));
+                }
+            }
+        };
+        field("mtu", want.mtu, k.mtu.unwrap_or(0));
+        field("advmss", want.advmss, k.advmss.unwrap_or(0));
+        field("priority", want.priority, k.priority.unwrap_or(0));
+        if want.dst.is_ipv4() {
+            field("scope", want.scope.map(u32::from), u32::from(k.scope));
+        }
+        d
+    };
+    let mut first = None;
+    for k in candidates {
+        let d = differences(k);
+        if d.is_empty() {
+            return Ok(());
+        }
+        first.get_or_insert(d);
+    }
+    Err(format!(
+        "does not match the kernel's: {}",
+        first.unwrap_or_default().join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +406,87 @@ mod tests {
         assert_eq!(plan(&r, "net1").unwrap_err().code.code(), 7);
         let empty = result(json!({"ips": [{"address": "10.1.0.5/24"}]}));
         assert!(plan(&empty, "net1").is_err(), "no interfaces");
+    }
+
+    // CHECK of an applied result
+
+    fn kernel(dst: &str, gw: Option<&str>, table: u32) -> route::RouteInfo {
+        route::RouteInfo {
+            dst: dst.parse().unwrap(),
+            gw: gw.map(|g| g.parse().unwrap()),
+            oif: Some(2),
+            table,
+            priority: None,
+            scope: 0,
+            mtu: None,
+            advmss: None,
+        }
+    }
+
+    fn want(v: serde_json::Value) -> Route {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn check_route_compares_the_1_1_fields_it_is_given() {
+        let mut k = kernel("10.79.0.0/16", Some("10.77.0.254"), 100);
+        k.mtu = Some(1300);
+        k.advmss = Some(1200);
+        k.priority = Some(7);
+        let onlink = route::RouteInfo {
+            scope: 253,
+            priority: Some(9),
+            ..kernel("10.80.0.0/16", None, route::MAIN_TABLE)
+        };
+        let have = [kernel("0.0.0.0/0", Some("10.77.0.1"), 254), k, onlink];
+        let full = serde_json::json!({"dst": "10.79.1.2/16", "gw": "10.77.0.254", "mtu": 1300,
+            "advmss": 1200, "priority": 7, "table": 100});
+        assert_eq!(check_route(&want(full.clone()), &have), Ok(()));
+        // Fields not given are not compared; 0 is the kernel's absent metric.
+        assert_eq!(
+            check_route(
+                &want(serde_json::json!({"dst": "10.79.0.0/16", "table": 100})),
+                &have
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_route(
+                &want(serde_json::json!({"dst": "0.0.0.0/0", "mtu": 0, "priority": 0})),
+                &have
+            ),
+            Ok(())
+        );
+        for (k, v) in [("mtu", 1400), ("advmss", 1100), ("priority", 8)] {
+            let mut w = full.clone();
+            w[k] = v.into();
+            let e = check_route(&want(w), &have).unwrap_err();
+            assert!(e.contains(&format!("{k} {v}")), "{k}: {e}");
+        }
+        let mut w = full.clone();
+        w["table"] = 101.into();
+        assert_eq!(check_route(&want(w), &have).unwrap_err(), "not found");
+        // Scope, for IPv4.
+        let link = serde_json::json!({"dst": "10.80.0.0/16", "scope": 253, "priority": 9});
+        assert_eq!(check_route(&want(link.clone()), &have), Ok(()));
+        let mut w = link;
+        w["scope"] = 0.into();
+        assert!(check_route(&want(w), &have)
+            .unwrap_err()
+            .contains("scope 0"));
+        // IPv6 routes have no scope in the kernel: a scope in prevResult is not held against them.
+        let v6 = [route::RouteInfo {
+            priority: Some(1024),
+            ..kernel("fd00:1::/64", Some("fd00::1"), 254)
+        }];
+        assert_eq!(
+            check_route(
+                &want(
+                    serde_json::json!({"dst": "fd00:1::/64", "gw": "fd00::1", "scope": 253, "priority": 1024})
+                ),
+                &v6
+            ),
+            Ok(())
+        );
     }
 }

@@ -7,6 +7,7 @@ use super::ipam;
 use super::ipam_type;
 use super::sublink::{self, IpSource, SubLinkSpec};
 use crate::cni::keys::{self, Keys};
+use crate::cni::names;
 use crate::cni::{CniError, CniResult, Command, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
@@ -88,11 +89,18 @@ impl IpvlanConf {
         let prev = conf.prev_result().map_err(|e| {
             CniError::invalid_config(format!("could not parse prevResult: {}", e.msg))
         })?;
-        let mut master = k.string("master")?.map(str::to_string);
+        let mut master = k.ifname("master")?.map(str::to_string);
         if master.is_none() {
             if let Some(p) = &prev {
                 match p.interfaces.as_slice() {
-                    [one] if !one.name.is_empty() => master = Some(one.name.clone()),
+                    [one] if !one.name.is_empty() => {
+                        names::ifname(&one.name).map_err(|e| {
+                            CniError::invalid_config(format!(
+                                "chained master failure: prevResult's interface: {e}"
+                            ))
+                        })?;
+                        master = Some(one.name.clone())
+                    }
                     _ => {
                         return Err(CniError::invalid_config(
                             "chained master failure: prevResult lacks a single named interface",
@@ -257,6 +265,16 @@ mod tests {
                 .code(),
             7
         );
+        // a master name the kernel cannot take, given or from prevResult
+        let long = "x".repeat(65_530);
+        let e = parse(json!({"type": "ipvlan", "master": long})).unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        assert!(e.msg.contains("\"master\"") && e.msg.len() < 300, "{e}");
+        let bad = json!({"cniVersion": "1.0.0", "interfaces": [{"name": long}], "ips": []});
+        let e =
+            parse(json!({"type": "ipvlan", "cniVersion": "1.0.0", "prevResult": bad})).unwrap_err();
+        assert_eq!(e.code.code(), 7);
+        assert!(e.msg.contains("prevResult") && e.msg.len() < 300, "{e}");
         // neither ipam nor prevResult IPs
         let c = parse(json!({"type": "ipvlan", "master": "eth0"})).unwrap();
         assert_eq!(c.ip_source().unwrap_err().code.code(), 7);

@@ -114,7 +114,7 @@ impl MacvlanConf {
             })?),
         };
         Ok(MacvlanConf {
-            master: k.string("master")?.map(str::to_string),
+            master: k.ifname("master")?.map(str::to_string),
             mode,
             mtu,
             mac,
@@ -273,6 +273,8 @@ mod tests {
             json!({"type": "macvlan", "mtu": 5_000_000_000u64}),
             json!({"type": "macvlan", "mac": "nope"}),
             json!({"type": "macvlan", "master": 3}),
+            json!({"type": "macvlan", "master": "x".repeat(65_500)}),
+            json!({"type": "macvlan", "master": "eth0:1"}),
             json!({"type": "macvlan", "linkInContainer": "yes"}),
             json!({"type": "macvlan", "runtimeConfig": {"mac": "02:00:00:00:00"}}),
         ] {

@@ -3,8 +3,9 @@
 //! renamed inside the target, so that a host link with the requested name never collides. Then IPAM and
 //! the interface configuration; any failure removes the link and releases the IPAM reservation.
 
+pub use super::ipam_apply::{check_ipam_applied, check_route};
 use super::{ipam, ipam_apply};
-use crate::cni::{CniError, CniResult, Dns, ErrorCode, Interface, PluginConf, Route};
+use crate::cni::{CniError, CniResult, Dns, ErrorCode, Interface, PluginConf};
 use crate::delegate::Context;
 use crate::netlink::link::{self, LinkChange, LinkInfo, NewSubLink, SubKind};
 use crate::netlink::sysctl::SysctlDirs;
@@ -41,6 +42,7 @@ pub enum IpSource {
 }
 
 /// A temporary link name: `cni` and 8 random hex digits (the random seed of std's hasher comes from the OS).
+/// For a link of an attachment, [`temp_name_for`] instead: a DEL can find that one.
 pub fn temp_name() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -51,6 +53,28 @@ pub fn temp_name() -> String {
             .unwrap_or_default(),
     );
     format!("cni{:08x}", h.finish() as u32)
+}
+
+/// The temporary name of the link an ADD of the attachment (`container_id`, `ifname`) creates before it is
+/// renamed `ifname`: `cni` and 8 hex digits of a stable hash (64-bit FNV-1a, folded) of both. A process
+/// killed between the creation and the rename leaves a link under this name, so DEL and a retried ADD,
+/// knowing only the attachment, find it and remove it. Stable across versions and processes by design.
+///
+/// ```
+/// use multus_core::plugins::sublink::temp_name_for;
+/// assert_eq!(temp_name_for("c1", "net1"), temp_name_for("c1", "net1"));
+/// assert_ne!(temp_name_for("c1", "net1"), temp_name_for("c1", "net2"));
+/// assert_eq!(temp_name_for("c1", "net1").len(), 11);
+/// ```
+pub fn temp_name_for(container_id: &str, ifname: &str) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    // The NUL between them keeps (`ab`, `c`) and (`a`, `bc`) apart: neither name may hold one.
+    for b in container_id.bytes().chain([0]).chain(ifname.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+    }
+    format!("cni{:08x}", (h ^ (h >> 32)) as u32)
 }
 
 fn kind_name(kind: &SubKind) -> &'static str {
@@ -209,22 +233,28 @@ async fn make_link(
 ) -> Result<LinkInfo, CniError> {
     let (cont, mnl) = (&at.cont, at.master_nl());
     let kind = kind_name(&spec.kind);
-    let tmp = temp_name();
-    link::create_sublink(
-        mnl,
-        &NewSubLink {
-            name: &tmp,
-            master: master.index,
-            kind: spec.kind,
-            mtu: (spec.mtu > 0).then_some(spec.mtu),
-            mac: spec.mac,
-            netns_fd: at.host.is_some().then(|| at.ns.file().as_raw_fd()),
-            // The reference plugins create the link with txqlen 0 (the Go netlink library sends the zero
-            // value); a macvlan / ipvlan has no queue of its own, and matching keeps `ip link` identical.
-            txqlen: Some(0),
-        },
-    )
-    .await?;
+    let tmp = temp_name_for(&at.ctx.container_id, &at.ctx.ifname);
+    let new = NewSubLink {
+        name: &tmp,
+        master: master.index,
+        kind: spec.kind,
+        mtu: (spec.mtu > 0).then_some(spec.mtu),
+        mac: spec.mac,
+        netns_fd: at.host.is_some().then(|| at.ns.file().as_raw_fd()),
+        // The reference plugins create the link with txqlen 0 (the Go netlink library sends the zero
+        // value); a macvlan / ipvlan has no queue of its own, and matching keeps `ip link` identical.
+        txqlen: Some(0),
+    };
+    match link::create_sublink(mnl, &new).await {
+        Err(e) if e.is_exists() => {
+            // The temporary name is this attachment's: the link of an ADD killed before its rename, in
+            // the namespace the link is created in (the container's). Removed, then made anew.
+            tracing::info!("removing {tmp:?}, left in the container by an interrupted ADD");
+            link::delete_by_name(cont, &tmp).await?;
+            link::create_sublink(mnl, &new).await?;
+        }
+        other => other?,
+    }
     let created = match link::by_name(cont, &tmp).await {
         Ok(Some(l)) => l,
         other => {
@@ -335,8 +365,20 @@ pub async fn del(ctx: &Context, conf: &PluginConf, has_ipam: bool) -> Result<(),
             return Ok(());
         }
         let (nl, ()) = Netlink::open_in_background(&ns)?.wait().await?;
-        link::delete_by_name(&nl, &ctx.ifname).await?;
+        // The link, and the one an ADD killed before its rename left under the temporary name; both
+        // requests go out back to back.
+        let tmp = temp_name_for(&ctx.container_id, &ctx.ifname);
+        let (final_name, temporary) = tokio::join!(
+            link::delete_by_name(&nl, &ctx.ifname),
+            link::delete_by_name(&nl, &tmp)
+        );
+        final_name?;
+        temporary?;
         Ok(())
+    };
+    let unlink = async {
+        let (pod, host) = tokio::join!(unlink, remove_host_temp(ctx));
+        pod.and(host)
     };
     let release = || ipam::del(ctx, conf);
     if !has_ipam {
@@ -354,6 +396,24 @@ pub async fn del(ctx: &Context, conf: &PluginConf, has_ipam: bool) -> Result<(),
         release().await?;
         unlink.await
     }
+}
+
+/// Removes the attachment's temporarily named link ([`temp_name_for`]) from the host, where a link stacked
+/// on a host master would be if an ADD died before moving it (this one creates it in the container, but
+/// DEL does not rely on which version made it). Only a macvlan or ipvlan is removed.
+async fn remove_host_temp(ctx: &Context) -> Result<(), CniError> {
+    if ctx.ifname.is_empty() || ctx.container_id.is_empty() {
+        return Ok(());
+    }
+    let tmp = temp_name_for(&ctx.container_id, &ctx.ifname);
+    let host = Netlink::current()?;
+    if let Some(l) = link::by_name(&host, &tmp).await? {
+        if matches!(l.kind.as_deref(), Some("macvlan" | "ipvlan")) {
+            tracing::info!("removing {tmp:?}, left in the host by an interrupted ADD");
+            link::delete(&host, l.index).await?;
+        }
+    }
+    Ok(())
 }
 
 /// CHECK: the interface of `prevResult` exists in the netns, is of the configured kind and mode, sits on
@@ -424,176 +484,4 @@ pub async fn check(
         )));
     }
     check_ipam_applied(&cont, &l, &prev, idx, &ns.path().display().to_string()).await
-}
-
-/// Checks that an IPAM result applied to a container interface is still there: every address of `prev` for
-/// interface `idx` is on `l`, and every route of `prev` is in the container's table of its family (see
-/// [`check_route`]). `sandbox` names the netns in errors. Shared by the CHECK of every delegate that puts
-/// an IPAM result on an interface.
-pub async fn check_ipam_applied(
-    cont: &Netlink,
-    l: &LinkInfo,
-    prev: &CniResult,
-    idx: usize,
-    sandbox: &str,
-) -> Result<(), CniError> {
-    let have = crate::netlink::addr::list(cont, l.index).await?;
-    for ip in prev
-        .ips
-        .iter()
-        .filter(|ip| ip.interface.is_none_or(|i| i == idx))
-    {
-        if !have.iter().any(|a| a.addr == ip.address) {
-            return Err(CniError::kernel(format!(
-                "address {} of prevResult is not on {:?}",
-                ip.address, l.name
-            )));
-        }
-    }
-    let mut tables = [None, None];
-    for r in &prev.routes {
-        let v6 = r.dst.is_ipv6();
-        let slot = &mut tables[usize::from(v6)];
-        if slot.is_none() {
-            *slot = Some(route::list(cont, v6).await?);
-        }
-        let routes = slot.as_deref().unwrap_or_default();
-        check_route(r, routes).map_err(|e| {
-            CniError::kernel(format!(
-                "route {} via {:?} of prevResult {e} in {sandbox}",
-                r.dst, r.gw
-            ))
-        })?;
-    }
-    Ok(())
-}
-
-/// Finds `want` (a `prevResult` route) among the kernel's routes of its family: the same destination and
-/// table, the same next hop when it names one, and the CNI 1.1 fields it sets (`mtu`, `advmss`, `priority`,
-/// and for IPv4 `scope`: the kernel keeps no scope on IPv6 routes). A field it does not set is not
-/// compared; 0 and absent are the same for the kernel's metrics. The error says what differs.
-pub fn check_route(want: &Route, have: &[route::RouteInfo]) -> Result<(), String> {
-    let dst = ipam_apply::network_of(&want.dst);
-    let table = want.table.unwrap_or(route::MAIN_TABLE);
-    let candidates: Vec<&route::RouteInfo> = have
-        .iter()
-        .filter(|k| k.dst == dst && k.table == table && (want.gw.is_none() || k.gw == want.gw))
-        .collect();
-    if candidates.is_empty() {
-        return Err("not found".to_string());
-    }
-    let differences = |k: &route::RouteInfo| {
-        let mut d = Vec::new();
-        let mut field = |name: &str, want: Option<u32>, have: u32| {
-            if let Some(w) = want {
-                if w != have {
-                    d.push(format!("{name} {w} (the kernel's: {have})"));
-                }
-            }
-        };
-        field("mtu", want.mtu, k.mtu.unwrap_or(0));
-        field("advmss", want.advmss, k.advmss.unwrap_or(0));
-        field("priority", want.priority, k.priority.unwrap_or(0));
-        if want.dst.is_ipv4() {
-            field("scope", want.scope.map(u32::from), u32::from(k.scope));
-        }
-        d
-    };
-    let mut first = None;
-    for k in candidates {
-        let d = differences(k);
-        if d.is_empty() {
-            return Ok(());
-        }
-        first.get_or_insert(d);
-    }
-    Err(format!(
-        "does not match the kernel's: {}",
-        first.unwrap_or_default().join(", ")
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kernel(dst: &str, gw: Option<&str>, table: u32) -> route::RouteInfo {
-        route::RouteInfo {
-            dst: dst.parse().unwrap(),
-            gw: gw.map(|g| g.parse().unwrap()),
-            oif: Some(2),
-            table,
-            priority: None,
-            scope: 0,
-            mtu: None,
-            advmss: None,
-        }
-    }
-
-    fn want(v: serde_json::Value) -> Route {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn check_route_compares_the_1_1_fields_it_is_given() {
-        let mut k = kernel("10.79.0.0/16", Some("10.77.0.254"), 100);
-        k.mtu = Some(1300);
-        k.advmss = Some(1200);
-        k.priority = Some(7);
-        let onlink = route::RouteInfo {
-            scope: 253,
-            priority: Some(9),
-            ..kernel("10.80.0.0/16", None, route::MAIN_TABLE)
-        };
-        let have = [kernel("0.0.0.0/0", Some("10.77.0.1"), 254), k, onlink];
-        let full = serde_json::json!({"dst": "10.79.1.2/16", "gw": "10.77.0.254", "mtu": 1300,
-            "advmss": 1200, "priority": 7, "table": 100});
-        assert_eq!(check_route(&want(full.clone()), &have), Ok(()));
-        // Fields not given are not compared; 0 is the kernel's absent metric.
-        assert_eq!(
-            check_route(
-                &want(serde_json::json!({"dst": "10.79.0.0/16", "table": 100})),
-                &have
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            check_route(
-                &want(serde_json::json!({"dst": "0.0.0.0/0", "mtu": 0, "priority": 0})),
-                &have
-            ),
-            Ok(())
-        );
-        for (k, v) in [("mtu", 1400), ("advmss", 1100), ("priority", 8)] {
-            let mut w = full.clone();
-            w[k] = v.into();
-            let e = check_route(&want(w), &have).unwrap_err();
-            assert!(e.contains(&format!("{k} {v}")), "{k}: {e}");
-        }
-        let mut w = full.clone();
-        w["table"] = 101.into();
-        assert_eq!(check_route(&want(w), &have).unwrap_err(), "not found");
-        // Scope, for IPv4.
-        let link = serde_json::json!({"dst": "10.80.0.0/16", "scope": 253, "priority": 9});
-        assert_eq!(check_route(&want(link.clone()), &have), Ok(()));
-        let mut w = link;
-        w["scope"] = 0.into();
-        assert!(check_route(&want(w), &have)
-            .unwrap_err()
-            .contains("scope 0"));
-        // IPv6 routes have no scope in the kernel: a scope in prevResult is not held against them.
-        let v6 = [route::RouteInfo {
-            priority: Some(1024),
-            ..kernel("fd00:1::/64", Some("fd00::1"), 254)
-        }];
-        assert_eq!(
-            check_route(
-                &want(
-                    serde_json::json!({"dst": "fd00:1::/64", "gw": "fd00::1", "scope": 253, "priority": 1024})
-                ),
-                &v6
-            ),
-            Ok(())
-        );
-    }
 }

@@ -95,6 +95,14 @@ fn config_keys() {
             json!({"runtimeConfig": []}),
             "invalid \"runtimeConfig\" value []: must be an object",
         ),
+        (
+            json!({"master": "x".repeat(65_500)}),
+            "invalid \"master\" value \"xxxx",
+        ),
+        (
+            json!({"pfName": "ens1/../../x"}),
+            "invalid \"pfName\" value \"ens1/../../x\": interface name",
+        ),
     ] {
         let e = DpdkConf::parse(&conf(&t, bad)).unwrap_err();
         assert_eq!(e.code.code(), 7);

@@ -400,8 +400,8 @@ pub fn select_device(
         (pci(&rt, "deviceID")?, DeviceIdSource::RuntimeConfig),
     ];
     let found = ids.into_iter().find_map(|(id, src)| id.map(|id| (id, src)));
-    let master = k.string("master")?;
-    let pf_name = k.string("pfName")?;
+    let master = k.ifname("master")?;
+    let pf_name = k.ifname("pfName")?;
     if let (Some(a), Some(b)) = (master, pf_name) {
         if a != b {
             return Err(k.invalid(
@@ -547,6 +547,17 @@ mod tests {
         assert!(parse(json!({"master": "a", "pfName": "a"})).is_ok());
         let e = parse(json!({"master": "a", "pfName": "b"})).unwrap_err();
         assert!(e.to_string().contains("\"pfName\""), "{e}");
+        // A name the kernel cannot take never reaches netlink or sysfs: code 7 naming the key.
+        for key in ["master", "pfName"] {
+            for bad in ["x".repeat(65_500), "../eth0".into(), "a b".into()] {
+                let e = parse(json!({ key: bad })).unwrap_err();
+                assert_eq!(e.code.code(), 7, "{e}");
+                assert!(
+                    e.msg.contains(&format!("\"{key}\"")) && e.msg.len() < 300,
+                    "{e}"
+                );
+            }
+        }
         let e = parse(json!({})).unwrap_err();
         assert_eq!(e.code.code(), 7);
         assert!(e.to_string().contains("deviceID"));

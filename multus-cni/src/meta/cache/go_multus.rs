@@ -57,7 +57,7 @@ fn result_path(dir: &Path, network: &str, container_id: &str, ifname: &str) -> P
 fn read_entry(dir: &Path, container_id: &str) -> Result<Option<Vec<GoDelegate>>, CniError> {
     names::container_id(container_id)?;
     let path = entry_path(dir, container_id);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match multus_core::fs::read_input(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         // A directory of that name (never Go Multus'), or unreadable.
@@ -94,7 +94,8 @@ fn network(d: &GoDelegate, i: usize, defaults: &Defaults) -> Result<NetworkConfi
 
 /// The ADD result libcni cached for an attachment, if any.
 fn cached_result(dir: &Path, network: &str, container_id: &str, ifname: &str) -> Option<CniResult> {
-    let bytes = std::fs::read(result_path(dir, network, container_id, ifname)).ok()?;
+    let bytes =
+        multus_core::fs::read_input(&result_path(dir, network, container_id, ifname)).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     CniResult::from_value(v.get("result")?).ok()
 }
@@ -191,7 +192,7 @@ pub fn remove(dir: &Path, at: &AttachmentRef) -> Result<(), CniError> {
         let infix = format!("-{}-", at.container_id);
         for e in rd.flatten() {
             let of_this = e.file_name().to_string_lossy().contains(&infix)
-                && std::fs::read(e.path())
+                && multus_core::fs::read_input(&e.path())
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
                     .is_some_and(|v| v["containerId"] == at.container_id.as_str());

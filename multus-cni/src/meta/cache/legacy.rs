@@ -25,7 +25,7 @@ fn path(dir: &Path, at: &AttachmentRef) -> PathBuf {
 }
 
 fn read(path: &Path) -> Result<Option<LegacyEntry>, CniError> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match multus_core::fs::read_input(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         // A directory of that name is no entry (and not ours to remove).
