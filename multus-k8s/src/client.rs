@@ -60,6 +60,10 @@ pub struct ClientConfig {
     token: Option<String>,
     /// The limit on one request (connect included).
     pub request_timeout: Duration,
+    /// Write pod annotations with one JSON merge PATCH of `pods/{name}/status` carrying the pod's UID (no
+    /// read first), falling back to GET + PUT when the server refuses the PATCH (403, 405, 415). The thick
+    /// daemon sets it (RBAC `patch` on `pods/status`); the thin plugin keeps upstream's GET + PUT.
+    pub status_patch: bool,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -383,13 +387,14 @@ impl ClientConfig {
             tls: tls_config(creds, origin)?,
             token: creds.token.clone(),
             request_timeout: Duration::from_secs(10),
+            status_patch: false,
         })
     }
 }
 
 /// An API client: one TLS connection, opened on first use and reused.
 pub struct Client {
-    cfg: ClientConfig,
+    pub(crate) cfg: ClientConfig,
     conn: Option<SendRequest<Full<Bytes>>>,
     connects: u32,
 }
@@ -427,7 +432,17 @@ impl Client {
         self.connects
     }
 
-    async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, ApiError> {
+    /// Bounds each request from now on to at most `limit`.
+    pub fn limit_request_timeout(&mut self, limit: Duration) {
+        self.cfg.request_timeout = self.cfg.request_timeout.min(limit);
+    }
+
+    /// Sets the limit on one request.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.cfg.request_timeout = timeout;
+    }
+
+    pub(crate) async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, ApiError> {
         let t = |e: &dyn std::fmt::Display| {
             ApiError::Transport(format!("{}:{}: {e}", self.cfg.host, self.cfg.port))
         };
@@ -451,6 +466,37 @@ impl Client {
         Ok(sender)
     }
 
+    /// A request with the host, token and content type (a JSON merge patch for PATCH).
+    pub(crate) fn build_request(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        body: &Option<Vec<u8>>,
+    ) -> Result<hyper::Request<Full<Bytes>>, ApiError> {
+        let mut req = hyper::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(
+                hyper::header::HOST,
+                format!("{}:{}", self.cfg.host, self.cfg.port),
+            )
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(hyper::header::USER_AGENT, "multus-rs");
+        if let Some(t) = &self.cfg.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            let ct = if method == hyper::Method::PATCH {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            req = req.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        req.body(Full::new(Bytes::from(body.clone().unwrap_or_default())))
+            .map_err(|e| ApiError::Transport(format!("building request {path}: {e}")))
+    }
+
     async fn send_once(
         &mut self,
         method: &hyper::Method,
@@ -465,24 +511,7 @@ impl Client {
             .ready()
             .await
             .map_err(|e| ApiError::Transport(e.to_string()))?;
-        let mut req = hyper::Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(
-                hyper::header::HOST,
-                format!("{}:{}", self.cfg.host, self.cfg.port),
-            )
-            .header(hyper::header::ACCEPT, "application/json")
-            .header(hyper::header::USER_AGENT, "multus-rs");
-        if let Some(t) = &self.cfg.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.clone().unwrap_or_default())))
-            .map_err(|e| ApiError::Transport(format!("building request {path}: {e}")))?;
+        let req = self.build_request(method, path, body)?;
         let resp = sender
             .send_request(req)
             .await
@@ -537,6 +566,11 @@ impl Client {
             });
         }
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(format!("{path}: {e}")))
+    }
+
+    /// GET any API path (with its query) once: the body of a 2xx answer.
+    pub async fn get_json(&mut self, path: &str) -> Result<Value, ApiError> {
+        self.request(hyper::Method::GET, path, None).await
     }
 
     /// GET a pod once.
@@ -595,7 +629,8 @@ impl Client {
         .await
     }
 
-    /// Sets one annotation of a pod through `pods/{name}/status`, as upstream does: GET, change, PUT with
+    /// Sets one annotation of a pod through `pods/{name}/status`, as upstream does (with
+    /// [`ClientConfig::status_patch`], one merge PATCH first): GET, change, PUT with
     /// the pod's resourceVersion; a 409 conflict starts over with a fresh GET (at most `attempts` times).
     /// When `uid` is given, a pod with another UID (a new pod of the same name) is left alone.
     pub async fn set_pod_annotation(
@@ -608,6 +643,23 @@ impl Client {
         attempts: u32,
     ) -> Result<(), ApiError> {
         let path = format!("{}/status", pod_path(namespace, name));
+        if self.cfg.status_patch {
+            let mut meta = serde_json::json!({"annotations": {key: value}});
+            if let Some(uid) = uid.filter(|u| !u.is_empty()) {
+                // A precondition: the server refuses to change a pod's UID, so another pod of the name fails.
+                meta["uid"] = Value::String(uid.to_string());
+            }
+            let body = serde_json::json!({ "metadata": meta })
+                .to_string()
+                .into_bytes();
+            match self.request(hyper::Method::PATCH, &path, Some(body)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(e.status(), Some(403 | 405 | 415)) => {
+                    tracing::debug!("{path}: PATCH refused ({e}); GET + PUT instead");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut last = None;
         for _ in 0..attempts.max(1) {
             let mut pod = self.get_pod_raw(namespace, name).await?;
