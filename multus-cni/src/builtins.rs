@@ -2,13 +2,15 @@
 
 use multus_core::delegate::Registry;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A registry with every built-in delegate, searching `bin_dirs` (then `CNI_PATH`) for other types.
 pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     let mut r = Registry::new();
-    r.set_bin_dirs(bin_dirs).set_timeout(timeout);
+    r.set_bin_dirs(bin_dirs)
+        .set_timeout(timeout)
+        .set_chroot(CHROOT.get().cloned());
     // Built-in delegates are registered here as their crates provide them.
     r.register("macvlan", Arc::new(multus_core::plugins::Macvlan));
     r.register("ipvlan", Arc::new(multus_core::plugins::Ipvlan));
@@ -21,6 +23,15 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     // Binds the attachment's PCI device to vfio-pci for a DPDK application, gives it back on DEL.
     r.register("dpdk", Arc::new(multus_dpdk::Dpdk::system()));
     r
+}
+
+static CHROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every registry of this process run plugin binaries chrooted into `dir`: the thick daemon's
+/// `chrootDir` (upstream's server-wide `ChrootExec`), set once at its start. Built-in delegates are not
+/// affected; the thin binary never sets it. Returns false when it was set already.
+pub fn set_chroot_dir(dir: PathBuf) -> bool {
+    CHROOT.set(dir).is_ok()
 }
 
 /// Leaves the node's binary to run `types` (`"*"`: every type) instead of the built-in delegates, as a

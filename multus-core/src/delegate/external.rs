@@ -1,5 +1,6 @@
 //! Running a plugin binary exactly as a container runtime does: `CNI_*` environment, the config on stdin,
-//! a result or a CNI error on stdout, stderr into our log, and a timeout.
+//! a result or a CNI error on stdout, stderr into our log, and a timeout; optionally chrooted (the thick
+//! daemon's `chrootDir`, as upstream's `ChrootExec`), its path then being the one inside the chroot.
 
 use super::{Context, Delegate};
 use crate::cni::{CniError, CniResult, Command, ErrorCode, PluginConf};
@@ -14,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct ExternalPlugin {
     path: PathBuf,
     timeout: Duration,
+    chroot: Option<PathBuf>,
 }
 
 /// What one run of a plugin binary gave back.
@@ -25,7 +27,17 @@ struct Output {
 impl ExternalPlugin {
     /// A plugin at `path`, killed after `timeout`.
     pub fn new(path: PathBuf, timeout: Duration) -> Self {
-        ExternalPlugin { path, timeout }
+        ExternalPlugin {
+            path,
+            timeout,
+            chroot: None,
+        }
+    }
+
+    /// Runs the binary chrooted into `dir` (`path` being inside it).
+    pub fn chrooted(mut self, dir: Option<PathBuf>) -> Self {
+        self.chroot = dir;
+        self
     }
 
     /// The binary's path.
@@ -83,6 +95,20 @@ impl ExternalPlugin {
             .kill_on_drop(true)
             // Its own process group, so that a timeout kills whatever the plugin started too.
             .process_group(0);
+        if let Some(root) = self.chroot.clone() {
+            let root = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+                .map_err(|_| CniError::invalid_config("chrootDir holds a NUL byte"))?;
+            // SAFETY: between fork and exec only async-signal-safe calls (chroot, chdir) on memory
+            // prepared before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc_chroot(&root) != 0 || libc_chdir_root() != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| CniError::io(format!("cannot run plugin {}: {e}", self.path.display())))?;
@@ -167,6 +193,16 @@ impl ExternalPlugin {
         }
         Err(CniError::new(ErrorCode::DelegateFailed, msg).with_details(snippet(&stdout)))
     }
+}
+
+fn libc_chroot(root: &std::ffi::CStr) -> i32 {
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::chroot(root.as_ptr()) }
+}
+
+fn libc_chdir_root() -> i32 {
+    // SAFETY: a constant NUL-terminated path.
+    unsafe { libc::chdir(c"/".as_ptr()) }
 }
 
 /// A printable start of some bytes, for error details.

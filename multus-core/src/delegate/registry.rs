@@ -1,4 +1,6 @@
 //! Resolving a plugin `type` to a delegate: built-in first, then a binary in `binDir`, then in `CNI_PATH`.
+//! With a chroot directory (the thick daemon's `chrootDir`: the host's root as mounted in its container),
+//! binaries are looked up and run inside it, so the plugins of the host run with the host's files.
 
 use super::external::ExternalPlugin;
 use super::Delegate;
@@ -16,6 +18,7 @@ pub struct Registry {
     builtins: BTreeMap<String, Arc<dyn Delegate>>,
     bin_dirs: Vec<PathBuf>,
     timeout: Duration,
+    chroot: Option<PathBuf>,
 }
 
 impl Default for Registry {
@@ -30,6 +33,7 @@ impl std::fmt::Debug for Registry {
             .field("builtins", &self.builtins.keys().collect::<Vec<_>>())
             .field("bin_dirs", &self.bin_dirs)
             .field("timeout", &self.timeout)
+            .field("chroot", &self.chroot)
             .finish()
     }
 }
@@ -51,6 +55,7 @@ impl Registry {
             builtins: BTreeMap::new(),
             bin_dirs: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            chroot: None,
         }
     }
 
@@ -78,6 +83,17 @@ impl Registry {
         self
     }
 
+    /// Runs plugin binaries chrooted into `dir` (their paths, `binDir` and `CNI_PATH`, are taken inside it).
+    pub fn set_chroot(&mut self, dir: Option<PathBuf>) -> &mut Self {
+        self.chroot = dir;
+        self
+    }
+
+    /// The directory plugin binaries run chrooted into.
+    pub fn chroot(&self) -> Option<&Path> {
+        self.chroot.as_deref()
+    }
+
     /// The timeout of one external plugin run.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -93,7 +109,8 @@ impl Registry {
         self.builtins.keys().map(String::as_str).collect()
     }
 
-    /// Finds a plugin binary in `binDir`s then `cni_path`.
+    /// Finds a plugin binary in `binDir`s then `cni_path` (inside the chroot directory, when set; the path
+    /// returned is the one seen from inside).
     pub fn find_binary(
         &self,
         plugin_type: &str,
@@ -108,7 +125,11 @@ impl Registry {
             .collect();
         for d in &dirs {
             let p = d.join(plugin_type);
-            if is_executable(&p) {
+            let seen = match &self.chroot {
+                Some(root) => root.join(p.strip_prefix("/").unwrap_or(&p)),
+                None => p.clone(),
+            };
+            if is_executable(&seen) {
                 return Ok(p);
             }
         }
@@ -129,7 +150,9 @@ impl Registry {
             return Ok(d.clone());
         }
         let path = self.find_binary(plugin_type, cni_path)?;
-        Ok(Arc::new(ExternalPlugin::new(path, self.timeout)))
+        Ok(Arc::new(
+            ExternalPlugin::new(path, self.timeout).chrooted(self.chroot.clone()),
+        ))
     }
 }
 
@@ -178,5 +201,24 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code.code(), 7);
         assert!(e.msg.contains("noexec"));
+    }
+
+    #[test]
+    fn finds_binaries_inside_the_chroot() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("opt/cni/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("plug"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(bin.join("plug"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut r = Registry::new();
+        r.set_bin_dirs(vec!["/opt/cni/bin".into()]);
+        assert!(r.find_binary("plug", &[]).is_err());
+        r.set_chroot(Some(root.path().to_path_buf()));
+        // The path as the plugin sees it from inside the chroot.
+        assert_eq!(
+            r.find_binary("plug", &[]).unwrap(),
+            PathBuf::from("/opt/cni/bin/plug")
+        );
     }
 }
