@@ -1,5 +1,6 @@
 //! The built-in delegates of this binary, and the registry that resolves everything else to plugin binaries.
 
+use multus_core::delegate::observe::DelegateObserver;
 use multus_core::delegate::Registry;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -10,7 +11,8 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     let mut r = Registry::new();
     r.set_bin_dirs(bin_dirs)
         .set_timeout(timeout)
-        .set_chroot(CHROOT.get().cloned());
+        .set_chroot(CHROOT.get().cloned())
+        .set_observer(OBSERVER.get().cloned());
     // Built-in delegates are registered here as their crates provide them.
     r.register("macvlan", Arc::new(multus_core::plugins::Macvlan));
     r.register("ipvlan", Arc::new(multus_core::plugins::Ipvlan));
@@ -26,6 +28,13 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
 }
 
 static CHROOT: OnceLock<PathBuf> = OnceLock::new();
+static OBSERVER: OnceLock<Arc<dyn DelegateObserver>> = OnceLock::new();
+
+/// Makes every registry of this process report its delegates' verbs to `observer` (the thick daemon's
+/// delegate latency metrics), set once at its start. Returns false when it was set already.
+pub fn set_delegate_observer(observer: Arc<dyn DelegateObserver>) -> bool {
+    OBSERVER.set(observer).is_ok()
+}
 
 /// Makes every registry of this process run plugin binaries chrooted into `dir`: the thick daemon's
 /// `chrootDir` (upstream's server-wide `ChrootExec`), set once at its start. Built-in delegates are not

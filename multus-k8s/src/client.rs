@@ -64,7 +64,13 @@ pub struct ClientConfig {
     /// read first), falling back to GET + PUT when the server refuses the PATCH (403, 405, 415). The thick
     /// daemon sets it (RBAC `patch` on `pods/status`); the thin plugin keeps upstream's GET + PUT.
     pub status_patch: bool,
+    /// Told about every request: its verb (`GET`, `PUT`, `PATCH`, `POST`, `LIST`, `WATCH`) and the HTTP
+    /// status, or `None` when no answer came (the daemon's API request metrics).
+    pub observer: Option<ApiObserver>,
 }
+
+/// See [`ClientConfig::observer`].
+pub type ApiObserver = Arc<dyn Fn(&str, Option<u16>) + Send + Sync>;
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -388,6 +394,7 @@ impl ClientConfig {
             token: creds.token.clone(),
             request_timeout: Duration::from_secs(10),
             status_patch: false,
+            observer: None,
         })
     }
 }
@@ -527,9 +534,27 @@ impl Client {
         Ok((code, bytes))
     }
 
+    /// Reports a request to the observer, if any.
+    pub(crate) fn observe(&self, verb: &str, status: Option<u16>) {
+        if let Some(o) = &self.cfg.observer {
+            o(verb, status);
+        }
+    }
+
     /// One request; a broken kept-alive connection is reopened once. Returns the body of a 2xx answer.
     async fn request(
         &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Value, ApiError> {
+        let verb = method.as_str().to_string();
+        self.request_as(&verb, method, path, body).await
+    }
+
+    async fn request_as(
+        &mut self,
+        verb: &str,
         method: hyper::Method,
         path: &str,
         body: Option<Vec<u8>>,
@@ -554,10 +579,12 @@ impl Client {
                 }
                 Err(e) => {
                     self.conn = None;
+                    self.observe(verb, None);
                     return Err(e);
                 }
             }
         };
+        self.observe(verb, Some(code));
         if !(200..300).contains(&code) {
             return Err(ApiError::Status {
                 code,
@@ -568,9 +595,10 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(format!("{path}: {e}")))
     }
 
-    /// GET any API path (with its query) once: the body of a 2xx answer.
-    pub async fn get_json(&mut self, path: &str) -> Result<Value, ApiError> {
-        self.request(hyper::Method::GET, path, None).await
+    /// LIST: GET a collection path (with its query) once; the body of a 2xx answer.
+    pub async fn list(&mut self, path: &str) -> Result<Value, ApiError> {
+        self.request_as("LIST", hyper::Method::GET, path, None)
+            .await
     }
 
     /// GET a pod once.

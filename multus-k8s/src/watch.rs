@@ -130,12 +130,18 @@ impl Client {
     /// own; connecting and the answer's head are bounded by the request timeout, the events are not.
     pub async fn watch(&mut self, path: &str) -> Result<WatchStream, ApiError> {
         let timeout = self.cfg.request_timeout;
-        match tokio::time::timeout(timeout, self.open_watch(path)).await {
+        let r = match tokio::time::timeout(timeout, self.open_watch(path)).await {
             Ok(r) => r,
             Err(_) => Err(ApiError::Transport(format!(
                 "GET {path}: no answer within {timeout:?}"
             ))),
-        }
+        };
+        let status = match &r {
+            Ok(_) => Some(200),
+            Err(e) => e.status(),
+        };
+        self.observe("WATCH", status);
+        r
     }
 
     async fn open_watch(&mut self, path: &str) -> Result<WatchStream, ApiError> {

@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod external;
+pub mod observe;
 pub mod registry;
 
 pub use external::ExternalPlugin;

@@ -3,6 +3,7 @@
 //! binaries are looked up and run inside it, so the plugins of the host run with the host's files.
 
 use super::external::ExternalPlugin;
+use super::observe::{DelegateObserver, Observed};
 use super::Delegate;
 use crate::cni::CniError;
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ pub struct Registry {
     bin_dirs: Vec<PathBuf>,
     timeout: Duration,
     chroot: Option<PathBuf>,
+    observer: Option<Arc<dyn DelegateObserver>>,
 }
 
 impl Default for Registry {
@@ -56,6 +58,7 @@ impl Registry {
             bin_dirs: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
             chroot: None,
+            observer: None,
         }
     }
 
@@ -86,6 +89,12 @@ impl Registry {
     /// Runs plugin binaries chrooted into `dir` (their paths, `binDir` and `CNI_PATH`, are taken inside it).
     pub fn set_chroot(&mut self, dir: Option<PathBuf>) -> &mut Self {
         self.chroot = dir;
+        self
+    }
+
+    /// Reports every verb of the delegates resolved from now on to `observer` ([`Observed`]).
+    pub fn set_observer(&mut self, observer: Option<Arc<dyn DelegateObserver>>) -> &mut Self {
+        self.observer = observer;
         self
     }
 
@@ -146,13 +155,17 @@ impl Registry {
         cni_path: &[PathBuf],
     ) -> Result<Arc<dyn Delegate>, CniError> {
         validate_plugin_type(plugin_type)?;
-        if let Some(d) = self.builtins.get(plugin_type) {
-            return Ok(d.clone());
-        }
-        let path = self.find_binary(plugin_type, cni_path)?;
-        Ok(Arc::new(
-            ExternalPlugin::new(path, self.timeout).chrooted(self.chroot.clone()),
-        ))
+        let d: Arc<dyn Delegate> = match self.builtins.get(plugin_type) {
+            Some(d) => d.clone(),
+            None => {
+                let path = self.find_binary(plugin_type, cni_path)?;
+                Arc::new(ExternalPlugin::new(path, self.timeout).chrooted(self.chroot.clone()))
+            }
+        };
+        Ok(match &self.observer {
+            Some(o) => Arc::new(Observed::new(d, plugin_type, o.clone())),
+            None => d,
+        })
     }
 }
 
