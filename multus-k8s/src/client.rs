@@ -549,16 +549,18 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<Value, ApiError> {
         let verb = method.as_str().to_string();
-        self.request_as(&verb, method, path, body).await
+        let bytes = self.request_as(&verb, method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(format!("{path}: {e}")))
     }
 
+    /// One request reported as `verb`; the body of a 2xx answer.
     async fn request_as(
         &mut self,
         verb: &str,
         method: hyper::Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         let timeout = self.cfg.request_timeout;
         let mut attempt = 0;
         let (code, bytes) = loop {
@@ -592,11 +594,12 @@ impl Client {
                 message: status_message(&bytes),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(format!("{path}: {e}")))
+        Ok(bytes)
     }
 
-    /// LIST: GET a collection path (with its query) once; the body of a 2xx answer.
-    pub async fn list(&mut self, path: &str) -> Result<Value, ApiError> {
+    /// LIST: GET a collection path (with its query) once; the raw body of a 2xx answer (so that a large
+    /// list is decoded straight into what the caller keeps).
+    pub async fn list(&mut self, path: &str) -> Result<Bytes, ApiError> {
         self.request_as("LIST", hyper::Method::GET, path, None)
             .await
     }
