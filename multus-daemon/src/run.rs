@@ -85,9 +85,10 @@ async fn wait_readiness(cfg: &DaemonConfig, signals: &mut Signals) -> bool {
 async fn lifecycle(cfg: DaemonConfig) -> Result<i32, String> {
     let started = Instant::now();
     let mut signals = Signals::new()?;
-    if let Some(dir) = &cfg.chroot_dir {
-        multus_cni::builtins::set_chroot_dir(dir.clone());
-    }
+    multus_cni::builtins::set_exec_options(multus_core::delegate::external::ExecOptions {
+        chroot: cfg.chroot_dir.clone(),
+        die_with_parent: true,
+    });
     if !wait_readiness(&cfg, &mut signals).await {
         return Ok(0);
     }

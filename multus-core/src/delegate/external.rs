@@ -10,12 +10,22 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// How plugin binaries are started, beyond what a runtime does (set for the whole registry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Run chrooted here (the thick daemon's `chrootDir`); the binary's path is the one inside.
+    pub chroot: Option<PathBuf>,
+    /// Kill the plugin (SIGKILL) when the thread that started it ends, e.g. when the long-running daemon
+    /// dies mid-ADD: an orphaned plugin would otherwise finish its ADD after the DEL that follows.
+    pub die_with_parent: bool,
+}
+
 /// A plugin binary on disk.
 #[derive(Debug, Clone)]
 pub struct ExternalPlugin {
     path: PathBuf,
     timeout: Duration,
-    chroot: Option<PathBuf>,
+    exec: ExecOptions,
 }
 
 /// What one run of a plugin binary gave back.
@@ -30,13 +40,13 @@ impl ExternalPlugin {
         ExternalPlugin {
             path,
             timeout,
-            chroot: None,
+            exec: ExecOptions::default(),
         }
     }
 
-    /// Runs the binary chrooted into `dir` (`path` being inside it).
-    pub fn chrooted(mut self, dir: Option<PathBuf>) -> Self {
-        self.chroot = dir;
+    /// Starts the binary with these options.
+    pub fn with_exec(mut self, exec: ExecOptions) -> Self {
+        self.exec = exec;
         self
     }
 
@@ -95,15 +105,26 @@ impl ExternalPlugin {
             .kill_on_drop(true)
             // Its own process group, so that a timeout kills whatever the plugin started too.
             .process_group(0);
-        if let Some(root) = self.chroot.clone() {
-            let root = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
-                .map_err(|_| CniError::invalid_config("chrootDir holds a NUL byte"))?;
-            // SAFETY: between fork and exec only async-signal-safe calls (chroot, chdir) on memory
+        if self.exec.chroot.is_some() || self.exec.die_with_parent {
+            let root = match &self.exec.chroot {
+                Some(r) => Some(
+                    std::ffi::CString::new(r.as_os_str().as_encoded_bytes())
+                        .map_err(|_| CniError::invalid_config("chrootDir holds a NUL byte"))?,
+                ),
+                None => None,
+            };
+            let die = self.exec.die_with_parent;
+            // SAFETY: between fork and exec only async-signal-safe calls (prctl, chroot, chdir) on memory
             // prepared before the fork.
             unsafe {
                 cmd.pre_exec(move || {
-                    if libc_chroot(&root) != 0 || libc_chdir_root() != 0 {
+                    if die && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                         return Err(std::io::Error::last_os_error());
+                    }
+                    if let Some(root) = &root {
+                        if libc_chroot(root) != 0 || libc_chdir_root() != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
                     }
                     Ok(())
                 });

@@ -2,7 +2,7 @@
 //! With a chroot directory (the thick daemon's `chrootDir`: the host's root as mounted in its container),
 //! binaries are looked up and run inside it, so the plugins of the host run with the host's files.
 
-use super::external::ExternalPlugin;
+use super::external::{ExecOptions, ExternalPlugin};
 use super::observe::{DelegateObserver, Observed};
 use super::Delegate;
 use crate::cni::CniError;
@@ -19,7 +19,7 @@ pub struct Registry {
     builtins: BTreeMap<String, Arc<dyn Delegate>>,
     bin_dirs: Vec<PathBuf>,
     timeout: Duration,
-    chroot: Option<PathBuf>,
+    exec: ExecOptions,
     observer: Option<Arc<dyn DelegateObserver>>,
 }
 
@@ -35,7 +35,7 @@ impl std::fmt::Debug for Registry {
             .field("builtins", &self.builtins.keys().collect::<Vec<_>>())
             .field("bin_dirs", &self.bin_dirs)
             .field("timeout", &self.timeout)
-            .field("chroot", &self.chroot)
+            .field("exec", &self.exec)
             .finish()
     }
 }
@@ -57,7 +57,7 @@ impl Registry {
             builtins: BTreeMap::new(),
             bin_dirs: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
-            chroot: None,
+            exec: ExecOptions::default(),
             observer: None,
         }
     }
@@ -86,9 +86,10 @@ impl Registry {
         self
     }
 
-    /// Runs plugin binaries chrooted into `dir` (their paths, `binDir` and `CNI_PATH`, are taken inside it).
-    pub fn set_chroot(&mut self, dir: Option<PathBuf>) -> &mut Self {
-        self.chroot = dir;
+    /// How plugin binaries are started: chrooted (their paths, `binDir` and `CNI_PATH`, are then taken
+    /// inside the chroot), killed with their parent.
+    pub fn set_exec(&mut self, exec: ExecOptions) -> &mut Self {
+        self.exec = exec;
         self
     }
 
@@ -100,7 +101,7 @@ impl Registry {
 
     /// The directory plugin binaries run chrooted into.
     pub fn chroot(&self) -> Option<&Path> {
-        self.chroot.as_deref()
+        self.exec.chroot.as_deref()
     }
 
     /// The timeout of one external plugin run.
@@ -134,7 +135,7 @@ impl Registry {
             .collect();
         for d in &dirs {
             let p = d.join(plugin_type);
-            let seen = match &self.chroot {
+            let seen = match &self.exec.chroot {
                 Some(root) => root.join(p.strip_prefix("/").unwrap_or(&p)),
                 None => p.clone(),
             };
@@ -159,7 +160,7 @@ impl Registry {
             Some(d) => d.clone(),
             None => {
                 let path = self.find_binary(plugin_type, cni_path)?;
-                Arc::new(ExternalPlugin::new(path, self.timeout).chrooted(self.chroot.clone()))
+                Arc::new(ExternalPlugin::new(path, self.timeout).with_exec(self.exec.clone()))
             }
         };
         Ok(match &self.observer {
@@ -227,7 +228,10 @@ mod tests {
         let mut r = Registry::new();
         r.set_bin_dirs(vec!["/opt/cni/bin".into()]);
         assert!(r.find_binary("plug", &[]).is_err());
-        r.set_chroot(Some(root.path().to_path_buf()));
+        r.set_exec(ExecOptions {
+            chroot: Some(root.path().to_path_buf()),
+            die_with_parent: false,
+        });
         // The path as the plugin sees it from inside the chroot.
         assert_eq!(
             r.find_binary("plug", &[]).unwrap(),

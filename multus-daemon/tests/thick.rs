@@ -1,0 +1,75 @@
+//! The thick plugin through its binaries: `multus-daemon` as a process on a daemon config, against the
+//! HTTPS API stand-in, and the `multus` binary started as `multus-shim` as the runtime runs it, as root in
+//! real network namespaces (reference bridge as the primary network, the user guide's macvlan NAD).
+
+mod support;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn ip_of(result: &Value, i: usize) -> String {
+    result["ips"][i]["address"].as_str().unwrap_or_default().to_string()
+}
+
+/// The user guide's pod through the shim: eth0 from the primary, net1 from `macvlan-conf`; network-status
+/// written; with a warm cache no read of the API (one status PATCH and the two events); DEL leaves nothing.
+#[test]
+fn seed_pod_through_the_shim() {
+    let mut node = Node::new();
+    node.start_daemon();
+    let conf = node.multus_conf();
+    assert_eq!(conf["type"], "multus-shim");
+    assert_eq!(conf["name"], "multus-cni-network");
+    let pod = TestPod::new(&node, Some("macvlan-conf"));
+    node.wait_for("the pod in the cache", || {
+        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
+    });
+    node.api.clear_log();
+    let r = node.shim("ADD", &pod, &conf).ok();
+    assert!(ip_of(&r, 0).starts_with(&format!("10.{}.", node.subnet)), "{r}");
+    assert_eq!(r["cniVersion"], "1.0.0");
+    let links = pod.ns.link_names();
+    assert!(links.contains(&"eth0".to_string()) && links.contains(&"net1".to_string()), "{links:?}");
+    let status = node.api.network_status(&pod.namespace, &pod.name).unwrap();
+    assert_eq!(status.as_array().unwrap().len(), 2, "{status}");
+    assert_eq!(status[1]["interface"], "net1");
+    assert!(status[1]["ips"][0].as_str().unwrap().starts_with("192.168.1.2"));
+    let reqs = node.flow_requests();
+    assert!(!reqs.iter().any(|r| r.starts_with("GET")), "no reads with a warm cache: {reqs:?}");
+    assert_eq!(
+        reqs.iter().filter(|r| r.starts_with("PATCH") && r.ends_with("/status -> 200")).count(),
+        1,
+        "{reqs:?}"
+    );
+    assert_eq!(reqs.iter().filter(|r| r.starts_with("POST")).count(), 2, "{reqs:?}");
+    node.shim("CHECK", &pod, &conf).ok();
+    node.shim("DEL", &pod, &conf).ok();
+    assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
+    assert!(reservations(&node.path("ipam")).is_empty());
+    assert_eq!(std::fs::read_dir(node.path("cache")).map(|d| d.count()).unwrap_or(0), 0);
+    // DEL again (the runtime may repeat it): still a success.
+    node.shim("DEL", &pod, &conf).ok();
+}
+
+/// No daemon, or one that never answers: code 11 within the bound, never a hang.
+#[test]
+fn shim_without_a_daemon_answers_11_in_bounded_time() {
+    let node = Node::new();
+    let pod = TestPod::unlisted(None);
+    let conf = serde_json::json!({"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus-shim",
+        "daemonSocketDir": node.path("run"), "daemonConnectTimeout": 0.5, "daemonRequestTimeout": 1});
+    node.shim_bin();
+    let t = Instant::now();
+    let e = node.shim("ADD", &pod, &conf).err();
+    assert_eq!(e["code"], 11, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("multus.sock"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // A daemon that accepts and never answers.
+    std::fs::create_dir_all(node.path("run")).unwrap();
+    let _l = std::os::unix::net::UnixListener::bind(node.path("run/multus.sock")).unwrap();
+    let t = Instant::now();
+    let e = node.shim("DEL", &pod, &conf).err();
+    assert_eq!(e["code"], 11, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
