@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn ip_of(result: &Value, i: usize) -> String {
-    result["ips"][i]["address"].as_str().unwrap_or_default().to_string()
+    result["ips"][i]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The user guide's pod through the shim: eth0 from the primary, net1 from `macvlan-conf`; network-status
@@ -27,27 +30,50 @@ fn seed_pod_through_the_shim() {
     });
     node.api.clear_log();
     let r = node.shim("ADD", &pod, &conf).ok();
-    assert!(ip_of(&r, 0).starts_with(&format!("10.{}.", node.subnet)), "{r}");
+    assert!(
+        ip_of(&r, 0).starts_with(&format!("10.{}.", node.subnet)),
+        "{r}"
+    );
     assert_eq!(r["cniVersion"], "1.0.0");
     let links = pod.ns.link_names();
-    assert!(links.contains(&"eth0".to_string()) && links.contains(&"net1".to_string()), "{links:?}");
+    assert!(
+        links.contains(&"eth0".to_string()) && links.contains(&"net1".to_string()),
+        "{links:?}"
+    );
     let status = node.api.network_status(&pod.namespace, &pod.name).unwrap();
     assert_eq!(status.as_array().unwrap().len(), 2, "{status}");
     assert_eq!(status[1]["interface"], "net1");
-    assert!(status[1]["ips"][0].as_str().unwrap().starts_with("192.168.1.2"));
+    assert!(status[1]["ips"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("192.168.1.2"));
     let reqs = node.flow_requests();
-    assert!(!reqs.iter().any(|r| r.starts_with("GET")), "no reads with a warm cache: {reqs:?}");
+    assert!(
+        !reqs.iter().any(|r| r.starts_with("GET")),
+        "no reads with a warm cache: {reqs:?}"
+    );
     assert_eq!(
-        reqs.iter().filter(|r| r.starts_with("PATCH") && r.ends_with("/status -> 200")).count(),
+        reqs.iter()
+            .filter(|r| r.starts_with("PATCH") && r.ends_with("/status -> 200"))
+            .count(),
         1,
         "{reqs:?}"
     );
-    assert_eq!(reqs.iter().filter(|r| r.starts_with("POST")).count(), 2, "{reqs:?}");
+    assert_eq!(
+        reqs.iter().filter(|r| r.starts_with("POST")).count(),
+        2,
+        "{reqs:?}"
+    );
     node.shim("CHECK", &pod, &conf).ok();
     node.shim("DEL", &pod, &conf).ok();
     assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
     assert!(reservations(&node.path("ipam")).is_empty());
-    assert_eq!(std::fs::read_dir(node.path("cache")).map(|d| d.count()).unwrap_or(0), 0);
+    assert_eq!(
+        std::fs::read_dir(node.path("cache"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
     // DEL again (the runtime may repeat it): still a success.
     node.shim("DEL", &pod, &conf).ok();
 }

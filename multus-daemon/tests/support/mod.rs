@@ -4,8 +4,8 @@
 //! namespaces.
 #![allow(dead_code)]
 
-pub use multus_testsupport::*;
 use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+pub use multus_testsupport::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -25,8 +25,16 @@ pub fn multus_bin() -> PathBuf {
         let profile_dir = daemon.parent().unwrap().to_path_buf();
         let target = profile_dir.parent().unwrap();
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "multus-cni", "--bin", "multus", "--target-dir"])
-            .arg(target);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "multus-cni",
+            "--bin",
+            "multus",
+            "--target-dir",
+        ])
+        .arg(target);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
@@ -98,8 +106,12 @@ impl Node {
             daemon_config: Value::Null,
             dir,
         };
-        node.api
-            .add_nad("default", "macvlan-conf", &node.macvlan_conf("192.168.1.200", "192.168.1.216"), &[]);
+        node.api.add_nad(
+            "default",
+            "macvlan-conf",
+            &node.macvlan_conf("192.168.1.200", "192.168.1.216"),
+            &[],
+        );
         let mut node = node;
         node.daemon_config = json!({
             "cniVersion": "1.0.0", "logLevel": "debug", "logFile": node.path("daemon.log"), "logToStderr": false,
@@ -144,7 +156,11 @@ impl Node {
             if let Some(st) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
                 panic!("the daemon exited with {st}: {}", self.log());
             }
-            assert!(t.elapsed() < Duration::from_secs(20), "the daemon is not ready: {}", self.log());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the daemon is not ready: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -216,7 +232,13 @@ impl Node {
     pub fn metric(&self, sample: &str) -> f64 {
         let (_, text) = self.metrics_get("/metrics").expect("metrics");
         text.lines()
-            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(sample)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0.0)
     }
 
@@ -224,7 +246,11 @@ impl Node {
     pub fn wait_for(&self, what: &str, f: impl Fn() -> bool) {
         let t = Instant::now();
         while !f() {
-            assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {}", self.log());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what}: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -253,11 +279,18 @@ pub fn signal(child: &Child, sig: i32) {
 }
 
 fn http_get<S: Read + Write>(s: &mut S, path: &str) -> Option<(u16, String)> {
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split(' ').nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
