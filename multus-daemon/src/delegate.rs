@@ -76,7 +76,9 @@ async fn pod_exists(d: &Daemon, p: &PodArgs) -> Result<(), CniError> {
 }
 
 async fn run(d: &Arc<Daemon>, req: &Request) -> Result<Answer, CniError> {
-    let vars: HashMap<String, String> = req.env.clone().into_iter().collect();
+    let mut vars: HashMap<String, String> = req.env.clone().into_iter().collect();
+    vars.entry("CNI_PATH".into())
+        .or_insert_with(|| multus_cni::meta::conf::DEFAULT_BIN_DIR.into());
     let env = CniEnv::from_vars(&vars)?;
     let ia = req.interface_attributes.as_ref();
     let conf: Value = serde_json::from_slice(&req.config)

@@ -179,11 +179,14 @@ pub async fn cni(d: &Arc<Daemon>, body: &[u8]) -> (String, Answer) {
 }
 
 async fn run(d: &Arc<Daemon>, req: &Request) -> Result<Answer, CniError> {
-    let vars: HashMap<String, String> = req
+    let mut vars: HashMap<String, String> = req
         .env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    // Upstream's daemon never reads CNI_PATH (plugins come from binDir): do not require one.
+    vars.entry("CNI_PATH".into())
+        .or_insert_with(|| multus_cni::meta::conf::DEFAULT_BIN_DIR.into());
     let env = CniEnv::from_vars(&vars)?;
     if env.command == Command::Version {
         let v = multus_core::cni::VersionInfo::reply(&req.config);

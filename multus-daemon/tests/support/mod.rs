@@ -163,6 +163,9 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.wait_for("00-multus.conf", || {
+            self.path("net.d/00-multus.conf").exists()
+        });
     }
 
     pub fn log(&self) -> String {
