@@ -92,12 +92,13 @@ fn version_at_least_040(v: &str) -> bool {
 pub fn generate(cfg: &DaemonConfig, primary_path: &Path, primary: &[u8]) -> Result<Value, String> {
     let p: Value = serde_json::from_slice(primary)
         .map_err(|e| format!("primary config {}: not JSON: {e}", primary_path.display()))?;
-    let version = cfg
-        .raw
-        .get("cniVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("1.0.0");
     let theirs = p["cniVersion"].as_str().unwrap_or_default();
+    // Upstream requires `cniVersion`; without one, ours takes the primary's (as `multus install`).
+    let version = match cfg.raw.get("cniVersion").and_then(Value::as_str) {
+        Some(v) => v,
+        None if theirs.is_empty() => "1.0.0",
+        None => theirs,
+    };
     if version_at_least_040(version) && !version_at_least_040(theirs) {
         return Err(format!(
             "delegate cni version is {theirs} while top level cni version is {version}"
@@ -160,6 +161,22 @@ pub fn write_once(cfg: &DaemonConfig) -> Result<(PathBuf, Vec<u8>), String> {
         .map_err(|e| format!("writing {}: {e}", dest.display()))?;
     tracing::info!("wrote {} around {}", dest.display(), primary.display());
     Ok((dest, bytes))
+}
+
+/// `shimBinDir` (ours): copies the `multus` binary beside this daemon into that directory as
+/// `multus-shim` (atomically, so a runtime running the old one is not disturbed), as upstream's init
+/// container does; done at every start, so an upgrade of the image upgrades the shim.
+pub fn install_shim(cfg: &DaemonConfig) -> Result<Option<PathBuf>, String> {
+    let Some(dir) = &cfg.shim_bin_dir else {
+        return Ok(None);
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
+    let src = exe.with_file_name("multus");
+    let dest = dir.join("multus-shim");
+    multus_core::fs::copy_atomic(&src, &dest, 0o755)
+        .map_err(|e| format!("copying {} to {}: {e}", src.display(), dest.display()))?;
+    tracing::info!("installed {} as {}", src.display(), dest.display());
+    Ok(Some(dest))
 }
 
 /// `forceCNIVersion`: the primary config takes the daemon's `cniVersion` (upstream rewrites the file).

@@ -55,6 +55,8 @@ pub struct DaemonConfig {
     pub drain_timeout: Duration,
     /// `apiRequestTimeout` (as in the Multus config, default 10 s): the limit on one API request.
     pub api_request_timeout: Duration,
+    /// `shimBinDir` (ours): where the shim is installed at start (see [`crate::autoconf::install_shim`]).
+    pub shim_bin_dir: Option<PathBuf>,
     /// `primaryWaitTimeout` (ours, seconds, default 120 as upstream): how long to wait for a primary config.
     pub primary_wait: Duration,
 }
@@ -158,6 +160,7 @@ impl DaemonConfig {
             drain_timeout: secs(&raw, "drainTimeout", 20.0)?,
             api_request_timeout: secs(&raw, "apiRequestTimeout", 10.0)?,
             primary_wait: secs(&raw, "primaryWaitTimeout", 120.0)?,
+            shim_bin_dir: string(&raw, "shimBinDir")?.map(PathBuf::from),
             raw,
         })
     }

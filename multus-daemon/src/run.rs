@@ -106,6 +106,7 @@ async fn lifecycle(cfg: DaemonConfig) -> Result<i32, String> {
         tokio::spawn(server::serve_metrics(d.clone(), l));
     }
     tokio::spawn(log_ready(d.clone(), started));
+    autoconf::install_shim(&d.cfg)?;
     let cfg = d.cfg.clone();
     let (dest, mut primary) = tokio::task::spawn_blocking(move || autoconf::write_once(&cfg))
         .await
@@ -163,23 +164,39 @@ async fn stop(d: &Arc<Daemon>, code: i32) -> i32 {
     code
 }
 
-/// The config file given on the command line (upstream's `-config`), else upstream's default.
-pub fn config_arg(args: &[String]) -> Result<Option<PathBuf>, String> {
+/// What the command line asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Args {
+    /// Run with this config file.
+    Run(PathBuf),
+    /// Only check that the config file is valid (ours: `-check`).
+    Check(PathBuf),
+    /// Print the version.
+    Version,
+}
+
+/// Upstream's `-config FILE` (default upstream's path) and `-version`; ours `-check`.
+pub fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut it = args.iter();
     let mut path = None;
+    let mut check = false;
     while let Some(a) = it.next() {
         match a.trim_start_matches('-') {
             "config" => path = Some(PathBuf::from(it.next().ok_or("-config needs a path")?)),
             s if s.starts_with("config=") => path = Some(PathBuf::from(&s["config=".len()..])),
-            "version" | "v" => return Ok(None),
+            "version" | "v" => return Ok(Args::Version),
+            "check" => check = true,
             _ => {
                 return Err(format!(
-                    "unknown argument {a:?} (usage: multus-daemon [-config FILE])"
+                    "unknown argument {a:?} (usage: multus-daemon [-config FILE] [-check])"
                 ))
             }
         }
     }
-    Ok(Some(path.unwrap_or_else(|| {
-        crate::config::DEFAULT_CONFIG_FILE.into()
-    })))
+    let path = path.unwrap_or_else(|| crate::config::DEFAULT_CONFIG_FILE.into());
+    Ok(if check {
+        Args::Check(path)
+    } else {
+        Args::Run(path)
+    })
 }
