@@ -5,9 +5,10 @@ use clap::{Parser, Subcommand};
 /// Multus CNI in Rust: a CNI meta-plugin giving pods several network interfaces.
 ///
 /// Run by a container runtime (with CNI_COMMAND set) it is the CNI plugin. Started under the name of a
-/// built-in plugin (for example as a `host-local` link), it is that plugin alone.
+/// built-in plugin (for example as a `host-local` link), it is that plugin alone. `multus -version` (also
+/// `--version`, `-v`) prints the version as upstream's binary does.
 #[derive(Parser, Debug)]
-#[command(name = "multus", version, about, long_about)]
+#[command(name = "multus", about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -20,10 +21,12 @@ enum Cmd {
     /// List the plugin types built into this binary.
     Builtins,
     /// Install Multus on this node: copy the binary, write the kubeconfig and the Multus config around the
-    /// primary network's config (what the DaemonSet runs; --watch keeps them up to date).
+    /// primary network's config, then keep them up to date until SIGTERM (what the DaemonSet runs, with
+    /// upstream's thin-entrypoint flags; --once writes them once and exits).
     Install(Box<multus_cni::install::InstallOpts>),
-    /// Take Multus off this node: remove the Multus config and kubeconfig so the runtime uses the primary
-    /// network again; existing pods can still be deleted.
+    /// Take Multus off this node: remove the kubeconfig, and the Multus config when no pod made with Multus
+    /// remains; while some do, leave it retiring (new pods get the primary network alone through it; it goes
+    /// by itself after the last of them is deleted).
     Uninstall(multus_cni::install::UninstallOpts),
     /// The user guide's example on this machine as root, no cluster: a network namespace for the pod, eth0
     /// from the reference bridge plugin and net1 from the macvlan NAD, through the meta-plugin's own code;
@@ -44,9 +47,55 @@ enum Cmd {
     Devices(multus_cni::devices::DevicesOpts),
 }
 
-/// Runs the command line; returns the exit status.
+/// The version line of upstream's `multus -version` (`multus: version:<v>(<tree state><release>),
+/// commit:<sha>, date:<date>`); the commit, tree state, release status and date come from the build's
+/// environment (`MULTUS_GIT_COMMIT`, `MULTUS_GIT_TREE_STATE`, `MULTUS_RELEASE_STATUS` such as `,released`,
+/// `MULTUS_BUILD_DATE`), with upstream's placeholders when it has none.
+pub fn version_line() -> String {
+    format!(
+        "multus: version:v{}({}{}), commit:{}, date:{}",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("MULTUS_GIT_TREE_STATE").unwrap_or(""),
+        option_env!("MULTUS_RELEASE_STATUS").unwrap_or(""),
+        option_env!("MULTUS_GIT_COMMIT").unwrap_or("unknown commit"),
+        option_env!("MULTUS_BUILD_DATE").unwrap_or("unknown date"),
+    )
+}
+
+/// Whether the arguments ask for the version as Go's `flag` package reads upstream's `-version`/`-v`.
+fn asks_version(args: &[String]) -> bool {
+    matches!(
+        args,
+        [a] if matches!(
+            a.as_str(),
+            "-version" | "--version" | "-v" | "--v" | "-V" | "-version=true" | "--version=true" | "-v=true"
+                | "--v=true"
+        )
+    )
+}
+
+/// Runs the command line; returns the exit status. Started as `thin_entrypoint` (a link named as upstream's
+/// entrypoint, so a DaemonSet that keeps upstream's `command: ["/thin_entrypoint"]` runs it), it is
+/// `multus install`.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if asks_version(&args) {
+        println!("{}", version_line());
+        return 0;
+    }
+    let started_as = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if started_as.as_deref() == Some("thin_entrypoint") {
+        argv.splice(0..1, ["multus".into(), "install".into()]);
+    }
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -99,4 +148,25 @@ fn exec_daemon(args: &[std::ffi::OsString]) -> i32 {
         program.display()
     );
     127
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_flags_as_upstream() {
+        for a in ["-version", "--version", "-v", "-version=true"] {
+            assert!(asks_version(&[a.to_string()]), "{a}");
+        }
+        assert!(!asks_version(&["version".into()]));
+        assert!(!asks_version(&["-version".into(), "x".into()]));
+        let l = version_line();
+        assert!(
+            l.starts_with(&format!("multus: version:v{}(", env!("CARGO_PKG_VERSION")))
+                && l.contains("), commit:")
+                && l.contains(", date:"),
+            "{l}"
+        );
+    }
 }

@@ -179,23 +179,20 @@ pub fn collect(opts: &DevicesOpts) -> Result<(Vec<DeviceRow>, Vec<String>), Stri
 /// specific, a `dpdk` attachment of a VF allocated by the SR-IOV delegate).
 fn holders(opts: &DevicesOpts, s: &Sysfs, warnings: &mut Vec<String>) -> Vec<(PciAddress, HeldBy)> {
     let mut out = Vec::new();
-    match Store::new(&opts.dpdk_data_dir).list() {
-        Ok(recs) => {
-            for r in recs {
-                if let Ok(p) = r.pci.parse() {
-                    out.push((
-                        p,
-                        HeldBy {
-                            via: "dpdk",
-                            container_id: r.container_id,
-                            ifname: r.ifname,
-                            netns: r.netns,
-                        },
-                    ));
-                }
-            }
+    let listing = Store::new(&opts.dpdk_data_dir).list();
+    warnings.extend(listing.unreadable.iter().map(|u| u.error.to_string()));
+    for (at, r) in listing.records {
+        if let Ok(p) = r.pci.parse() {
+            out.push((
+                p,
+                HeldBy {
+                    via: "dpdk",
+                    container_id: at.container_id,
+                    ifname: at.ifname,
+                    netns: r.netns,
+                },
+            ));
         }
-        Err(e) => warnings.push(e.to_string()),
     }
     let alloc_dir = opts.sriov_data_dir.join("pci");
     if alloc_dir.is_dir() {
@@ -315,7 +312,7 @@ mod tests {
     use super::*;
     use clap::Parser;
     use multus_dpdk::bind::Original;
-    use multus_dpdk::state::{Phase, Record};
+    use multus_dpdk::state::{Binding, Phase};
     use multus_sriov::fake::{FakePf, FakeSysfs};
     use multus_sriov::Holder;
 
@@ -369,20 +366,23 @@ mod tests {
             .unwrap();
         let dpdk_dir = dir.path().join("dpdk");
         let store = Store::new(&dpdk_dir);
-        let _l = store.lock().unwrap();
+        let at = multus_core::cni::AttachmentRef {
+            container_id: "c1".into(),
+            ifname: "net1".into(),
+        };
+        let b = Binding {
+            netns: "/var/run/netns/p1".into(),
+            pci: vf0.to_string(),
+            pf: Some("0000:01:00.0".into()),
+            original: Original::default(),
+            phase: Phase::Bound,
+            vfio_dev: "/dev/vfio/8".into(),
+            group: Some(8),
+            noiommu: false,
+            vf: None,
+        };
         store
-            .put(&Record {
-                container_id: "c1".into(),
-                ifname: "net1".into(),
-                netns: "/var/run/netns/p1".into(),
-                pci: vf0.to_string(),
-                pf: Some("0000:01:00.0".into()),
-                original: Original::default(),
-                phase: Phase::Bound,
-                vfio_dev: "/dev/vfio/8".into(),
-                group: Some(8),
-                noiommu: false,
-            })
+            .save(&at, &b, multus_core::fs::Durability::AtomicOnly)
             .unwrap();
         let sriov_dir = dir.path().join("sriov");
         VfAllocator::new(sriov_dir.join("pci"), fake.sysfs())

@@ -199,7 +199,7 @@ fn install_pods_uninstall_new_pods_then_old_pods_deleted_from_the_cache() {
         .arg(&reference)
         .arg("--multus-cni-dir")
         .arg(node.dir.path().join("multus-cache"))
-        .args(["--multus-log-level", "debug"])
+        .args(["--multus-log-level", "debug", "--once"])
         .env_remove("CNI_COMMAND")
         .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         .env("KUBERNETES_SERVICE_PORT", api.addr().port().to_string())
@@ -232,7 +232,7 @@ fn install_pods_uninstall_new_pods_then_old_pods_deleted_from_the_cache() {
     assert_eq!(node.reservations().len(), 4, "{:?}", node.reservations());
     assert_eq!(links_on_bridge(&bridge.0).len(), 2);
 
-    // 3. multus uninstall: the Multus config and the kubeconfig go; the runtime falls back to the primary.
+    // 3. multus uninstall: the kubeconfig goes; with pods cached, the Multus config stays, retiring.
     let out = std::process::Command::new(multus_bin())
         .args(["uninstall", "--cni-conf-dir"])
         .arg(&conf_dir)
@@ -244,17 +244,21 @@ fn install_pods_uninstall_new_pods_then_old_pods_deleted_from_the_cache() {
         "uninstall: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!kubeconfig.exists() && !conf_dir.join("00-multus.conflist").exists());
-    assert_eq!(node.runtime_config().0, conf_dir.join("10-podnet.conflist"));
+    assert!(!kubeconfig.exists());
+    let retiring: Value =
+        serde_json::from_slice(&std::fs::read(conf_dir.join("00-multus.conflist")).unwrap())
+            .unwrap();
+    assert!(retiring["plugins"][0]["retiring"].is_object(), "{retiring}");
+    assert_eq!(node.runtime_config().0, conf_dir.join("00-multus.conflist"));
 
-    // 4. New pods (even annotated: nothing reads annotations any more) get the primary network alone,
-    //    and are deleted cleanly.
+    // 4. New pods (even annotated: nothing reads annotations any more) get the primary network alone
+    //    through the retiring config, and are deleted cleanly.
     let new: Vec<Sandbox> = [None, Some("macvlan-conf")]
         .into_iter()
         .map(|a| node.create_pod(&api, a))
         .collect();
     for s in &new {
-        assert_eq!(s.conf_file, conf_dir.join("10-podnet.conflist"));
+        assert_eq!(s.conf_file, conf_dir.join("00-multus.conflist"));
         assert_eq!(sorted_links(s.ns.as_ref().unwrap()), ["eth0", "lo"]);
     }
     assert_eq!(node.reservations().len(), 6);

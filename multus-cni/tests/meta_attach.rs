@@ -155,7 +155,7 @@ fn version_lists_every_supported_version() {
     let r = run_plugin(&multus_bin(), &[("CNI_COMMAND", "VERSION")], b"").ok();
     assert_eq!(
         r["supportedVersions"],
-        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
     );
     let r = run_plugin(
         &multus_bin(),

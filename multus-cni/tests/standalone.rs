@@ -71,7 +71,7 @@ fn host_local_standalone_is_a_drop_in_for_the_reference() {
     assert_eq!(r["ips"][0]["address"], "10.66.0.2/29");
     // VERSION as a standalone plugin.
     let v = run_plugin(&ours, &[("CNI_COMMAND", "VERSION")], b"").ok();
-    assert_eq!(v["supportedVersions"].as_array().unwrap().len(), 5);
+    assert_eq!(v["supportedVersions"].as_array().unwrap().len(), 7);
     // Bad input as a standalone plugin: a CNI error, not a panic.
     let e = run_plugin(&ours, &vars("ADD", "c7"), br#"{"cniVersion":"0.3.1","name":"x","type":"b","ipam":{"type":"host-local","subnet":"10.0.0.1/33"}}"#).err();
     assert!(e["msg"].as_str().unwrap().contains("10.0.0.1/33"), "{e}");

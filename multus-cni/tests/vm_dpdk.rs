@@ -223,8 +223,8 @@ fn vm_dpdk_bind_and_restore() {
         serde_json::from_slice(&fs::read(state.join("c1@net1.json")).expect("state record"))
             .expect("record JSON");
     println!("state record: {rec}");
-    assert_eq!(rec["original"]["driver"], "igbvf");
-    assert_eq!(rec["original"]["netdev"], vf.name.as_str());
+    assert_eq!(rec["record"]["original"]["driver"], "igbvf");
+    assert_eq!(rec["record"]["original"]["netdev"], vf.name.as_str());
     // `multus devices` on the real sysfs: the VF on vfio-pci, held by this attachment, named from pci-ids.
     let out = run_ok(
         &multus.to_string_lossy(),

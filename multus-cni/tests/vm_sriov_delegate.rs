@@ -422,7 +422,7 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
         before
     );
     assert!(!link_exists(&c, "net1"));
-    assert!(!state.join("cc-net1.json").exists());
+    assert!(!state.join("cc@net1.json").exists());
     ok(
         cni(&exe, "DEL", "cc", &c.path(), "net1", &conf_c),
         "DEL c (nothing attached)",
@@ -659,7 +659,7 @@ fn vm_sriov_delegate_stale_holder_taken_over() {
         rc["interfaces"][0]["mac"].as_str(),
         Some(orig0.mac.as_str())
     );
-    assert!(!state.join("sa-net1.json").exists(), "a's cache consumed");
+    assert!(!state.join("sa@net1.json").exists(), "a's cache consumed");
 
     // A's late DEL touches nothing of C's.
     ok(

@@ -51,6 +51,50 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+/// Implements `Serialize` and `Deserialize` for a type that is written as text: serialized through its
+/// `Display`, deserialized from a string through its `FromStr` (whose error becomes the decoding error). The
+/// one way this project's value types (`MacAddr`, `PciAddress`) go to and from JSON.
+///
+/// ```
+/// #[derive(Debug, PartialEq)]
+/// struct Port(u16);
+/// impl std::fmt::Display for Port {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "p{}", self.0) }
+/// }
+/// impl std::str::FromStr for Port {
+///     type Err = String;
+///     fn from_str(s: &str) -> Result<Self, String> {
+///         s.strip_prefix('p').and_then(|n| n.parse().ok()).map(Port).ok_or_else(|| format!("bad port {s:?}"))
+///     }
+/// }
+/// multus_core::serde_as_text!(Port);
+/// assert_eq!(serde_json::to_string(&Port(7)).unwrap(), "\"p7\"");
+/// assert_eq!(serde_json::from_str::<Port>("\"p7\"").unwrap(), Port(7));
+/// assert!(serde_json::from_str::<Port>("\"x\"").is_err());
+/// ```
+#[macro_export]
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl ::serde::Serialize for $t {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $t {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                let s = <::std::string::String as ::serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod cni;
 pub mod delegate;
 pub mod devinfo;
@@ -61,3 +105,4 @@ pub mod pipeline;
 pub mod plugins;
 pub mod record;
 pub mod skel;
+pub mod time;

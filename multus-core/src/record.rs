@@ -314,34 +314,41 @@ impl<T: Record> RecordStore<T> {
     /// Takes the store's lock, waiting at most `timeout` for another process to release it.
     pub fn lock(&self, timeout: Duration) -> Result<StoreLock, RecordError> {
         self.ensure_dir()?;
-        let path = self.dir.join("lock");
-        let io = |op, source| RecordError::Io {
-            op,
-            path: path.clone(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| io("opening", e))?;
-        let start = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(StoreLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(RecordError::LockTimeout {
-                        path,
-                        waited: start.elapsed(),
-                    })
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", e)),
+        lock_file(&self.dir.join("lock"), timeout)
+    }
+}
+
+/// Takes an exclusive `flock` on `path` (created if missing), waiting at most `timeout` for another process
+/// (or another open of the file in this one) to release it: the store's lock, also for the stores of other
+/// shapes that follow the same locking (the SR-IOV allocation records).
+pub fn lock_file(path: &Path, timeout: Duration) -> Result<StoreLock, RecordError> {
+    let path = path.to_path_buf();
+    let io = |op, source| RecordError::Io {
+        op,
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("opening", e))?;
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(StoreLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(5));
             }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(RecordError::LockTimeout {
+                    path,
+                    waited: start.elapsed(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", e)),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! [`serve`] is the process around any verb runner (the meta-plugin's too), and [`main`] the process of one
 //! delegate.
 
-use crate::cni::{CniEnv, CniError, Command, PluginConf, Version, VersionInfo, CURRENT_VERSION};
+use crate::cni::{
+    CniEnv, CniError, Command, PluginConf, Version, VersionInfo, CURRENT_VERSION, IMPLICIT_VERSION,
+};
 use crate::delegate::{Context, Delegate, Registry};
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -41,17 +43,24 @@ fn to_pretty(v: &serde_json::Value) -> Vec<u8> {
     out
 }
 
-/// The version to write an error in: the config's when it is a supported one, else the current one.
+/// The version to write an error in: the config's when it is a supported one ([`IMPLICIT_VERSION`] for a
+/// config object that declares none), else the current one.
 pub fn error_version(stdin: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        })
-        .filter(|v| crate::cni::SUPPORTED_VERSIONS.contains(&v.as_str()))
-        .unwrap_or_else(|| CURRENT_VERSION.to_string())
+    let declared = match serde_json::from_slice::<serde_json::Value>(stdin) {
+        Ok(serde_json::Value::Object(m)) => match m.get("cniVersion") {
+            None | Some(serde_json::Value::Null) => IMPLICIT_VERSION,
+            Some(serde_json::Value::String(v)) if v.is_empty() => IMPLICIT_VERSION,
+            Some(serde_json::Value::String(v)) => v.as_str(),
+            Some(_) => CURRENT_VERSION,
+        }
+        .to_string(),
+        _ => return CURRENT_VERSION.to_string(),
+    };
+    if crate::cni::SUPPORTED_VERSIONS.contains(&declared.as_str()) {
+        declared
+    } else {
+        CURRENT_VERSION.to_string()
+    }
 }
 
 /// Runs one verb of a single-plugin delegate, given its parsed environment and stdin.
@@ -78,10 +87,8 @@ async fn run_verb(
     registry: Arc<Registry>,
 ) -> Result<Option<serde_json::Value>, CniError> {
     let conf = PluginConf::from_slice(stdin)?;
-    let version = conf
-        .cni_version()
-        .ok_or_else(|| CniError::incompatible_version("network config: \"cniVersion\" is missing"))?
-        .to_string();
+    // A config without a version is 0.1.0, as Go's skel reads it; the delegate gets the config as given.
+    let version = conf.cni_version().unwrap_or(IMPLICIT_VERSION).to_string();
     let v = Version::parse_supported(&version)?;
     if matches!(env.command, Command::Status | Command::Gc) && !v.has_status_gc() {
         return Err(CniError::incompatible_version(format!(
@@ -158,4 +165,139 @@ where
 /// The whole plugin process for one delegate ([`serve`] running [`run_plugin`]).
 pub fn main(delegate: Arc<dyn Delegate>, registry: Arc<Registry>) -> i32 {
     serve(|env, stdin| async move { run_plugin(delegate.as_ref(), &env, &stdin, registry).await })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cni::CniResult;
+    use async_trait::async_trait;
+    use serde_json::{json, Value};
+    use std::path::PathBuf;
+
+    /// Answers ADD with a 1.1 result of two interfaces, two IPv4 and one IPv6 address; records the config.
+    struct Fake(std::sync::Mutex<Option<Value>>);
+
+    #[async_trait]
+    impl Delegate for Fake {
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        async fn add(&self, _: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
+            *self.0.lock().unwrap() = Some(conf.to_value());
+            CniResult::from_value(&json!({
+                "cniVersion": "1.1.0",
+                "interfaces": [{"name": "veth0", "mac": "aa:aa:aa:aa:aa:aa"},
+                               {"name": "eth0", "mac": "aa:aa:aa:aa:aa:ab", "sandbox": "/x", "mtu": 1400}],
+                "ips": [{"interface": 1, "address": "10.1.0.5/24", "gateway": "10.1.0.1"},
+                        {"interface": 1, "address": "10.1.0.6/24"},
+                        {"interface": 1, "address": "fd00::5/64", "gateway": "fd00::1"}],
+                "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1", "priority": 5}, {"dst": "::/0"}],
+                "dns": {"nameservers": ["10.1.0.1"]}
+            }))
+        }
+        async fn check(&self, _: &Context, _: &PluginConf) -> Result<(), CniError> {
+            Ok(())
+        }
+        async fn del(&self, _: &Context, _: &PluginConf) -> Result<(), CniError> {
+            Ok(())
+        }
+    }
+
+    fn env(command: Command) -> CniEnv {
+        CniEnv {
+            command,
+            container_id: "c1".into(),
+            netns: Some(PathBuf::from("/proc/self/ns/net")),
+            ifname: "eth0".into(),
+            args: Default::default(),
+            path: Vec::new(),
+        }
+    }
+
+    fn run(command: Command, stdin: &[u8]) -> (Outcome, Option<Value>) {
+        let fake = Fake(Default::default());
+        let out = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(run_plugin(
+                &fake,
+                &env(command),
+                stdin,
+                Arc::new(Registry::new()),
+            ));
+        let seen = fake.0.lock().unwrap().take();
+        (out, seen)
+    }
+
+    fn body(o: &Outcome) -> Value {
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    #[test]
+    fn legacy_and_version_less_configs_get_the_0_2_0_shape() {
+        let want = |v: &str| {
+            json!({"cniVersion": v,
+                   "ip4": {"ip": "10.1.0.5/24", "gateway": "10.1.0.1", "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}]},
+                   "ip6": {"ip": "fd00::5/64", "gateway": "fd00::1", "routes": [{"dst": "::/0"}]},
+                   "dns": {"nameservers": ["10.1.0.1"]}})
+        };
+        let (o, _) = run(
+            Command::Add,
+            br#"{"cniVersion":"0.2.0","name":"n","type":"fake"}"#,
+        );
+        assert_eq!((o.status, body(&o)), (0, want("0.2.0")));
+        // Without a version (or an empty one): 0.1.0, and the plugin sees its config as given.
+        for stdin in [
+            &br#"{"name":"n","type":"fake"}"#[..],
+            br#"{"cniVersion":"","name":"n","type":"fake"}"#,
+        ] {
+            let (o, seen) = run(Command::Add, stdin);
+            assert_eq!((o.status, body(&o)), (0, want("0.1.0")));
+            assert_eq!(
+                seen.unwrap(),
+                serde_json::from_slice::<Value>(stdin).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn old_versions_have_no_check_status_or_gc() {
+        for (cmd, stdin, word) in [
+            (
+                Command::Check,
+                &br#"{"cniVersion":"0.2.0","type":"fake"}"#[..],
+                "0.4.0",
+            ),
+            (Command::Check, br#"{"type":"fake"}"#, "0.4.0"),
+            (Command::Status, br#"{"type":"fake"}"#, "1.1.0"),
+            (
+                Command::Gc,
+                br#"{"cniVersion":"0.1.0","type":"fake"}"#,
+                "1.1.0",
+            ),
+        ] {
+            let (o, _) = run(cmd, stdin);
+            let e = body(&o);
+            assert_eq!((o.status, e["code"].as_u64()), (1, Some(1)), "{cmd}: {e}");
+            assert!(e["msg"].as_str().unwrap().contains(word), "{e}");
+        }
+        let (o, _) = run(Command::Del, br#"{"type":"fake"}"#);
+        assert_eq!(o.status, 0);
+    }
+
+    #[test]
+    fn errors_are_written_in_the_config_version() {
+        assert_eq!(error_version(br#"{"type":"x"}"#), "0.1.0");
+        assert_eq!(error_version(br#"{"cniVersion":"0.2.0"}"#), "0.2.0");
+        assert_eq!(error_version(br#"{"cniVersion":"0.5.0"}"#), CURRENT_VERSION);
+        assert_eq!(error_version(br#"{"cniVersion":3}"#), CURRENT_VERSION);
+        assert_eq!(error_version(b"[]"), CURRENT_VERSION);
+        assert_eq!(error_version(b""), CURRENT_VERSION);
+        let (o, _) = run(
+            Command::Add,
+            br#"{"name":"n","type":"fake","cniVersion":"0.5.0"}"#,
+        );
+        assert_eq!(body(&o)["code"], 1);
+    }
 }

@@ -90,14 +90,7 @@ async fn preopened_socket_goes_to_its_namespace_only() {
         .expect("a's link");
     assert!(dirs.verify("ina") && !dirs.verify("inb"));
     // Queued: up, then an address; both answered, in order.
-    let up = link::set_queued(
-        &in_a,
-        ina.index,
-        &link::LinkChange {
-            up: true,
-            ..Default::default()
-        },
-    );
+    let up = link::set_queued(&in_a, ina.index, &link::LinkChange::new().up());
     let addr =
         multus_core::netlink::addr::add_queued(&in_a, ina.index, "10.9.9.2/24".parse().unwrap());
     up.await.unwrap();
@@ -113,4 +106,87 @@ async fn preopened_socket_goes_to_its_namespace_only() {
     .unwrap();
     assert_eq!(a.sysctl("net/ipv4/conf/ina/arp_notify"), "1");
     assert_eq!(b.sysctl("net/ipv4/conf/inb/arp_notify"), "0");
+}
+
+/// The one netdev save/restore: a veth renamed, re-addressed, resized and set down (as a delegate does to
+/// a device it hands out) gets its name, MAC, MTU and up flag back; moved to another namespace by one
+/// `LinkChange` with `netns_fd` and a temporary name.
+#[tokio::test]
+async fn netdev_save_change_move_and_restore() {
+    use multus_core::netlink::link::LinkChange;
+    use multus_core::netlink::netdev;
+    use std::os::fd::AsRawFd;
+    require_root();
+    let a = Netns::new(&format!("nlsr{}", std::process::id()));
+    let b = Netns::new(&format!("nlsb{}", std::process::id()));
+    sh(&[
+        "ip",
+        "-n",
+        &a.name,
+        "link",
+        "add",
+        "orig0",
+        "mtu",
+        "1400",
+        "address",
+        "02:00:00:00:11:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "peer0",
+    ]);
+    sh(&["ip", "-n", &a.name, "link", "set", "orig0", "up"]);
+    let nl = Netlink::open_in(&NetNs::open(&a.path()).unwrap()).unwrap();
+    let saved = netdev::save(&nl, "orig0").await.unwrap().expect("orig0");
+    assert_eq!(
+        (saved.mtu, saved.up, saved.mac.to_string()),
+        (1400, true, "02:00:00:00:11:01".to_string())
+    );
+    let idx = link::by_name(&nl, "orig0").await.unwrap().unwrap().index;
+    link::set(&nl, idx, &LinkChange::new().down())
+        .await
+        .unwrap();
+    let c = LinkChange::new()
+        .name("other0")
+        .mtu(1300)
+        .mac("02:00:00:00:11:02".parse().unwrap());
+    link::set(&nl, idx, &c).await.unwrap();
+    let l = link::by_name(&nl, "other0").await.unwrap().unwrap();
+    assert_eq!(
+        (l.mtu, l.up, l.mac_text().as_str()),
+        (1300, false, "02:00:00:00:11:02")
+    );
+    netdev::restore(&nl, idx, &saved).await.unwrap();
+    let l = link::by_name(&nl, "orig0")
+        .await
+        .unwrap()
+        .expect("renamed back");
+    assert_eq!(netdev::NetdevState::of(&l), saved);
+    // Another link holding the name: that step fails, the others are still done.
+    link::set(&nl, idx, &LinkChange::new().down().mtu(1200))
+        .await
+        .unwrap();
+    link::set(&nl, idx, &LinkChange::new().name("tmp0"))
+        .await
+        .unwrap();
+    let peer = link::by_name(&nl, "peer0").await.unwrap().unwrap().index;
+    link::set(&nl, peer, &LinkChange::new().name("orig0"))
+        .await
+        .unwrap();
+    let e = netdev::restore(&nl, idx, &saved).await.unwrap_err();
+    assert!(e.msg.contains("has that name"), "{e}");
+    let l = link::by_index(&nl, idx).await.unwrap().unwrap();
+    assert_eq!((l.name.as_str(), l.mtu, l.up), ("tmp0", 1400, true));
+    // Moved to b under a temporary name, down, in one request.
+    let nb = NetNs::open(&b.path()).unwrap();
+    let mv = LinkChange::new()
+        .name("moved0")
+        .down()
+        .netns_fd(nb.file().as_raw_fd());
+    link::set(&nl, idx, &mv).await.unwrap();
+    assert!(link::by_index(&nl, idx).await.unwrap().is_none());
+    let in_b = Netlink::open_in(&nb).unwrap();
+    let l = link::by_name(&in_b, "moved0").await.unwrap().expect("in b");
+    assert!(!l.up);
 }

@@ -165,18 +165,27 @@ pub fn write_once(cfg: &DaemonConfig) -> Result<(PathBuf, Vec<u8>), String> {
 
 /// `shimBinDir` (ours): copies the `multus` binary beside this daemon into that directory as
 /// `multus-shim` (atomically, so a runtime running the old one is not disturbed), as upstream's init
-/// container does; done at every start, so an upgrade of the image upgrades the shim.
+/// container does, and as `multus` (which serves a retiring config); done at every start, so an upgrade of
+/// the image upgrades the shim.
 pub fn install_shim(cfg: &DaemonConfig) -> Result<Option<PathBuf>, String> {
     let Some(dir) = &cfg.shim_bin_dir else {
         return Ok(None);
     };
     let exe = std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?;
     let src = exe.with_file_name("multus");
-    let dest = dir.join("multus-shim");
-    multus_core::fs::copy_atomic(&src, &dest, 0o755)
-        .map_err(|e| format!("copying {} to {}: {e}", src.display(), dest.display()))?;
-    tracing::info!("installed {} as {}", src.display(), dest.display());
-    Ok(Some(dest))
+    let bytes = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    // `multus` too: the thin meta-plugin serves the config retiring Multus once the daemon is gone.
+    for name in ["multus-shim", "multus"] {
+        let dest = dir.join(name);
+        multus_core::fs::write_atomic(&dest, &bytes, 0o755, Durability::Durable)
+            .map_err(|e| format!("copying {} to {}: {e}", src.display(), dest.display()))?;
+    }
+    tracing::info!(
+        "installed {} as multus-shim and multus in {}",
+        src.display(),
+        dir.display()
+    );
+    Ok(Some(dir.join("multus-shim")))
 }
 
 /// `forceCNIVersion`: the primary config takes the daemon's `cniVersion` (upstream rewrites the file).

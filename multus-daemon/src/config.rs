@@ -32,6 +32,9 @@ pub struct DaemonConfig {
     pub log_to_stderr: bool,
     /// `cniConfigDir` (default `/etc/cni/net.d`): where `00-multus.conf` is written.
     pub cni_config_dir: PathBuf,
+    /// `cniConfigDirHost` (ours; default: `cniConfigDir` without a leading `/host`): the same directory as
+    /// the host sees it (a retiring config names its own host path).
+    pub cni_config_dir_host: PathBuf,
     /// `multusConfigFile` (default `auto`: generated around the primary network; else a file copied).
     pub multus_config_file: String,
     /// `multusMasterCNI`: the primary network's config file name (default: the first in the autoconfig dir).
@@ -86,6 +89,14 @@ fn boolean(m: &Map<String, Value>, k: &str) -> Result<bool, String> {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
         Some(v) => Err(format!("{k:?} must be true or false, not {v}")),
+    }
+}
+
+/// A container path as the host sees it: upstream's manifests mount host directories under `/host`.
+fn host_view(p: &std::path::Path) -> PathBuf {
+    match p.strip_prefix("/host") {
+        Ok(rest) => PathBuf::from("/").join(rest),
+        Err(_) => p.to_path_buf(),
     }
 }
 
@@ -146,6 +157,10 @@ impl DaemonConfig {
             multus_autoconfig_dir: string(&raw, "multusAutoconfigDir")?
                 .map(PathBuf::from)
                 .unwrap_or_else(|| cni_config_dir.clone()),
+            cni_config_dir_host: match string(&raw, "cniConfigDirHost")? {
+                Some(h) => PathBuf::from(h),
+                None => host_view(&cni_config_dir),
+            },
             cni_config_dir,
             force_cni_version: boolean(&raw, "forceCNIVersion")?,
             override_network_name: boolean(&raw, "overrideNetworkName")?,
@@ -207,6 +222,7 @@ mod tests {
             PathBuf::from("/host/etc/cni/net.d")
         );
         assert_eq!(c.raw["cniVersion"], "0.3.1");
+        assert_eq!(c.cni_config_dir_host, PathBuf::from("/etc/cni/net.d"));
     }
 
     #[test]

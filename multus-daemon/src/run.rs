@@ -138,7 +138,9 @@ async fn log_ready(d: Arc<Daemon>, started: Instant) {
 }
 
 /// The shutdown: not ready, no new connection, requests in flight drained, the config taken off the node
-/// when asked (as `multus uninstall` does).
+/// when asked, by `multus uninstall`'s own code: removed when no attachment is cached, else rewritten as a
+/// retiring config that the thin meta-plugin (`multus`, installed beside the shim) serves until the last
+/// pod made with Multus is deleted.
 async fn stop(d: &Arc<Daemon>, code: i32) -> i32 {
     tracing::info!("stopping: {} requests in flight", d.in_flight());
     d.shutdown();
@@ -152,7 +154,12 @@ async fn stop(d: &Arc<Daemon>, code: i32) -> i32 {
     }
     if d.cfg.cleanup_config_on_exit {
         let opts = multus_cni::install::UninstallOpts {
-            cni_conf_dir: d.cfg.cni_config_dir.clone(),
+            place: multus_cni::install::Placement {
+                cni_conf_dir: d.cfg.cni_config_dir.clone(),
+                cni_conf_dir_host: d.cfg.cni_config_dir_host.clone(),
+                multus_conf_file: d.cfg.multus_config_file.clone(),
+                multus_cni_dir_in_container: None,
+            },
         };
         if multus_cni::install::uninstall(&opts) != 0 {
             tracing::warn!(

@@ -77,8 +77,10 @@ fn daemon_killed_mid_add_then_del_through_a_new_daemon_leaves_nothing() {
     );
 }
 
-/// SIGTERM with an ADD in flight: the ADD completes, the daemon stops accepting, then removes the
-/// Multus config (cleanupConfigOnExit) and exits 0; the shim then answers 11 quickly.
+/// SIGTERM with an ADD in flight: the ADD completes, the daemon stops accepting, then takes the Multus config
+/// off with `multus uninstall`'s own code (cleanupConfigOnExit): a pod is still attached, so the config is
+/// left retiring; the thin `multus` (what the runtime runs for it now) DELs the pod and steps aside. Without
+/// cleanupConfigOnExit (a rolling update) the config stays as it is.
 #[test]
 fn sigterm_drains_then_takes_the_config_off() {
     let mut node = Node::new();
@@ -86,34 +88,55 @@ fn sigterm_drains_then_takes_the_config_off() {
     node.start_daemon();
     let conf = node.multus_conf();
     let conf_file = node.path("net.d/00-multus.conf");
-    assert!(conf_file.exists());
     let pod = TestPod::new(&node, Some("slow-conf"));
     let other = TestPod::new(&node, Some("macvlan-conf"));
     std::thread::scope(|s| {
         let add = s.spawn(|| node.shim("ADD", &pod, &conf));
         wait_file(&node, &node.path("slow-started"));
-        let child = node.daemon.as_ref().unwrap();
-        signal(child, libc::SIGTERM);
+        signal(node.daemon.as_ref().unwrap(), libc::SIGTERM);
         // No new request once stopping (the socket is gone), answered 11 within the shim's bound.
         std::thread::sleep(Duration::from_millis(200));
         let mut quick = conf.clone();
         quick["daemonConnectTimeout"] = json!(0.3);
         assert_eq!(node.shim("ADD", &other, &quick).err()["code"], 11);
-        assert!(conf_file.exists(), "removed only after the drain");
+        assert_eq!(
+            node.multus_conf()["type"],
+            "multus-shim",
+            "untouched until the drain ends"
+        );
         let r = add.join().unwrap().ok();
         assert!(!r["ips"].as_array().unwrap().is_empty(), "{r}");
     });
     let code = node.daemon.take().unwrap().wait().unwrap().code();
     assert_eq!(code, Some(0));
-    assert!(!conf_file.exists(), "cleanupConfigOnExit");
     assert!(!node.path("run/multus.sock").exists());
-    // A new daemon without cleanupConfigOnExit leaves the config at SIGTERM (a rolling update).
+    let retiring = node.multus_conf();
+    assert_eq!(retiring["type"], "multus", "{retiring}");
+    assert_eq!(
+        retiring["retiring"]["configFile"],
+        json!(conf_file),
+        "{retiring}"
+    );
+    // The runtime now runs the thin meta-plugin with that config: the pod is undone, the config goes.
+    let netns = pod.ns.path().display().to_string();
+    let args = pod.args();
+    let vars = [
+        ("CNI_COMMAND", "DEL"),
+        ("CNI_CONTAINERID", pod.cid.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/usr/lib/cni"),
+        ("CNI_ARGS", args.as_str()),
+        ("CNI_NETNS", netns.as_str()),
+    ];
+    run_plugin(&multus_bin(), &vars, retiring.to_string().as_bytes()).ok();
+    assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
+    assert!(reservations(&node.path("ipam")).is_empty());
+    assert!(!conf_file.exists(), "stepped aside after the last pod");
+    // A new daemon without cleanupConfigOnExit leaves its config at SIGTERM (a rolling update).
     node.daemon_config["cleanupConfigOnExit"] = json!(false);
     node.start_daemon();
-    node.shim("DEL", &pod, &conf).ok();
     assert_eq!(node.stop_daemon(), 0);
-    assert!(conf_file.exists());
-    assert!(reservations(&node.path("ipam")).is_empty());
+    assert_eq!(node.multus_conf()["type"], "multus-shim");
 }
 
 /// 50 pods added at once through the shim: all attached with distinct addresses, then all deleted.

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multus_core::cni::CniError;
+use multus_core::netlink::MacAddr;
 use multus_sriov::{PciAddress, Sysfs, SysfsError};
 use serde::{Deserialize, Serialize};
 
@@ -233,7 +234,7 @@ pub struct Original {
     pub netdev: Option<String>,
     /// Its netdev's MAC (`aa:bb:..`), when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     /// Whether its netdev was administratively up.
     #[serde(default)]
     pub up: bool,
@@ -414,14 +415,13 @@ impl Binder {
     }
 
     /// A netdev's MAC and up flag from `sys/class/net/<n>/{address,flags}` (unreadable: none, down).
-    fn netdev_state(&self, netdev: &str) -> (Option<String>, bool) {
+    fn netdev_state(&self, netdev: &str) -> (Option<MacAddr>, bool) {
         let Ok(dir) = self.sysfs.netdev_dir(netdev) else {
             return (None, false);
         };
         let mac = fs::read_to_string(dir.join("address"))
             .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+            .and_then(|s| s.trim().parse().ok());
         let up = fs::read_to_string(dir.join("flags"))
             .ok()
             .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
@@ -756,7 +756,7 @@ mod tests {
             Original {
                 driver: Some("igbvf".into()),
                 netdev: Some("ens1v0".into()),
-                mac: Some("02:00:00:00:01:00".into()),
+                mac: Some("02:00:00:00:01:00".parse().unwrap()),
                 up: true,
             }
         );

@@ -760,7 +760,7 @@ pub fn event_body(pod: &EventPod<'_>, event: &Event<'_>, now: std::time::SystemT
     let since = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let stamp = rfc3339(since.as_secs());
+    let stamp = multus_core::time::rfc3339_utc(now);
     serde_json::json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": format!("{}.{:x}", pod.name, since.as_nanos()), "namespace": pod.namespace},
@@ -770,27 +770,6 @@ pub fn event_body(pod: &EventPod<'_>, event: &Event<'_>, now: std::time::SystemT
         "source": {"component": "multus"}, "reportingComponent": "multus",
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
     })
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the epoch (UTC; civil-from-days, Howard Hinnant's algorithm).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -874,7 +853,6 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("sample-pod."));
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //!
 //! - [`annotation`]: the pod's `k8s.v1.cni.cncf.io/networks` annotation in both forms;
 //! - [`cache`]: the [`cache::PodCache`] an ADD reads the pod and its NADs from before the API (thick mode);
-//! - [`devinfo`]: device information files (device-info spec 1.1) for network-status' `device-info`;
 //! - [`nad`]: NetworkAttachmentDefinitions to network configs, device IDs from the kubelet checkpoint;
 //! - [`plan`]: pure planning of a pod's ordered attachments (interface names, runtime config, isolation);
 //! - [`default_route`]: the `default-route` request planned against the attachments' results;
@@ -52,7 +51,6 @@ pub mod annotation;
 pub mod cache;
 pub mod client;
 pub mod default_route;
-pub mod devinfo;
 pub mod nad;
 pub mod plan;
 pub mod source;

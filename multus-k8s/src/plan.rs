@@ -295,7 +295,7 @@ pub struct Plan {
     /// for `default-route`; every other attachment's default routes are to be removed.
     pub default_route: Option<(usize, Vec<IpAddr>)>,
     /// Per attachment, the device-plugin resource (the NAD's `k8s.v1.cni.cncf.io/resourceName`) whose device
-    /// it was given from the kubelet checkpoint, for its device information file ([`crate::devinfo`]).
+    /// it was given from the kubelet checkpoint, for its device information file (`multus_core::devinfo`).
     pub device_resources: Vec<Option<String>>,
 }
 

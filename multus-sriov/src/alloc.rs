@@ -3,25 +3,36 @@
 //! Layout of the state directory (created on first use, mode 0700):
 //!
 //! - `lock`: empty; every operation holds `flock(LOCK_EX)` on it from start to end (each operation opens it anew, so
-//!   threads of one process exclude each other as well as processes do).
+//!   threads of one process exclude each other as well as processes do), taken as the record stores take theirs
+//!   (`multus_core::record::lock_file`: waiting at most [`LOCK_TIMEOUT`], then code 11).
 //! - `<vf pci address>` (e.g. `0000:01:10.0`), one per allocated VF: JSON
 //!   `{"containerID": ..., "ifname": ..., "netns": ...}`. The name is a [`PciAddress`] rendering (hex digits, `:` and
-//!   `.` only), so it is always a safe file name. Written to a temp file and renamed, so it appears whole.
+//!   `.` only), so it is always a safe file name. Written with `multus_core::fs::write_atomic`, so it appears whole.
+//!
+//! These records are keyed by VF, not by attachment, so they are their own kind next to the per-attachment
+//! records ([`crate::cache`]).
 //!
 //! A record whose `netns` path no longer exists is stale (its pod is gone without a DEL) and may be taken over, as
 //! sriov-cni does. A record that does not parse is treated as held (never silently taken) until GC removes it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use multus_core::cni::CniError;
+use multus_core::fs::{remove_if_exists, write_atomic, Durability};
+use multus_core::record::{lock_file, RecordError, StoreLock};
 use serde::{Deserialize, Serialize};
 
 use crate::sysfs::{Sysfs, SysfsError};
 use crate::PciAddress;
 
 const LOCK_FILE: &str = "lock";
+
+/// How long an allocation waits for another one (another pod's ADD on the same host) to release the lock.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Drivers that give a VF to user space (DPDK): a VF bound to one is never handed out by PF name.
 pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "igb_uio", "uio_pci_generic"];
@@ -104,6 +115,32 @@ pub enum AllocError {
     /// The holder has an empty field.
     #[error("invalid VF holder: {0}")]
     InvalidHolder(&'static str),
+    /// The lock was not free within [`LOCK_TIMEOUT`] (or could not be taken).
+    #[error("VF allocation state: {0}")]
+    Lock(RecordError),
+}
+
+/// Code 7 for what the config got wrong (no such device, not a VF, SR-IOV off), 11 for a VF held by another
+/// attachment, none free, or the lock busy (it may be freed), 4 for an invalid holder, 103 for sysfs, 5
+/// otherwise.
+impl From<AllocError> for CniError {
+    fn from(e: AllocError) -> Self {
+        let msg = format!("sriov: {e}");
+        match e {
+            AllocError::NoSuchDevice(_)
+            | AllocError::NotAVf(_)
+            | AllocError::SriovDisabled { .. } => CniError::invalid_config(msg),
+            AllocError::Taken { .. } | AllocError::NoFreeVf { .. } => {
+                CniError::try_again_later(msg)
+            }
+            AllocError::Lock(RecordError::LockTimeout { .. }) => CniError::try_again_later(msg),
+            AllocError::InvalidHolder(_) => CniError::invalid_env(msg),
+            AllocError::Sysfs(_) => CniError::kernel(msg),
+            AllocError::Io { .. } | AllocError::CorruptRecord { .. } | AllocError::Lock(_) => {
+                CniError::io(msg)
+            }
+        }
+    }
 }
 
 /// Result of an allocation operation.
@@ -273,6 +310,7 @@ impl VfAllocator {
     /// returns the VFs freed.
     pub fn gc(&self, valid: &[(String, String)]) -> Result<Vec<PciAddress>> {
         let _lock = self.lock()?;
+        multus_core::fs::remove_stale_temps(&self.dir, Duration::from_secs(600));
         let mut freed = Vec::new();
         for (vf, rec) in self.records()? {
             let keep = match rec {
@@ -315,30 +353,13 @@ impl VfAllocator {
         }
     }
 
-    fn lock(&self) -> Result<File> {
-        match fs::DirBuilder::new()
+    fn lock(&self) -> Result<StoreLock> {
+        fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-        {
-            Ok(()) => {}
-            Err(e) => return Err(self.io("create", &self.dir, e)),
-        }
-        let path = self.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| self.io("open", &path, e))?;
-        loop {
-            match file.lock() {
-                Ok(()) => return Ok(file),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io("flock", &path, e)),
-            }
-        }
+            .map_err(|e| self.io("create", &self.dir, e))?;
+        lock_file(&self.dir.join(LOCK_FILE), LOCK_TIMEOUT).map_err(AllocError::Lock)
     }
 
     fn read(&self, vf: PciAddress) -> Result<Record> {
@@ -355,30 +376,19 @@ impl VfAllocator {
 
     fn write(&self, vf: PciAddress, holder: &Holder) -> Result<()> {
         let path = self.record_path(vf);
-        let tmp = self.dir.join(format!(".{vf}.tmp"));
         let json = serde_json::to_vec(holder).map_err(|e| AllocError::CorruptRecord {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| self.io("create", &tmp, e))?;
-        f.write_all(&json)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| self.io("write", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| self.io("rename", &path, e))
+        write_atomic(&path, &json, 0o600, Durability::Durable)
+            .map_err(|e| self.io("write", &path, e))
     }
 
     fn remove(&self, vf: PciAddress) -> Result<()> {
         let path = self.record_path(vf);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(self.io("remove", &path, e)),
-            _ => Ok(()),
-        }
+        remove_if_exists(&path)
+            .map(|_| ())
+            .map_err(|e| self.io("remove", &path, e))
     }
 
     fn records(&self) -> Result<Vec<(PciAddress, Record)>> {

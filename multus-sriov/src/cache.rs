@@ -1,14 +1,15 @@
-//! The per-attachment cache: what ADD found before it changed anything, so that DEL (and GC, and an ADD
-//! taking over a VF whose pod vanished) can put it back exactly.
+//! The per-attachment record of an SR-IOV VF: what ADD found before it changed anything, so that DEL (and GC,
+//! and an ADD taking over a VF whose pod vanished) can put it back exactly.
 //!
-//! One JSON file per attachment, `<dataDir>/<containerID>-<ifname>.json` (as sriov-cni's
-//! `/var/lib/cni/sriov/<containerID>-<ifname>`, with its own content), written to a temp file and renamed, so
-//! it appears whole. The file also names the attachment, so two attachments whose names join to the same file
-//! name (`a-b` + `c`, `a` + `b-c`) are told apart: a record that names another attachment is not returned.
-//! The allocation records ([`crate::alloc`]) live next to it, under `<dataDir>/pci/`.
+//! A [`VfRecord`] is a `multus_core::record::Record` (kind `sriov-vf`): the `sriov` delegate keeps it in its
+//! own [`Cache`], a `RecordStore` under `dataDir` (`<dataDir>/<containerID>@<ifname>.json`); a delegate that
+//! keeps more per attachment (the `dpdk` delegate's binding) carries it inside its own record instead, so that
+//! one attachment has one record. [`VfKeeper`] is where [`crate::vf`] finds, saves and forgets it. The
+//! allocation records ([`crate::alloc`]) live next to it, under `<dataDir>/pci/`.
 //!
 //! ```
-//! use multus_sriov::cache::{Cache, VfRecord};
+//! use multus_core::cni::AttachmentRef;
+//! use multus_sriov::cache::{Cache, VfKeeper, VfRecord};
 //! # let dir = tempfile::tempdir().unwrap();
 //! let cache = Cache::new(dir.path());
 //! let rec = VfRecord {
@@ -25,43 +26,25 @@
 //!     netdev: None,
 //!     device_info_file: None,
 //! };
-//! cache.save(&rec).unwrap();
-//! assert_eq!(cache.load("c1", "net1").unwrap(), Some(rec));
-//! cache.remove("c1", "net1").unwrap();
-//! assert_eq!(cache.load("c1", "net1").unwrap(), None);
+//! cache.save_vf(&rec).unwrap();
+//! let at = rec.attachment();
+//! assert_eq!(cache.load_vf(&at).unwrap(), Some(rec));
+//! cache.forget_vf(&at).unwrap();
+//! assert_eq!(cache.load_vf(&at).unwrap(), None);
 //! ```
-
-use std::fs::{self, OpenOptions};
-use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{MacAddr, VfChange};
+use crate::config::VfChange;
 use crate::vf_netlink::VfSettings;
 use crate::PciAddress;
+use multus_core::cni::{AttachmentRef, CniError};
+use multus_core::fs::Durability;
+pub use multus_core::netlink::netdev::NetdevState;
+use multus_core::record::{Record, RecordStore};
 
 /// The default state directory (sriov-cni's).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/sriov";
-
-/// The version of the record format this crate writes.
-pub const RECORD_VERSION: u32 = 1;
-
-/// The VF's netdev as it was in the host before ADD (absent when the VF had none: bound to a userspace
-/// driver, or unbound).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NetdevState {
-    /// Its name in the host.
-    pub name: String,
-    /// Its own (effective) MAC, which may differ from the admin MAC set on the PF.
-    pub mac: MacAddr,
-    /// Its MTU.
-    pub mtu: u32,
-    /// Whether it was administratively up.
-    pub up: bool,
-}
 
 /// What one attachment holds and changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,171 +78,55 @@ pub struct VfRecord {
     pub device_info_file: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct OnDisk {
-    version: u32,
-    #[serde(flatten)]
-    record: VfRecord,
-}
-
-/// Why a cache operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CacheError {
-    /// A file operation failed.
-    #[error("SR-IOV cache: {op} {path}: {source}")]
-    Io {
-        /// The operation.
-        op: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// A record that does not parse, or of an unknown version.
-    #[error("SR-IOV cache: {path} is unreadable: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl From<CacheError> for multus_core::cni::CniError {
-    fn from(e: CacheError) -> Self {
-        multus_core::cni::CniError::io(e.to_string())
+impl VfRecord {
+    /// The attachment the record is of.
+    pub fn attachment(&self) -> AttachmentRef {
+        AttachmentRef {
+            container_id: self.container_id.clone(),
+            ifname: self.ifname.clone(),
+        }
     }
 }
 
-/// The cache under a state directory.
-#[derive(Debug, Clone)]
-pub struct Cache {
-    dir: PathBuf,
+impl Record for VfRecord {
+    const KIND: &'static str = "sriov-vf";
+    const VERSION: u32 = 1;
 }
 
-impl Cache {
-    /// The cache under `dir` (created on first save, mode 0700).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Cache { dir: dir.into() }
+/// The `sriov` delegate's records, one per attachment, under its state directory.
+pub type Cache = RecordStore<VfRecord>;
+
+/// Where an attachment's [`VfRecord`] is kept between ADD and DEL: the `sriov` delegate's [`Cache`], or
+/// another delegate's own per-attachment record that carries it (the `dpdk` binding's).
+pub trait VfKeeper: Send + Sync {
+    /// The attachment's record; `None` when it has none. An unreadable record is an error.
+    fn load_vf(&self, at: &AttachmentRef) -> Result<Option<VfRecord>, CniError>;
+    /// Saves the record (of `rec.attachment()`), whole, before the VF is changed.
+    fn save_vf(&self, rec: &VfRecord) -> Result<(), CniError>;
+    /// Forgets the attachment's record once its VF is given back (or was never changed). Idempotent.
+    fn forget_vf(&self, at: &AttachmentRef) -> Result<(), CniError>;
+    /// Where the record is, for messages.
+    fn describe(&self, at: &AttachmentRef) -> String;
+}
+
+impl VfKeeper for Cache {
+    fn load_vf(&self, at: &AttachmentRef) -> Result<Option<VfRecord>, CniError> {
+        Ok(self.load(at)?)
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    fn save_vf(&self, rec: &VfRecord) -> Result<(), CniError> {
+        Ok(self.save(&rec.attachment(), rec, Durability::Durable)?)
     }
 
-    /// The file of an attachment.
-    pub fn path(&self, container_id: &str, ifname: &str) -> PathBuf {
-        self.dir.join(format!("{container_id}-{ifname}.json"))
+    fn forget_vf(&self, at: &AttachmentRef) -> Result<(), CniError> {
+        self.remove(at).map(|_| ()).map_err(CniError::from)
     }
 
-    fn io(op: &'static str, path: &Path, source: io::Error) -> CacheError {
-        CacheError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
+    fn describe(&self, at: &AttachmentRef) -> String {
+        match self.path(at) {
+            Ok(p) => p.display().to_string(),
+            Err(e) => e.to_string(),
         }
-    }
-
-    /// Writes an attachment's record (replacing any).
-    pub fn save(&self, rec: &VfRecord) -> Result<(), CacheError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|e| Self::io("create", &self.dir, e))?;
-        let path = self.path(&rec.container_id, &rec.ifname);
-        let tmp = self
-            .dir
-            .join(format!(".{}-{}.tmp", rec.container_id, rec.ifname));
-        let json = serde_json::to_vec_pretty(&OnDisk {
-            version: RECORD_VERSION,
-            record: rec.clone(),
-        })
-        .map_err(|e| CacheError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Self::io("create", &tmp, e))?;
-        f.write_all(&json)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Self::io("write", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| Self::io("rename", &path, e))
-    }
-
-    /// The record of an attachment; `None` when there is none (or the file is another attachment's).
-    pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<VfRecord>, CacheError> {
-        let path = self.path(container_id, ifname);
-        match Self::read(&path)? {
-            Some(r) if r.container_id == container_id && r.ifname == ifname => Ok(Some(r)),
-            _ => Ok(None),
-        }
-    }
-
-    /// Whether a file exists under an attachment's name (its record, or another attachment's whose names
-    /// join the same way).
-    pub fn exists(&self, container_id: &str, ifname: &str) -> bool {
-        fs::symlink_metadata(self.path(container_id, ifname)).is_ok()
-    }
-
-    fn read(path: &Path) -> Result<Option<VfRecord>, CacheError> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Self::io("read", path, e)),
-        };
-        let corrupt = |reason: String| CacheError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let d: OnDisk = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        if d.version != RECORD_VERSION {
-            return Err(corrupt(format!(
-                "record version {} (this plugin reads {RECORD_VERSION})",
-                d.version
-            )));
-        }
-        Ok(Some(d.record))
-    }
-
-    /// Removes an attachment's record. Idempotent.
-    pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), CacheError> {
-        let path = self.path(container_id, ifname);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(Self::io("remove", &path, e)),
-            _ => Ok(()),
-        }
-    }
-
-    /// Every record (by file name); unreadable ones as errors, so GC can report them. Empty when the
-    /// directory does not exist.
-    pub fn list(&self) -> Result<Vec<Result<VfRecord, CacheError>>, CacheError> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Self::io("list", &self.dir, e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Self::io("list", &self.dir, e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.ends_with(".json") && !name.starts_with('.') {
-                names.push(name.to_string());
-            }
-        }
-        names.sort();
-        Ok(names
-            .into_iter()
-            .filter_map(|n| Self::read(&self.dir.join(n)).transpose())
-            .collect())
     }
 }
 
@@ -267,6 +134,7 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::config::{LinkState, VlanConf, VlanProto};
+    use multus_core::netlink::MacAddr;
 
     fn rec(c: &str, i: &str) -> VfRecord {
         VfRecord {
@@ -323,14 +191,20 @@ mod tests {
     fn round_trip_and_format() {
         let d = tempfile::tempdir().unwrap();
         let c = Cache::new(d.path().join("sriov"));
-        assert_eq!(c.load("c1", "net1").unwrap(), None);
-        assert!(c.list().unwrap().is_empty());
         let r = rec("c1", "net1");
-        c.save(&r).unwrap();
-        assert_eq!(c.load("c1", "net1").unwrap(), Some(r.clone()));
-        let v: serde_json::Value =
-            serde_json::from_slice(&fs::read(c.path("c1", "net1")).unwrap()).unwrap();
-        assert_eq!(v["version"], 1);
+        let at = r.attachment();
+        assert_eq!(c.load_vf(&at).unwrap(), None);
+        c.save_vf(&r).unwrap();
+        assert_eq!(c.load_vf(&at).unwrap(), Some(r.clone()));
+        let path = c.path(&at).unwrap();
+        assert!(path.ends_with("c1@net1.json"), "{}", path.display());
+        assert_eq!(c.describe(&at), path.display().to_string());
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            (v["kind"].as_str(), v["version"].as_u64()),
+            (Some("sriov-vf"), Some(1))
+        );
+        let v = &v["record"];
         assert_eq!(v["containerID"], "c1");
         assert_eq!(v["vf"], "0000:01:10.2");
         assert_eq!(v["vfIndex"], 1);
@@ -340,46 +214,9 @@ mod tests {
         assert_eq!(v["changes"][1]["linkState"]["to"], "disable");
         assert_eq!(v["changes"][2]["txRate"]["to"], serde_json::json!([0, 100]));
         assert_eq!(v["netdev"]["name"], "ens1v1");
-        assert!(c.path("c1", "net1").ends_with("c1-net1.json"));
-        // Only the record and no temp file.
-        let names: Vec<_> = fs::read_dir(c.dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, ["c1-net1.json"]);
-        c.remove("c1", "net1").unwrap();
-        c.remove("c1", "net1").unwrap();
-        assert_eq!(c.load("c1", "net1").unwrap(), None);
-    }
-
-    #[test]
-    fn names_that_join_alike_are_told_apart() {
-        let d = tempfile::tempdir().unwrap();
-        let c = Cache::new(d.path());
-        c.save(&rec("a-b", "c")).unwrap();
-        assert!(c.exists("a", "b-c"));
-        assert_eq!(c.load("a", "b-c").unwrap(), None);
-        assert!(c.load("a-b", "c").unwrap().is_some());
-    }
-
-    #[test]
-    fn corrupt_and_foreign_files() {
-        let d = tempfile::tempdir().unwrap();
-        let c = Cache::new(d.path());
-        c.save(&rec("c1", "net1")).unwrap();
-        fs::write(c.path("c2", "net1"), "{").unwrap();
-        fs::write(d.path().join("README"), "x").unwrap();
-        fs::create_dir(d.path().join("pci")).unwrap();
-        let e = c.load("c2", "net1").unwrap_err();
-        assert!(e.to_string().contains("c2-net1.json"), "{e}");
-        let mut v: serde_json::Value =
-            serde_json::from_slice(&fs::read(c.path("c1", "net1")).unwrap()).unwrap();
-        v["version"] = 9.into();
-        fs::write(c.path("c3", "net1"), v.to_string()).unwrap();
-        let e = c.load("c3", "net1").unwrap_err();
-        assert!(e.to_string().contains("version 9"), "{e}");
-        let all = c.list().unwrap();
-        assert_eq!(all.len(), 3);
-        assert!(all[0].is_ok() && all[1].is_err() && all[2].is_err());
+        assert_eq!(c.list().records.len(), 1);
+        c.forget_vf(&at).unwrap();
+        c.forget_vf(&at).unwrap();
+        assert_eq!(c.load_vf(&at).unwrap(), None);
     }
 }

@@ -12,7 +12,9 @@
 //! - [`userspace`]: the userspace (DPDK) mode: a VF already bound to vfio-pci (or another userspace driver) by
 //!   someone else gets its VF settings on the PF, no netdev, and its VFIO group device in the device-info.
 //! - [`netdev`]: the VF netdev: found in a pod by its PCI parent, moved between namespaces, renamed, MAC/MTU.
-//! - [`cache`]: the per-attachment record of what ADD found and changed (`<dataDir>/<containerID>-<ifname>.json`).
+//! - [`cache`]: the per-attachment record of what ADD found and changed ([`cache::VfRecord`], a
+//!   `multus_core::record` kind kept in the `sriov` delegate's store, `<dataDir>/<containerID>@<ifname>.json`, or
+//!   inside another delegate's record: [`cache::VfKeeper`]).
 //! - [`sysfs`]: read-only sysfs access with a configurable root (PFs, VFs, `physfn`, netdevs, driver, IDs, IOMMU
 //!   group); VFs are enumerated through `virtfnN` links, never a netlink dump.
 //! - [`config`]: the sriov-cni config keys parsed into a typed [`config::SriovConf`], the VF state
@@ -23,7 +25,7 @@
 //! - `fake` (feature `fake-sysfs`, and in this crate's tests): fake sysfs trees shaped like the kernel's.
 //!
 //! State lives under `dataDir` (a config key of this project; default `/var/lib/cni/sriov`, sriov-cni's):
-//! `pci/` for the allocation records, `<containerID>-<ifname>.json` for each attachment's cache.
+//! `pci/` for the allocation records, `<containerID>@<ifname>.json` for each attachment's record.
 //!
 //! ```
 //! use multus_sriov::PciAddress;
@@ -139,19 +141,8 @@ impl fmt::Display for PciAddress {
     }
 }
 
-/// Serialized as its `dddd:bb:dd.f` string.
-impl serde::Serialize for PciAddress {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PciAddress {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+// Serialized as its `dddd:bb:dd.f` string.
+multus_core::serde_as_text!(PciAddress);
 
 #[cfg(test)]
 mod tests {

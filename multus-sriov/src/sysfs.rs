@@ -77,6 +77,13 @@ impl SysfsError {
 /// Result of a sysfs read.
 pub type Result<T> = std::result::Result<T, SysfsError>;
 
+/// A failed sysfs read is a failed kernel operation (code 103).
+impl From<SysfsError> for multus_core::cni::CniError {
+    fn from(e: SysfsError) -> Self {
+        multus_core::cni::CniError::kernel(format!("sriov: {e}"))
+    }
+}
+
 /// A VF of a PF: its index `N` (from `virtfnN`) and its PCI address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VfRef {

@@ -25,8 +25,9 @@
 //! # }
 //! ```
 
-use crate::config::{LinkState, MacAddr, VfChange, VfState, VlanConf, VlanProto};
+use crate::config::{LinkState, VfChange, VlanConf, VlanProto};
 use multus_core::cni::CniError;
+use multus_core::netlink::MacAddr;
 use multus_core::netlink::Netlink;
 use netlink_packet_route::link::{
     LinkAttribute, LinkExtentMask, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac, VfInfoRate,
@@ -35,43 +36,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
 
-/// A VF's settings as the PF reports them (`IFLA_VF_*`): the part of [`VfState`] that lives on the PF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VfSettings {
-    /// The VF's admin MAC (all-zero when never set).
-    pub mac: MacAddr,
-    /// VLAN ID, QoS and protocol (the protocol from `IFLA_VF_VLAN_LIST`; 802.1Q when the kernel sends only the
-    /// legacy `IFLA_VF_VLAN`).
-    pub vlan: VlanConf,
-    /// Spoof checking.
-    pub spoofchk: bool,
-    /// Trust.
-    pub trust: bool,
-    /// Administrative link state.
-    pub link_state: LinkState,
-    /// Minimum TX rate, Mbps (0 = none).
-    pub min_tx_rate: u32,
-    /// Maximum TX rate, Mbps (0 = none).
-    pub max_tx_rate: u32,
-}
-
-impl VfSettings {
-    /// The full [`VfState`], with the VF netdev's host name and MTU (which are not PF settings).
-    pub fn into_state(self, host_ifname: impl Into<String>, mtu: u32) -> VfState {
-        VfState {
-            host_ifname: host_ifname.into(),
-            mac: self.mac,
-            vlan: self.vlan,
-            spoofchk: self.spoofchk,
-            trust: self.trust,
-            link_state: self.link_state,
-            min_tx_rate: self.min_tx_rate,
-            max_tx_rate: self.max_tx_rate,
-            mtu,
-        }
-    }
-}
+pub use crate::config::VfSettings;
 
 /// The name of the setting a change touches, for error messages (the sriov-cni config key).
 pub fn setting_name(change: &VfChange) -> &'static str {
@@ -452,7 +417,7 @@ mod tests {
         let st = sample().into_state("enp1s0v0", 1500);
         assert_eq!(st.host_ifname, "enp1s0v0");
         assert_eq!(st.mtu, 1500);
-        assert_eq!(st.vlan, vlan(100, 3, VlanProto::Dot1Ad));
+        assert_eq!(st.settings.vlan, vlan(100, 3, VlanProto::Dot1Ad));
         assert_eq!(
             setting_name(&VfChange::TxRate {
                 from: (0, 0),

@@ -76,7 +76,10 @@ apt_update_once() {
 
 install_missing() {
     local missing=() bp_missing=()
-    command -v qemu-system-x86_64 >/dev/null || bp_missing+=(qemu-system-x86)
+    # QEMU 10 of bookworm-backports needs these from backports too (bookworm's own are older); named here, as
+    # `pkg/bookworm-backports` takes only the packages named from backports.
+    command -v qemu-system-x86_64 >/dev/null ||
+        bp_missing+=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
     local kver
     kver=${VM_KERNEL_VERSION:-$(newest_kernel)}
     if [ -z "$kver" ] || [ ! -f "/boot/vmlinuz-$kver" ] || [ ! -d "/lib/modules/$kver/kernel" ]; then

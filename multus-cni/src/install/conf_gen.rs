@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 pub struct GenOptions {
     /// `cniVersion` to write; default: the primary config's.
     pub cni_version: Option<String>,
+    /// Also write `cni_version` into the primary network's config (upstream's `--force-cni-version`).
+    pub force_cni_version: bool,
+    /// Name the Multus network after the primary network (upstream's `--override-network-name`) instead of
+    /// `multus-cni-network`.
+    pub override_network_name: bool,
     /// Path of the kubeconfig Multus reads (as seen on the host).
     pub kubeconfig: Option<PathBuf>,
     /// `namespaceIsolation`.
@@ -27,13 +32,15 @@ pub struct GenOptions {
     pub additional_bin_dir: Option<PathBuf>,
     /// `cniDir` (the attachment cache).
     pub cni_dir: Option<PathBuf>,
+    /// `preferNodeBinary`: plugin types run from the node's binary.
+    pub prefer_node_binary: Vec<String>,
 }
 
 /// Why a generated config could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GenError {
     /// No candidate primary config in the CNI conf dir.
-    #[error("no primary network config (*.conf, *.conflist, *.json other than Multus' own) in {0}: install the cluster's primary CNI first, or name one with --primary-config")]
+    #[error("no primary network config (*.conf, *.conflist, *.json other than Multus' own) in {0}: install the cluster's primary CNI first, or name one with --multus-master-cni-file-name")]
     NoPrimary(String),
     /// The named primary config does not exist.
     #[error("the primary network config {0} does not exist")]
@@ -118,8 +125,22 @@ pub fn generate(
         serde_json::from_slice(primary).map_err(|e| malformed(format!("not JSON: {e}")))?;
     // Validate it the way the meta-plugin will read it.
     multus_core::cni::NetworkConfig::from_value(v.clone()).map_err(|e| malformed(e.msg))?;
-    let Value::Object(primary) = v else {
+    let Value::Object(mut primary) = v else {
         return Err(malformed("not a JSON object".into()));
+    };
+    if opts.force_cni_version {
+        if let Some(v) = &opts.cni_version {
+            primary.insert("cniVersion".into(), json!(v));
+        }
+    }
+    let net_name = if opts.override_network_name {
+        primary
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("it has no \"name\" (--override-network-name)".into()))?
+            .to_string()
+    } else {
+        "multus-cni-network".to_string()
     };
     let version = match &opts.cni_version {
         Some(v) => v.clone(),
@@ -163,16 +184,19 @@ pub fn generate(
     if let Some(c) = &opts.cni_dir {
         m.insert("cniDir".into(), json!(c));
     }
+    if !opts.prefer_node_binary.is_empty() {
+        m.insert("preferNodeBinary".into(), json!(opts.prefer_node_binary));
+    }
     m.insert("delegates".into(), json!([Value::Object(primary)]));
     let is_1x = multus_core::cni::Version::parse(&version)
         .map(|v| v.is_1x())
         .unwrap_or(false);
     let doc = if is_1x {
-        json!({"cniVersion": version, "name": "multus-cni-network", "plugins": [Value::Object(m)]})
+        json!({"cniVersion": version, "name": net_name, "plugins": [Value::Object(m)]})
     } else {
         let mut top = Map::new();
         top.insert("cniVersion".into(), json!(version));
-        top.insert("name".into(), json!("multus-cni-network"));
+        top.insert("name".into(), json!(net_name));
         top.extend(m);
         Value::Object(top)
     };
@@ -249,6 +273,36 @@ mod tests {
     }
 
     #[test]
+    fn forced_version_and_overridden_name() {
+        let primary = br#"{"cniVersion":"0.4.0","name":"podnet","type":"bridge"}"#;
+        let opts = GenOptions {
+            cni_version: Some("1.0.0".into()),
+            force_cni_version: true,
+            override_network_name: true,
+            ..Default::default()
+        };
+        let (name, bytes) = generate(Path::new("p"), primary, &opts).unwrap();
+        assert_eq!(name, "00-multus.conflist");
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["name"], "podnet");
+        assert_eq!(v["cniVersion"], "1.0.0");
+        assert_eq!(v["plugins"][0]["delegates"][0]["cniVersion"], "1.0.0");
+        // Without --force-cni-version the primary keeps its own version.
+        let (_, bytes) = generate(
+            Path::new("p"),
+            primary,
+            &GenOptions {
+                cni_version: Some("1.0.0".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["name"], "multus-cni-network");
+        assert_eq!(v["plugins"][0]["delegates"][0]["cniVersion"], "0.4.0");
+    }
+
+    #[test]
     fn old_versions_get_a_single_conf_and_bad_primaries_are_refused() {
         let (name, bytes) = generate(
             Path::new("p"),
@@ -264,7 +318,7 @@ mod tests {
             &b"{"[..],
             b"[]",
             br#"{"cniVersion":"1.0.0","name":"x"}"#,
-            br#"{"cniVersion":"0.1.0","type":"x"}"#,
+            br#"{"cniVersion":"0.5.0","type":"x"}"#,
         ] {
             assert!(matches!(
                 generate(Path::new("p"), bad, &GenOptions::default()),

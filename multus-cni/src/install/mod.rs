@@ -1,127 +1,292 @@
 //! `multus install` and `multus uninstall`: what the DaemonSet's container runs on each node (upstream's
-//! thin entrypoint), and how Multus is taken off a node again without breaking its pods.
+//! thin entrypoint, `cmd/thin_entrypoint`, with its flags), and how Multus is taken off a node again without
+//! leaking what it attached.
 //!
-//! - [`conf_gen`]: the Multus config around the primary network (pure).
+//! - [`conf_gen`]: the Multus config around the primary config (pure).
 //! - [`kubeconfig`]: the kubeconfig from the pod's service account (pure).
+//! - [`retire`]: the retiring config `uninstall` leaves while pods made with Multus remain, and how the
+//!   meta-plugin removes it after the last of them.
+//!
+//! `install` keeps running as upstream's entrypoint does: it watches the primary config, the Multus config
+//! and the kubeconfig (unless `--skip-config-watch`, then it only waits) until SIGTERM or SIGINT, and with
+//! `--cleanup-config-on-exit` uninstalls then.
 
 pub mod conf_gen;
 pub mod kubeconfig;
+pub mod retire;
 
 use multus_core::fs;
 
-use clap::Args;
+use clap::{ArgAction, Args};
 use conf_gen::{GenError, GenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Options of `multus install` (upstream's entrypoint parameters, same meanings).
+/// A boolean flag as Go's `pflag` takes it: `--flag` alone is true, `--flag=<value>` takes what
+/// `strconv.ParseBool` takes (`1`, `t`, `T`, `TRUE`, `true`, `True`, `0`, `f`, `F`, `FALSE`, `false`,
+/// `False`).
+pub fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean (true or false)")),
+    }
+}
+
+/// Where the Multus config is on the node, as `install` writes it and `uninstall` retires or removes it.
 #[derive(Args, Debug, Clone)]
-pub struct InstallOpts {
-    /// The host's CNI config directory, as mounted in this container.
+pub struct Placement {
+    /// The host's CNI config directory, as mounted in this container (where the Multus config and
+    /// multus.d/multus.kubeconfig are written).
     #[arg(long, default_value = "/host/etc/cni/net.d")]
     pub cni_conf_dir: PathBuf,
+    /// The same directory as the host (and so the container runtime and Multus itself) sees it: a retiring
+    /// config names its own path on the host (ours).
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir_host: PathBuf,
+    /// `auto`: generate the Multus config (00-multus.conf, or 00-multus.conflist from cniVersion 1.0.0 on)
+    /// around the primary network's config; or a Multus config file to copy into --cni-conf-dir under its
+    /// own name.
+    #[arg(long, default_value = "auto")]
+    pub multus_conf_file: String,
+    /// Where the Multus cniDir (the attachment cache; /var/lib/cni/multus unless the config names another)
+    /// is mounted in this container, to tell whether pods made with Multus remain (ours; default:
+    /// /host/<cniDir> if it exists, else <cniDir>; when neither exists, they are assumed to remain).
+    #[arg(long)]
+    pub multus_cni_dir_in_container: Option<PathBuf>,
+}
+
+impl Placement {
+    /// The names (in the conf dir) of the Multus config files this placement owns.
+    fn conf_names(&self) -> Vec<String> {
+        if self.multus_conf_file == "auto" {
+            vec!["00-multus.conf".into(), "00-multus.conflist".into()]
+        } else {
+            vec![Path::new(&self.multus_conf_file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()]
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.cni_conf_dir.join("multus.d").join("multus.kubeconfig")
+    }
+}
+
+/// Options of `multus install`: every flag of upstream's thin entrypoint, with its default and meaning
+/// (booleans also as `--flag=true|false`; a flag given twice takes its last value, as Go's flags do), and a
+/// few of ours.
+#[derive(Args, Debug, Clone)]
+#[command(args_override_self = true)]
+pub struct InstallOpts {
+    /// Where the Multus config goes.
+    #[command(flatten)]
+    pub place: Placement,
+    /// Where the primary network's config is looked for with --multus-conf-file=auto (default: --cni-conf-dir).
+    #[arg(long)]
+    pub multus_autoconfig_dir: Option<PathBuf>,
+    /// The primary network's config file in --multus-autoconfig-dir (default: the alphabetically first
+    /// *.conf, *.conflist or *.json there other than Multus' own).
+    #[arg(long = "multus-master-cni-file-name", visible_alias = "primary-config")]
+    pub primary_config: Option<String>,
     /// The host's CNI binary directory, as mounted in this container.
     #[arg(long, default_value = "/host/opt/cni/bin")]
     pub cni_bin_dir: PathBuf,
-    /// The binary to install (default: this one).
+    /// The binary to install as <cni-bin-dir>/multus (default: this one).
     #[arg(long)]
     pub multus_bin_file: Option<PathBuf>,
     /// Do not copy the binary.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub skip_multus_binary_copy: bool,
-    /// The primary network's config file in the conf dir (default: the alphabetically first other config).
-    #[arg(long, alias = "multus-master-cni-file-name")]
-    pub primary_config: Option<String>,
     /// Where the kubeconfig is on the host (the path written into the Multus config).
     #[arg(long, default_value = "/etc/cni/net.d/multus.d/multus.kubeconfig")]
     pub multus_kubeconfig_file_host: PathBuf,
-    /// Write no kubeconfig and no `kubeconfig` key (a node without a cluster: kubeconfig-less mode).
-    #[arg(long)]
+    /// Write no kubeconfig and no `kubeconfig` key (a node without a cluster: kubeconfig-less mode; ours).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub skip_kubeconfig: bool,
     /// The service account directory of this pod.
     #[arg(long, default_value = "/var/run/secrets/kubernetes.io/serviceaccount")]
     pub service_account_dir: PathBuf,
     /// `namespaceIsolation`.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub namespace_isolation: bool,
     /// `globalNamespaces` (comma-separated).
     #[arg(long)]
     pub global_namespaces: Option<String>,
-    /// `logLevel` (debug, verbose, error, panic).
+    /// `logLevel`: debug, verbose, error or panic (also info, warning).
     #[arg(long)]
     pub multus_log_level: Option<String>,
     /// `logFile`.
     #[arg(long)]
     pub multus_log_file: Option<PathBuf>,
-    /// `logToStderr`.
-    #[arg(long)]
-    pub multus_log_to_stderr: Option<bool>,
+    /// `logToStderr` (false writes `"logToStderr": false`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", value_parser = go_bool, action = ArgAction::Set)]
+    pub multus_log_to_stderr: bool,
     /// `readinessindicatorfile`.
     #[arg(long)]
     pub readiness_indicator_file: Option<PathBuf>,
     /// An extra directory for plugin binaries (`binDir`).
     #[arg(long)]
     pub additional_bin_dir: Option<PathBuf>,
-    /// `cniVersion` of the generated config (default: the primary config's).
+    /// `preferNodeBinary` (ours): plugin types run from the node's binary instead of the built-in delegate
+    /// (comma-separated; `*` for every type).
+    #[arg(long)]
+    pub prefer_node_binary: Option<String>,
+    /// `cniVersion` of the Multus config (default: the primary config's).
     #[arg(long)]
     pub cni_version: Option<String>,
-    /// `cniDir` (the attachment cache).
+    /// Also give the primary network (the delegate) --cni-version.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub force_cni_version: bool,
+    /// Name the Multus network after the primary network instead of multus-cni-network.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub override_network_name: bool,
+    /// Rename the primary config to <name>.old once the Multus config is written (CRI-O).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub rename_conf_file: bool,
+    /// Upstream's Multus-specific config directory: created, as upstream does (it is not written into the
+    /// config: upstream writes it as "cniConf", a key no Multus reads).
+    #[arg(long)]
+    pub multus_cni_conf_dir: Option<PathBuf>,
+    /// Refused: our API client always verifies the API server (upstream's hidden flag writes
+    /// insecure-skip-tls-verify).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub skip_tls_verify: bool,
+    /// `cniDir` (the attachment cache) written into the config (ours; default: Multus' /var/lib/cni/multus).
     #[arg(long)]
     pub multus_cni_dir: Option<PathBuf>,
-    /// Keep running: regenerate when the primary config changes, rewrite the kubeconfig when the token rotates.
-    #[arg(long)]
+    /// Do not watch the files: write them once, then wait for SIGTERM or SIGINT.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub skip_config_watch: bool,
+    /// On SIGTERM or SIGINT, uninstall (see `multus uninstall`) before exiting.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub cleanup_config_on_exit: bool,
+    /// Accepted for compatibility: watching is the default.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub watch: bool,
+    /// Write the files once and exit (ours: scripts and tests).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
+    pub once: bool,
     /// Seconds between two looks at the files while watching.
     #[arg(long, default_value_t = 1.0)]
     pub poll_interval: f64,
-    /// On SIGTERM or SIGINT while watching, uninstall (remove the Multus config and kubeconfig) before exiting.
-    #[arg(long)]
-    pub cleanup_config_on_exit: bool,
 }
 
 /// Options of `multus uninstall`.
 #[derive(Args, Debug, Clone)]
+#[command(args_override_self = true)]
 pub struct UninstallOpts {
-    /// The host's CNI config directory, as mounted in this container.
-    #[arg(long, default_value = "/host/etc/cni/net.d")]
-    pub cni_conf_dir: PathBuf,
+    /// Where the Multus config goes.
+    #[command(flatten)]
+    pub place: Placement,
 }
 
-/// What one pass of install wrote.
+/// What the last pass of install wrote and saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Installed {
-    /// The Multus config file written.
+    /// The Multus config file written, and its bytes.
     pub conf: PathBuf,
-    /// The primary config it wraps, and its bytes.
+    conf_bytes: Vec<u8>,
+    /// The primary config it wraps (auto mode), and its bytes.
     pub primary: PathBuf,
     primary_bytes: Vec<u8>,
-    token: String,
+    primary_missing: bool,
+    kubeconfig_bytes: Vec<u8>,
+    binary_copied: bool,
 }
 
-fn kubeconfig_in_container(opts: &InstallOpts) -> PathBuf {
-    opts.cni_conf_dir.join("multus.d").join("multus.kubeconfig")
+const LOG_LEVELS: [&str; 6] = ["debug", "verbose", "info", "warning", "error", "panic"];
+
+/// The option checks upstream makes before it writes anything (`verifyFileExists`, the log level), and
+/// ours.
+fn validate(opts: &InstallOpts) -> Result<(), String> {
+    if opts.skip_tls_verify {
+        return Err("--skip-tls-verify is refused: multus-rs's API client always verifies the API server \
+                    (a kubeconfig with insecure-skip-tls-verify is refused), so the service account's CA \
+                    is written instead; drop the flag"
+            .into());
+    }
+    if let Ok(p) = std::env::var("KUBERNETES_SERVICE_PROTOCOL") {
+        if !opts.skip_kubeconfig && !p.is_empty() && p != "https" {
+            return Err(format!(
+                "KUBERNETES_SERVICE_PROTOCOL={p}: multus-rs's API client speaks https only"
+            ));
+        }
+    }
+    if !opts.place.cni_conf_dir.is_dir() {
+        return Err(format!(
+            "cni-conf-dir is not found: {}",
+            opts.place.cni_conf_dir.display()
+        ));
+    }
+    if !opts.skip_multus_binary_copy && !opts.cni_bin_dir.is_dir() {
+        return Err(format!(
+            "cni-bin-dir is not found: {}",
+            opts.cni_bin_dir.display()
+        ));
+    }
+    if let Some(b) = &opts.multus_bin_file {
+        if !b.is_file() {
+            return Err(format!("multus-bin-file is not found: {}", b.display()));
+        }
+    }
+    if opts.place.multus_conf_file != "auto" && !Path::new(&opts.place.multus_conf_file).is_file() {
+        return Err(format!(
+            "multus-conf-file is not found: {}",
+            opts.place.multus_conf_file
+        ));
+    }
+    if let Some(l) = &opts.multus_log_level {
+        if !LOG_LEVELS.contains(&l.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "Log levels should be one of: debug/verbose/error/panic, did not understand: {l:?}"
+            ));
+        }
+    }
+    if opts.force_cni_version && opts.cni_version.is_none() {
+        return Err("--force-cni-version needs --cni-version: the version to force".into());
+    }
+    Ok(())
 }
 
 fn gen_options(opts: &InstallOpts) -> GenOptions {
     GenOptions {
         cni_version: opts.cni_version.clone(),
+        force_cni_version: opts.force_cni_version,
+        override_network_name: opts.override_network_name,
         kubeconfig: (!opts.skip_kubeconfig).then(|| opts.multus_kubeconfig_file_host.clone()),
         namespace_isolation: opts.namespace_isolation,
         global_namespaces: opts.global_namespaces.clone(),
-        log_level: opts.multus_log_level.clone(),
+        log_level: opts
+            .multus_log_level
+            .as_ref()
+            .map(|l| l.to_ascii_lowercase()),
         log_file: opts.multus_log_file.clone(),
-        log_to_stderr: opts.multus_log_to_stderr,
+        log_to_stderr: (!opts.multus_log_to_stderr).then_some(false),
         readiness_indicator_file: opts.readiness_indicator_file.clone(),
         additional_bin_dir: opts.additional_bin_dir.clone(),
         cni_dir: opts.multus_cni_dir.clone(),
+        prefer_node_binary: opts
+            .prefer_node_binary
+            .as_deref()
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
-/// Writes the kubeconfig when the token changed; returns the token.
-fn write_kubeconfig(opts: &InstallOpts, previous: &str) -> Result<String, String> {
+/// Writes the kubeconfig when it is not what the service account says now (token rotated, CA changed,
+/// file removed); returns what it holds.
+fn write_kubeconfig(opts: &InstallOpts, previous: &[u8]) -> Result<Vec<u8>, String> {
     if opts.skip_kubeconfig {
-        return Ok(String::new());
+        return Ok(Vec::new());
     }
     let host = std::env::var("KUBERNETES_SERVICE_HOST").ok();
     let port = std::env::var("KUBERNETES_SERVICE_PORT").ok();
@@ -131,23 +296,34 @@ fn write_kubeconfig(opts: &InstallOpts, previous: &str) -> Result<String, String
         port.as_deref(),
     )
     .map_err(|e| e.to_string())?;
-    if sa.token != previous {
-        let path = kubeconfig_in_container(opts);
-        fs::write_atomic(
-            &path,
-            kubeconfig::render(&sa).as_bytes(),
-            0o600,
-            fs::Durability::Durable,
-        )
-        .map_err(|e| format!("cannot write the kubeconfig {}: {e}", path.display()))?;
+    let text = kubeconfig::render(&sa).into_bytes();
+    let path = opts.place.kubeconfig();
+    if text != previous || std::fs::read(&path).ok().as_deref() != Some(&text[..]) {
+        fs::write_atomic(&path, &text, 0o600, fs::Durability::Durable)
+            .map_err(|e| format!("cannot write the kubeconfig {}: {e}", path.display()))?;
         eprintln!("multus install: wrote {}", path.display());
     }
-    Ok(sa.token)
+    Ok(text)
 }
 
-/// One pass: binary, kubeconfig, Multus config. Files whose content is unchanged are not rewritten.
+/// Writes `bytes` as the Multus config `path` unless it already holds them, under the conf dir's lock.
+/// Returns whether it wrote.
+fn write_conf(dir: &Path, path: &Path, bytes: &[u8]) -> Result<bool, String> {
+    let _lock = retire::ConfDirLock::take(dir, Duration::from_secs(30))
+        .map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
+    if std::fs::read(path).ok().as_deref() == Some(bytes) {
+        return Ok(false);
+    }
+    fs::write_atomic(path, bytes, 0o644, fs::Durability::Durable)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(true)
+}
+
+/// One pass: binary (first pass), kubeconfig, Multus config. Files whose content is right are not
+/// rewritten; a Multus config someone else changed or removed (a retiring one, say) is written again.
 pub fn install_once(opts: &InstallOpts, previous: &Installed) -> Result<Installed, String> {
-    if !opts.skip_multus_binary_copy && previous.conf.as_os_str().is_empty() {
+    let mut now = previous.clone();
+    if !opts.skip_multus_binary_copy && !previous.binary_copied {
         let from = match &opts.multus_bin_file {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?,
@@ -156,37 +332,97 @@ pub fn install_once(opts: &InstallOpts, previous: &Installed) -> Result<Installe
         fs::copy_atomic(&from, &to, 0o755)
             .map_err(|e| format!("cannot install {} as {}: {e}", from.display(), to.display()))?;
         eprintln!("multus install: installed {}", to.display());
+        now.binary_copied = true;
     }
-    let token = write_kubeconfig(opts, &previous.token)?;
-    let primary = conf_gen::find_primary(&opts.cni_conf_dir, opts.primary_config.as_deref())
+    now.kubeconfig_bytes = write_kubeconfig(opts, &previous.kubeconfig_bytes)?;
+    let dir = &opts.place.cni_conf_dir;
+    if opts.place.multus_conf_file != "auto" {
+        // A config of the user's own (upstream's ConfigMap way), copied as it is.
+        let from = PathBuf::from(&opts.place.multus_conf_file);
+        let bytes = std::fs::read(&from)
+            .map_err(|e| format!("cannot read multus-conf-file {}: {e}", from.display()))?;
+        let name = opts.place.conf_names().remove(0);
+        let conf = dir.join(&name);
+        if write_conf(dir, &conf, &bytes)? {
+            eprintln!(
+                "multus install: multus config file {} is copied to {}",
+                from.display(),
+                conf.display()
+            );
+        }
+        now.conf = conf;
+        now.conf_bytes = bytes;
+        return Ok(now);
+    }
+    // The primary config wrapped before is gone: wait for it to come back, as upstream does (with
+    // --rename-conf-file, we renamed it ourselves).
+    if !previous.primary.as_os_str().is_empty() && !previous.primary.exists() {
+        if !previous.primary_missing {
+            eprintln!(
+                "multus install: the primary config {} has been deleted; waiting for its restoration",
+                previous.primary.display()
+            );
+        }
+        now.primary_missing = true;
+        return Ok(now);
+    }
+    if previous.primary_missing {
+        eprintln!(
+            "multus install: the primary config {} was restored",
+            previous.primary.display()
+        );
+        now.primary_missing = false;
+    }
+    let auto_dir = opts.multus_autoconfig_dir.as_ref().unwrap_or(dir);
+    let primary = conf_gen::find_primary(auto_dir, opts.primary_config.as_deref())
         .map_err(|e| e.to_string())?;
     let primary_bytes = std::fs::read(&primary)
         .map_err(|e| format!("cannot read the primary config {}: {e}", primary.display()))?;
-    let mut conf = previous.conf.clone();
-    if primary != previous.primary || primary_bytes != previous.primary_bytes {
+    let (name, bytes) = if primary != previous.primary || primary_bytes != previous.primary_bytes {
         let (name, bytes) = conf_gen::generate(&primary, &primary_bytes, &gen_options(opts))
             .map_err(|e: GenError| e.to_string())?;
-        conf = opts.cni_conf_dir.join(&name);
-        fs::write_atomic(&conf, &bytes, 0o644, fs::Durability::Durable)
-            .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
-        // Only one Multus config may exist: the runtime would take the other one first.
-        for other in ["00-multus.conf", "00-multus.conflist"] {
-            if other != name {
-                let _ = fs::remove_if_exists(&opts.cni_conf_dir.join(other));
-            }
-        }
+        (name, bytes)
+    } else {
+        let name = previous
+            .conf
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (name, previous.conf_bytes.clone())
+    };
+    let conf = dir.join(&name);
+    if write_conf(dir, &conf, &bytes)? {
         eprintln!(
             "multus install: wrote {} around {}",
             conf.display(),
             primary.display()
         );
     }
-    Ok(Installed {
-        conf,
-        primary,
-        primary_bytes,
-        token,
-    })
+    // Only one Multus config may exist: the runtime would take the other one first.
+    for other in opts.place.conf_names() {
+        if other != name {
+            let _ = fs::remove_if_exists(&dir.join(other));
+        }
+    }
+    if opts.rename_conf_file {
+        let old = PathBuf::from(format!("{}.old", primary.display()));
+        std::fs::rename(&primary, &old).map_err(|e| {
+            format!(
+                "cannot move {} to {}: {e}",
+                primary.display(),
+                old.display()
+            )
+        })?;
+        eprintln!(
+            "multus install: the primary config is moved to {}",
+            old.display()
+        );
+    }
+    now.conf = conf;
+    now.conf_bytes = bytes;
+    now.primary = primary;
+    now.primary_bytes = primary_bytes;
+    Ok(now)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -210,8 +446,33 @@ fn catch_stop_signals() {
     }
 }
 
-/// `multus install`: one pass, then (with `--watch`) keep the files right until stopped.
+/// Sleeps `d`, or less when a stop signal comes.
+fn sleep_unless_stopped(d: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = d;
+    while !STOP.load(Ordering::SeqCst) && !left.is_zero() {
+        let s = left.min(step);
+        std::thread::sleep(s);
+        left -= s;
+    }
+}
+
+/// `multus install`: one pass, then (unless `--once`) keep the files right until SIGTERM or SIGINT.
 pub fn install(opts: &InstallOpts) -> i32 {
+    if let Err(e) = validate(opts) {
+        eprintln!("multus install: {e}");
+        return 1;
+    }
+    if let Some(d) = &opts.multus_cni_conf_dir {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            eprintln!(
+                "multus install: cannot create multus-cni-conf-dir {}: {e}",
+                d.display()
+            );
+            return 1;
+        }
+    }
+    catch_stop_signals();
     let mut state = match install_once(opts, &Installed::default()) {
         Ok(s) => s,
         Err(e) => {
@@ -219,13 +480,20 @@ pub fn install(opts: &InstallOpts) -> i32 {
             return 1;
         }
     };
-    if !opts.watch {
+    if opts.once {
         return 0;
     }
-    catch_stop_signals();
     let poll = Duration::from_secs_f64(opts.poll_interval.clamp(0.05, 3600.0));
+    if opts.skip_config_watch {
+        eprintln!(
+            "multus install: not watching the files (--skip-config-watch); waiting for SIGTERM"
+        );
+    }
     while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(poll);
+        sleep_unless_stopped(poll);
+        if opts.skip_config_watch || STOP.load(Ordering::SeqCst) {
+            continue;
+        }
         match install_once(opts, &state) {
             Ok(s) => state = s,
             // A transient problem (primary config being rewritten, token not yet rotated in): say so, keep
@@ -235,37 +503,137 @@ pub fn install(opts: &InstallOpts) -> i32 {
     }
     if opts.cleanup_config_on_exit {
         return uninstall(&UninstallOpts {
-            cni_conf_dir: opts.cni_conf_dir.clone(),
+            place: opts.place.clone(),
         });
     }
     0
 }
 
-/// `multus uninstall`: removes the Multus config and kubeconfig so the runtime falls back to the primary
-/// network. The binary stays: a runtime may still call it to DEL pods made while Multus was installed, and it
-/// tears them down from its attachment cache.
-pub fn uninstall(opts: &UninstallOpts) -> i32 {
-    let mut status = 0;
-    let dir = &opts.cni_conf_dir;
-    for p in owned_files(dir) {
-        match fs::remove_if_exists(&p) {
-            Ok(true) => eprintln!("multus uninstall: removed {}", p.display()),
-            Ok(false) => {}
-            Err(e) => {
-                eprintln!("multus uninstall: cannot remove {}: {e}", p.display());
-                status = 1;
-            }
-        }
+/// Where the `cniDir` (host path) is seen in this container: the flag, else `/host/<cniDir>`, else
+/// `<cniDir>` itself, whichever exists.
+fn cni_dir_here(place: &Placement, host: &Path) -> Option<PathBuf> {
+    if let Some(d) = &place.multus_cni_dir_in_container {
+        return Some(d.clone());
     }
-    let _ = std::fs::remove_dir(dir.join("multus.d"));
-    status
+    let under_host = Path::new("/host").join(host.strip_prefix("/").unwrap_or(host));
+    [under_host, host.to_path_buf()]
+        .into_iter()
+        .find(|p| p.is_dir())
 }
 
-/// The files `uninstall` removes.
-pub fn owned_files(conf_dir: &Path) -> Vec<PathBuf> {
-    vec![
-        conf_dir.join("00-multus.conf"),
-        conf_dir.join("00-multus.conflist"),
-        conf_dir.join("multus.d/multus.kubeconfig"),
-    ]
+/// The node's primary config, as a delegate for a retiring config that names none.
+fn fallback_primary(place: &Placement, own: &str) -> Option<serde_json::Value> {
+    let p = conf_gen::find_primary(&place.cni_conf_dir, None).ok()?;
+    if p.file_name()?.to_string_lossy() == own {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(p).ok()?).ok()
+}
+
+/// Retires or removes one Multus config file; returns false on a failure (said on stderr).
+fn uninstall_conf(place: &Placement, name: &str) -> bool {
+    let dir = &place.cni_conf_dir;
+    let path = dir.join(name);
+    let _lock = match retire::ConfDirLock::take(dir, Duration::from_secs(30)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("multus uninstall: cannot lock {}: {e}", dir.display());
+            return false;
+        }
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(e) => {
+            eprintln!("multus uninstall: cannot read {}: {e}", path.display());
+            return false;
+        }
+    };
+    let remove = |why: &str| match fs::remove_if_exists(&path) {
+        Ok(_) => {
+            eprintln!("multus uninstall: removed {} ({why})", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("multus uninstall: cannot remove {}: {e}", path.display());
+            false
+        }
+    };
+    let Some(cni_dir) = retire::cni_dir_of(&bytes) else {
+        return remove("it is not a Multus config any runtime could use");
+    };
+    let cached = match cni_dir_here(place, &cni_dir) {
+        Some(here) => match retire::cached_attachments(&here) {
+            Ok(v) if v.is_empty() => {
+                return remove(&format!(
+                    "no attachment is cached in {}",
+                    here.display()
+                ))
+            }
+            Ok(v) => format!("{} attachments are cached in {}", v.len(), here.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return remove(&format!("{} does not exist", here.display()))
+            }
+            Err(e) => format!("cannot list {}: {e}", here.display()),
+        },
+        None => format!(
+            "the cniDir {} is not mounted in this container (--multus-cni-dir-in-container), so pods made \
+             with Multus may remain",
+            cni_dir.display()
+        ),
+    };
+    let host_path = place.cni_conf_dir_host.join(name);
+    let retiring = match retire::retiring_config(&bytes, &host_path, fallback_primary(place, name))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                    "multus uninstall: cannot leave {} retiring: {e}; pods made with Multus will not be undone \
+                     by the runtime",
+                    path.display()
+                );
+            return remove(&cached);
+        }
+    };
+    match fs::write_atomic(&path, &retiring, 0o644, fs::Durability::Durable) {
+        Ok(()) => {
+            eprintln!(
+                "multus uninstall: {cached}: rewrote {} as a retiring config (new pods get the primary network \
+                 alone through it; pods made with Multus are undone from the cache; the meta-plugin removes it \
+                 after the last of them)",
+                path.display()
+            );
+            true
+        }
+        Err(e) => {
+            eprintln!("multus uninstall: cannot write {}: {e}", path.display());
+            false
+        }
+    }
+}
+
+/// `multus uninstall`: takes Multus off the node's runtime path without leaking what it attached. With no
+/// attachment cached in the config's `cniDir`, the Multus config is removed and the runtime falls back to
+/// the primary network; otherwise it is rewritten in place as a retiring config ([`retire`]). The
+/// kubeconfig is removed either way. The binary stays: the runtime still runs it for pods made before.
+pub fn uninstall(opts: &UninstallOpts) -> i32 {
+    let mut ok = true;
+    for name in opts.place.conf_names() {
+        ok &= uninstall_conf(&opts.place, &name);
+    }
+    let kc = opts.place.kubeconfig();
+    match fs::remove_if_exists(&kc) {
+        Ok(true) => eprintln!("multus uninstall: removed {}", kc.display()),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("multus uninstall: cannot remove {}: {e}", kc.display());
+            ok = false;
+        }
+    }
+    let _ = std::fs::remove_dir(opts.place.cni_conf_dir.join("multus.d"));
+    if ok {
+        0
+    } else {
+        1
+    }
 }

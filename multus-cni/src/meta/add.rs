@@ -71,19 +71,23 @@ impl Meta<'_> {
             }
         }
         for at in &attached {
-            // Go Multus' verbose line per delegate: "Add: <ns>:<pod>:<uid>:<network>:<ifname> <result>".
+            // Go Multus' verbose line per delegate.
             let r = at
                 .result
                 .as_ref()
                 .and_then(|r| r.to_value(&r.cni_version).ok());
+            let arg = |k| self.env.args.get(k).unwrap_or_default();
             tracing::info!(
-                "Add: {}:{}:{}:{}:{} {}",
-                self.env.args.get("K8S_POD_NAMESPACE").unwrap_or_default(),
-                self.env.args.get("K8S_POD_NAME").unwrap_or_default(),
-                self.env.args.get("K8S_POD_UID").unwrap_or_default(),
-                at.attachment.name,
-                at.attachment.ifname,
-                r.unwrap_or_default()
+                "{}",
+                crate::logging::add_line(
+                    arg("K8S_POD_NAMESPACE"),
+                    arg("K8S_POD_NAME"),
+                    arg("K8S_POD_UID"),
+                    &at.attachment.name,
+                    at.attachment.network.name(),
+                    &at.attachment.ifname,
+                    &r.unwrap_or_default().to_string()
+                )
             );
         }
         if let Some(p) = &pod_obj {

@@ -34,9 +34,8 @@ pub struct MultusConf {
     pub system_namespaces: Vec<String>,
     /// `multusNamespace` (default `kube-system`): where `clusterNetwork`/`defaultNetworks` NADs live.
     pub multus_namespace: String,
-    /// `logOptions` (upstream's log rotation: `maxAge`, `maxSize`, `maxBackups`, `compress`), kept as given;
-    /// rotation is left to the node's logrotate.
-    #[allow(dead_code)]
+    /// `logOptions`: upstream's rotation of `logFile` (`maxAge`, `maxSize`, `maxBackups`, `compress`), see
+    /// [`crate::logging::LogOptions`].
     pub log_options: Map<String, Value>,
     /// `capabilities` Multus itself declares (the runtime fills `runtimeConfig` for them).
     #[allow(dead_code)]
@@ -52,7 +51,7 @@ pub struct MultusConf {
     /// `deviceCheckpoint` (ours): the kubelet's device-plugin checkpoint file.
     pub device_checkpoint: PathBuf,
     /// `deviceInfoDir` (ours, default `/var/run/k8s.cni.cncf.io/devinfo`): the base directory of device
-    /// information files (`dp/` from device plugins, `cni/` for delegates), see [`multus_k8s::devinfo`].
+    /// information files (`dp/` from device plugins, `cni/` for delegates), see [`multus_core::devinfo`].
     pub device_info_dir: PathBuf,
     /// `delegates`: the kubeconfig-less mode's networks; the first is the default network.
     pub delegates: Vec<NetworkConfig>,
@@ -178,9 +177,11 @@ impl MultusConf {
             Value::Object(m) => m,
             _ => return Err(CniError::decoding("multus config must be a JSON object")),
         };
-        let cni_version = str_key(&m, "cniVersion")?.ok_or_else(|| {
-            CniError::incompatible_version("multus config: \"cniVersion\" is missing")
-        })?;
+        // Without a version Multus is 0.1.0, as libcni and Go's skel read it: its answer is in that shape.
+        let declared_version = str_key(&m, "cniVersion")?;
+        let cni_version = declared_version
+            .clone()
+            .unwrap_or_else(|| multus_core::cni::IMPLICIT_VERSION.to_string());
         Version::parse_supported(&cni_version).map_err(|e| e.context("multus config"))?;
         let name = str_key(&m, "name")?.unwrap_or_else(|| "multus-cni-network".to_string());
         let kubeconfig = str_key(&m, "kubeconfig")?;
@@ -190,10 +191,14 @@ impl MultusConf {
             Some(Value::Array(list)) => {
                 for (i, d) in list.iter().enumerate() {
                     let mut d = d.clone();
-                    if let Value::Object(o) = &mut d {
-                        // A delegate without a version runs with Multus' own.
-                        o.entry("cniVersion")
-                            .or_insert_with(|| Value::String(cni_version.clone()));
+                    if let (Value::Object(o), Some(own)) = (&mut d, &declared_version) {
+                        // A delegate without a version runs with Multus' own; when Multus has none either,
+                        // it stays without one and is read as 0.1.0 (as upstream runs it through libcni).
+                        if matches!(o.get("cniVersion"), None | Some(Value::Null))
+                            || o.get("cniVersion").and_then(Value::as_str) == Some("")
+                        {
+                            o.insert("cniVersion".into(), Value::String(own.clone()));
+                        }
                     }
                     let net = NetworkConfig::from_value(d)
                         .map_err(|e| e.context(format!("multus config: delegates[{i}]")))?;
@@ -276,7 +281,7 @@ impl MultusConf {
                 .unwrap_or_else(|| multus_k8s::nad::DEFAULT_CHECKPOINT.into()),
             device_info_dir: str_key(&m, "deviceInfoDir")?
                 .map(PathBuf::from)
-                .unwrap_or_else(|| multus_k8s::devinfo::DEFAULT_DIR.into()),
+                .unwrap_or_else(|| multus_core::devinfo::DEFAULT_DIR.into()),
             delegates,
             cni_dir: str_key(&m, "cniDir")?
                 .map(PathBuf::from)
@@ -370,14 +375,19 @@ mod tests {
                 "delegates",
             ),
             (
-                br#"{"name":"m","type":"multus","delegates":[{"type":"x"}]}"#,
+                br#"{"name":"m","type":"multus","cniVersion":"0.5.0","delegates":[{"type":"x"}]}"#,
                 1,
+                "0.5.0",
+            ),
+            (
+                br#"{"cniVersion":2,"delegates":[{"type":"x"}]}"#,
+                7,
                 "cniVersion",
             ),
             (
-                br#"{"cniVersion":"0.2.0","delegates":[{"type":"x"}]}"#,
+                br#"{"delegates":[{"type":"x","cniVersion":"0.2.1"}]}"#,
                 1,
-                "0.2.0",
+                "delegates[0]",
             ),
             (
                 br#"{"cniVersion":"1.0.0","delegates":[{"name":"x"}]}"#,
@@ -421,6 +431,43 @@ mod tests {
             let e = MultusConf::parse(bad).unwrap_err();
             assert_eq!(e.code.code(), code, "{e}");
             assert!(e.msg.contains(word), "{e} should name {word}");
+        }
+    }
+
+    #[test]
+    fn versions_as_upstream_reads_them() {
+        // Upstream's how-to-use example and DaemonSet ConfigMap: no cniVersion anywhere.
+        let c = MultusConf::parse(
+            br#"{"name":"multus-cni-network","type":"multus","kubeconfig":"/k",
+                 "delegates":[{"type":"flannel","name":"flannel.1","delegate":{"isDefaultGateway":true}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cni_version, "0.1.0");
+        assert_eq!(c.delegates[0].cni_version(), "0.1.0");
+        // Neither has one: the delegate stays as written.
+        assert!(c.delegates[0].to_value().get("cniVersion").is_none());
+        // A delegate without one (or with an empty one) takes Multus' own; its own wins otherwise.
+        let c = MultusConf::parse(
+            br#"{"cniVersion":"0.2.0","delegates":[{"type":"bridge"},{"type":"ptp","cniVersion":""},
+                 {"type":"macvlan","cniVersion":"1.0.0"},{"name":"l","plugins":[{"type":"ptp"}]},
+                 {"name":"l2","cniVersion":"0.1.0","plugins":[{"type":"ptp"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.cni_version, "0.2.0");
+        let got: Vec<&str> = c.delegates.iter().map(|d| d.cni_version()).collect();
+        assert_eq!(got, ["0.2.0", "0.2.0", "1.0.0", "0.2.0", "0.1.0"]);
+        assert_eq!(
+            c.delegates[0].to_value().get("cniVersion"),
+            Some(&Value::String("0.2.0".into()))
+        );
+        for v in ["0.1.0", "", "1.1.0"] {
+            let conf = format!(r#"{{"cniVersion":"{v}","delegates":[{{"type":"x"}}]}}"#);
+            let c = MultusConf::parse(conf.as_bytes()).unwrap();
+            let want = if v.is_empty() { "0.1.0" } else { v };
+            assert_eq!(
+                (c.cni_version.as_str(), c.delegates[0].cni_version()),
+                (want, want)
+            );
         }
     }
 }

@@ -103,15 +103,19 @@ impl Meta<'_> {
         }
         res?;
         devinfo::remove_attached(attached);
+        let arg = |k| self.env.args.get(k).unwrap_or_default();
         for at in attached.iter().rev() {
+            let a = &at.attachment;
             tracing::info!(
-                "Del: {}:{}:{}:{}:{} ({})",
-                self.env.args.get("K8S_POD_NAMESPACE").unwrap_or_default(),
-                self.env.args.get("K8S_POD_NAME").unwrap_or_default(),
-                self.env.args.get("K8S_POD_UID").unwrap_or_default(),
-                at.attachment.name,
-                at.attachment.ifname,
-                pod.container_id
+                "{}",
+                crate::logging::del_line(
+                    arg("K8S_POD_NAMESPACE"),
+                    arg("K8S_POD_NAME"),
+                    arg("K8S_POD_UID"),
+                    a.network.name(),
+                    &a.ifname,
+                    &a.network.to_value().to_string()
+                )
             );
         }
         Ok(())

@@ -4,8 +4,8 @@
 //! `device-info` in network-status, and every path that undoes the attachment (DEL, GC, a rollback)
 //! removes it.
 
+use multus_core::devinfo;
 use multus_core::pipeline::{Attached, Attachment, Attachments};
-use multus_k8s::devinfo;
 use multus_k8s::plan::Plan;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -54,10 +54,11 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::error(&e, &error_version(stdin)),
     };
-    crate::logging::init(
+    crate::logging::init_with_options(
         &conf.log_level,
         conf.log_file.as_deref(),
         conf.log_to_stderr,
+        &crate::logging::LogOptions::from_map_or_default(&conf.log_options),
     );
     match Meta::new(env, &conf, PodSource::from_conf(&conf))
         .run()

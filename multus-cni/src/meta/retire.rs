@@ -12,8 +12,8 @@
 //!   (only while it still says `retiring`: a re-install may have replaced it), and the runtime uses the
 //!   primary config directly from then on.
 
-use super::cache::Cache;
 use super::{default_result, Meta};
+use crate::install::retire::{step_aside, StepAside};
 use multus_core::cni::CniError;
 use multus_core::pipeline::{self, Attachments};
 
@@ -38,51 +38,23 @@ impl Meta<'_> {
         default_result(&attached, &self.conf.cni_version)
     }
 
-    /// After a DEL or GC while retiring: when nothing is cached any more, the retiring config goes.
+    /// After a DEL or GC while retiring: when nothing is cached any more, the retiring config goes
+    /// ([`crate::install::retire::step_aside`]: under the config directory's lock, only while the file still
+    /// says retiring).
     pub(super) fn step_aside_if_done(&self) {
         let Some(file) = &self.conf.retiring else {
             return;
         };
-        if !Cache::of(self.conf).is_empty() {
-            return;
-        }
-        let still_retiring = std::fs::read(file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|v| says_retiring(&v));
-        if !still_retiring {
-            return;
-        }
-        match multus_core::fs::remove_if_exists(file) {
-            Ok(true) => tracing::info!(
+        match step_aside(file, &self.conf.cni_dir) {
+            Ok(StepAside::Removed) => tracing::info!(
                 "no pod made with Multus is left: removed {}; the runtime uses the primary network's config now",
                 file.display()
             ),
-            Ok(false) => {}
+            Ok(StepAside::Kept(left)) => {
+                tracing::debug!("retiring: {} attachment(s) still cached", left.len())
+            }
+            Ok(StepAside::NotRetiring | StepAside::Gone) => {}
             Err(e) => tracing::warn!("removing the retiring config {}: {e}", file.display()),
         }
-    }
-}
-
-/// Whether a config (a Multus `.conf`, or a `.conflist` holding the multus plugin) is a retiring one.
-fn says_retiring(v: &serde_json::Value) -> bool {
-    v.get("retiring").is_some()
-        || v["plugins"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|p| p.get("retiring").is_some()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retiring_configs_are_told_in_both_formats() {
-        let conf = serde_json::json!({"type": "multus", "retiring": {"configFile": "/x"}});
-        let list =
-            serde_json::json!({"name": "m", "plugins": [{"type": "multus", "retiring": {}}]});
-        let normal =
-            serde_json::json!({"name": "m", "plugins": [{"type": "multus", "kubeconfig": "/k"}]});
-        assert!(says_retiring(&conf) && says_retiring(&list) && !says_retiring(&normal));
     }
 }

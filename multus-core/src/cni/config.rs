@@ -3,7 +3,7 @@
 
 use super::error::CniError;
 use super::result::CniResult;
-use super::version::{Version, SUPPORTED_VERSIONS};
+use super::version::{Version, IMPLICIT_VERSION, SUPPORTED_VERSIONS};
 use serde_json::{Map, Value};
 
 /// The GC key listing the attachments that are still valid (spec 1.1).
@@ -66,7 +66,7 @@ fn opt_str<'a>(
 }
 
 fn check_version(m: &Map<String, Value>, what: &str) -> Result<(), CniError> {
-    match opt_str(m, "cniVersion", what)? {
+    match opt_str(m, "cniVersion", what)?.filter(|v| !v.is_empty()) {
         Some(v) => Version::parse_supported(v)
             .map(|_| ())
             .map_err(|e| e.context(what)),
@@ -115,7 +115,8 @@ impl PluginConf {
             .filter(|s| !s.is_empty())
     }
 
-    /// `cniVersion`, if set.
+    /// `cniVersion`, if set (an empty one counts as none; such a config is read as
+    /// [`IMPLICIT_VERSION`] where it is run).
     pub fn cni_version(&self) -> Option<&str> {
         self.raw
             .get("cniVersion")
@@ -173,13 +174,18 @@ impl PluginConf {
         }
     }
 
-    /// `prevResult`, decoded, if present.
+    /// `prevResult`, decoded, if present; one without a `cniVersion` takes the config's (as libcni's
+    /// `ParsePrevResult`).
     pub fn prev_result(&self) -> Result<Option<CniResult>, CniError> {
         match self.raw.get("prevResult") {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => CniResult::from_value(v)
-                .map(Some)
-                .map_err(|e| e.context("prevResult")),
+            Some(v) => {
+                let mut r = CniResult::from_value(v).map_err(|e| e.context("prevResult"))?;
+                if r.cni_version.is_empty() {
+                    r.cni_version = self.cni_version().unwrap_or(IMPLICIT_VERSION).to_string();
+                }
+                Ok(Some(r))
+            }
         }
     }
 
@@ -247,7 +253,8 @@ impl PluginConf {
 /// A conflist: a named network made of a chain of plugins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConfList {
-    /// `cniVersion` chosen for the chain (the highest supported entry of `cniVersions`, else `cniVersion`).
+    /// `cniVersion` chosen for the chain, as libcni chooses it: the highest supported version among
+    /// `cniVersions` and `cniVersion`; [`IMPLICIT_VERSION`] when the list declares none.
     pub cni_version: String,
     /// `name`.
     pub name: String,
@@ -271,30 +278,30 @@ impl NetConfList {
                 "network config list: \"name\" is missing or empty",
             ));
         }
-        let mut cni_version = opt_str(&raw, "cniVersion", what)?
-            .unwrap_or_default()
-            .to_string();
+        // Every version the list declares; the highest supported one wins, none at all is the implicit one.
+        let mut declared: Vec<&str> = opt_str(&raw, "cniVersion", what)?
+            .filter(|v| !v.is_empty())
+            .into_iter()
+            .collect();
         if let Some(list) = raw.get("cniVersions") {
             let list = list.as_array().ok_or_else(|| {
                 CniError::invalid_config(format!(
                     "{what} {name:?}: \"cniVersions\" must be a list of strings"
                 ))
             })?;
-            let best = list
-                .iter()
-                .filter_map(Value::as_str)
-                .filter(|v| SUPPORTED_VERSIONS.contains(v))
-                .filter_map(|v| Version::parse(v).ok().map(|p| (p, v)))
-                .max();
-            if let Some((_, v)) = best {
-                cni_version = v.to_string();
-            }
+            declared.extend(list.iter().filter_map(Value::as_str));
         }
-        if cni_version.is_empty() {
-            return Err(CniError::incompatible_version(format!(
-                "{what} {name:?}: \"cniVersion\" is missing"
-            )));
-        }
+        let best = declared
+            .iter()
+            .filter(|v| SUPPORTED_VERSIONS.contains(v))
+            .filter_map(|v| Version::parse(v).ok().map(|p| (p, *v)))
+            .max();
+        let cni_version = match (best, declared.first()) {
+            (Some((_, v)), _) => v.to_string(),
+            // None supported: refused just below, naming the first.
+            (None, Some(v)) => v.to_string(),
+            (None, None) => IMPLICIT_VERSION.to_string(),
+        };
         Version::parse_supported(&cni_version)
             .map_err(|e| e.context(format!("{what} {name:?}")))?;
         let bool_key = |k: &str| -> Result<bool, CniError> {
@@ -358,19 +365,13 @@ impl NetworkConfig {
         Self::from_value(v)
     }
 
-    /// Parses a JSON value; an object with `plugins` is a conflist.
+    /// Parses a JSON value; an object with `plugins` is a conflist. A config without `cniVersion` is read
+    /// as libcni reads it, as [`IMPLICIT_VERSION`] (kept without one: see [`NetworkConfig::cni_version`]).
     pub fn from_value(v: Value) -> Result<Self, CniError> {
         if v.get("plugins").is_some() {
             NetConfList::from_value(v).map(NetworkConfig::List)
         } else {
-            let conf = PluginConf::from_value(v)?;
-            if conf.cni_version().is_none() {
-                return Err(CniError::incompatible_version(format!(
-                    "network config {:?}: \"cniVersion\" is missing",
-                    conf.name().unwrap_or(conf.plugin_type())
-                )));
-            }
-            Ok(NetworkConfig::Single(conf))
+            PluginConf::from_value(v).map(NetworkConfig::Single)
         }
     }
 
@@ -393,10 +394,10 @@ impl NetworkConfig {
         }
     }
 
-    /// The version the network's plugins are run with.
+    /// The version the network's plugins are run with ([`IMPLICIT_VERSION`] when it declares none).
     pub fn cni_version(&self) -> &str {
         match self {
-            NetworkConfig::Single(c) => c.cni_version().unwrap_or_default(),
+            NetworkConfig::Single(c) => c.cni_version().unwrap_or(IMPLICIT_VERSION),
             NetworkConfig::List(l) => &l.cni_version,
         }
     }
@@ -504,7 +505,11 @@ mod tests {
                 7,
             ),
             (
-                json!({"cniVersion": "0.1.0", "name": "x", "plugins": [{"type": "a"}]}),
+                json!({"cniVersion": "0.5.0", "name": "x", "plugins": [{"type": "a"}]}),
+                1,
+            ),
+            (
+                json!({"cniVersions": ["0.5.0"], "name": "x", "plugins": [{"type": "a"}]}),
                 1,
             ),
             (
@@ -515,7 +520,8 @@ mod tests {
                 json!({"cniVersion": "1.0.0", "name": "x", "disableCheck": 3, "plugins": [{"type": "a"}]}),
                 7,
             ),
-            (json!({"name": "x", "type": "a"}), 1),
+            (json!({"cniVersion": "0.2.1", "name": "x", "type": "a"}), 1),
+            (json!({"cniVersion": 2, "name": "x", "type": "a"}), 7),
             (json!([1]), 6),
         ] {
             let e = NetworkConfig::from_value(bad.clone()).unwrap_err();
@@ -567,5 +573,107 @@ mod tests {
         assert_eq!(c.valid_attachments().unwrap(), list);
         c.remove(VALID_ATTACHMENTS_KEY);
         assert_eq!(c.valid_attachments().unwrap(), list);
+    }
+
+    #[test]
+    fn configs_without_a_version_are_0_1_0_as_libcni_reads_them() {
+        for v in [
+            json!({"name": "n", "type": "bridge"}),
+            json!({"cniVersion": "", "name": "n", "type": "bridge"}),
+            json!({"cniVersion": null, "name": "n", "type": "bridge"}),
+        ] {
+            let net = NetworkConfig::from_value(v.clone()).unwrap();
+            assert_eq!(net.cni_version(), "0.1.0", "{v}");
+            // Kept as given: a cache or a NAD holds what was written.
+            assert_eq!(net.to_value(), v);
+            // The plugin is run with the version spelled out.
+            let inv = net.plugins()[0]
+                .invocation(net.name(), net.cni_version(), &Map::new(), None)
+                .unwrap();
+            assert_eq!(inv.cni_version(), Some("0.1.0"));
+        }
+        let list = NetworkConfig::from_value(
+            json!({"name": "l", "plugins": [{"type": "bridge"}, {"type": "tuning", "cniVersion": "1.0.0"}]}),
+        )
+        .unwrap();
+        assert_eq!(list.cni_version(), "0.1.0");
+        let list = NetworkConfig::from_value(
+            json!({"cniVersion": "", "name": "l", "plugins": [{"type": "bridge"}]}),
+        )
+        .unwrap();
+        assert_eq!(list.cni_version(), "0.1.0");
+        // 0.1.0 and 0.2.0 declared.
+        for v in ["0.1.0", "0.2.0"] {
+            let net =
+                NetworkConfig::from_value(json!({"cniVersion": v, "type": "bridge"})).unwrap();
+            assert_eq!(net.cni_version(), v);
+            let list = NetworkConfig::from_value(
+                json!({"cniVersion": v, "name": "l", "plugins": [{"type": "a"}]}),
+            )
+            .unwrap();
+            assert_eq!(list.cni_version(), v);
+        }
+    }
+
+    #[test]
+    fn cni_versions_and_cni_version_compete() {
+        let pick = |v: Value| {
+            NetworkConfig::from_value(v)
+                .unwrap()
+                .cni_version()
+                .to_string()
+        };
+        // The highest supported of both keys, as libcni's sort of the two.
+        assert_eq!(
+            pick(
+                json!({"cniVersion": "1.1.0", "cniVersions": ["0.4.0"], "name": "l", "plugins": [{"type": "a"}]})
+            ),
+            "1.1.0"
+        );
+        assert_eq!(
+            pick(
+                json!({"cniVersions": ["0.2.0", "0.3.1"], "name": "l", "plugins": [{"type": "a"}]})
+            ),
+            "0.3.1"
+        );
+        assert_eq!(
+            pick(
+                json!({"cniVersion": "0.5.0", "cniVersions": ["0.2.0"], "name": "l", "plugins": [{"type": "a"}]})
+            ),
+            "0.2.0"
+        );
+        assert_eq!(
+            pick(json!({"cniVersions": [], "name": "l", "plugins": [{"type": "a"}]})),
+            "0.1.0"
+        );
+    }
+
+    #[test]
+    fn prev_result_without_a_version_takes_the_config_s() {
+        let c = PluginConf::from_value(json!({"cniVersion": "0.2.0", "type": "x",
+            "prevResult": {"ip4": {"ip": "10.0.0.2/8"}}}))
+        .unwrap();
+        let r = c.prev_result().unwrap().unwrap();
+        assert_eq!((r.cni_version.as_str(), r.ips.len()), ("0.2.0", 1));
+        let c = PluginConf::from_value(json!({"type": "x", "prevResult": {"dns": {}}})).unwrap();
+        assert_eq!(c.prev_result().unwrap().unwrap().cni_version, "0.1.0");
+        // A prevResult handed to a 0.2.0 plugin is written in 0.2.0.
+        let inv = c
+            .invocation(
+                "n",
+                "0.2.0",
+                &Map::new(),
+                Some(
+                    &CniResult::from_value(&json!({
+                "cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}],
+                "ips": [{"interface": 0, "address": "10.0.0.2/8"}]}))
+                    .unwrap(),
+                ),
+            )
+            .unwrap();
+        assert_eq!(
+            inv.get("prevResult"),
+            Some(&json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.0.0.2/8"}, "dns": {}}))
+        );
     }
 }

@@ -8,7 +8,14 @@ use std::fmt;
 pub const CURRENT_VERSION: &str = "1.1.0";
 
 /// Every spec version accepted in configs and rendered in results, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
+
+/// The version of a config that declares none (no `cniVersion`, or an empty one): libcni reads such a
+/// config, a single plugin's or a conflist's, as 0.1.0 ("no version declared == v0.1.0"), so its plugins
+/// answer in the 0.1.0 / 0.2.0 result shape and it has no CHECK, STATUS or GC.
+pub const IMPLICIT_VERSION: &str = "0.1.0";
 
 /// A parsed spec version `major.minor.patch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,6 +29,10 @@ pub struct Version {
 }
 
 impl Version {
+    /// 0.1.0
+    pub const V0_1_0: Version = Version::new(0, 1, 0);
+    /// 0.2.0
+    pub const V0_2_0: Version = Version::new(0, 2, 0);
     /// 0.3.0
     pub const V0_3_0: Version = Version::new(0, 3, 0);
     /// 0.4.0
@@ -69,6 +80,11 @@ impl Version {
             )));
         }
         Ok(v)
+    }
+
+    /// True for the 0.1.0 / 0.2.0 result shape (`ip4`, `ip6`, `dns`; no interfaces, one IP per family).
+    pub fn is_legacy(self) -> bool {
+        self < Version::V0_3_0
     }
 
     /// True for the 1.x result shape (no `version` in `ips`, `interfaces` etc.).
@@ -129,6 +145,10 @@ mod tests {
         assert!(Version::parse("1.0.0").unwrap().is_1x());
         assert!(!Version::parse("0.4.0").unwrap().is_1x());
         assert!(Version::parse("1.1.0").unwrap().has_status_gc());
+        assert!(Version::parse("0.2.0").unwrap().is_legacy());
+        assert!(Version::parse("0.1.0").unwrap().is_legacy());
+        assert!(!Version::parse("0.3.0").unwrap().is_legacy());
+        assert_eq!(Version::parse(IMPLICIT_VERSION).unwrap(), Version::V0_1_0);
         for bad in ["", "1", "1.0", "1.0.0.0", "a.b.c", "1..0", "-1.0.0"] {
             assert_eq!(Version::parse(bad).unwrap_err().code.code(), 1, "{bad}");
         }
@@ -139,8 +159,14 @@ mod tests {
         for v in SUPPORTED_VERSIONS {
             Version::parse_supported(v).unwrap();
         }
-        assert!(Version::parse_supported("0.2.0").is_err());
-        assert!(Version::parse_supported("2.0.0").is_err());
+        assert_eq!(Version::parse_supported("0.2.0").unwrap(), Version::V0_2_0);
+        for bad in ["0.0.0", "0.2.1", "0.5.0", "1.2.0", "2.0.0"] {
+            assert_eq!(
+                Version::parse_supported(bad).unwrap_err().code.code(),
+                1,
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -149,7 +175,14 @@ mod tests {
             VersionInfo::reply(br#"{"cniVersion":"0.4.0"}"#).cni_version,
             "0.4.0"
         );
+        assert_eq!(
+            VersionInfo::reply(br#"{"cniVersion":"0.2.0"}"#).cni_version,
+            "0.2.0"
+        );
         assert_eq!(VersionInfo::reply(b"").cni_version, "1.1.0");
-        assert_eq!(VersionInfo::reply(b"").supported_versions.len(), 5);
+        assert_eq!(
+            VersionInfo::reply(b"").supported_versions,
+            ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+        );
     }
 }

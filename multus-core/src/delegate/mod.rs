@@ -92,22 +92,31 @@ impl Context {
         self.registry.timeout()
     }
 
-    /// Runs the IPAM plugin named by `conf.ipam.type` for this context's verb, as the reference plugins do:
-    /// the IPAM plugin receives the whole parent config on stdin. Returns the result for ADD.
-    pub async fn run_ipam(&self, conf: &PluginConf) -> Result<Option<CniResult>, CniError> {
-        let ipam_type = conf
-            .ipam()
-            .and_then(|i| i.get("type"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
+    /// Runs the IPAM plugin named by `conf.ipam.type` for verb `command` (whatever this context's own verb:
+    /// a delegate's ADD also runs its IPAM's DEL when it fails), as the reference plugins do: the IPAM plugin
+    /// receives the whole parent config on stdin. Returns the result for ADD. See `plugins::ipam` for the
+    /// helpers built on it.
+    pub async fn ipam(
+        &self,
+        command: Command,
+        conf: &PluginConf,
+    ) -> Result<Option<CniResult>, CniError> {
+        let ipam_type = crate::cni::keys::ipam_type(conf)
             .ok_or_else(|| CniError::invalid_config("\"ipam.type\" is missing"))?;
         let ipam = self.registry.resolve(ipam_type, &self.cni_path)?;
-        match self.command {
-            Command::Add => ipam.add(self, conf).await.map(Some),
-            Command::Check => ipam.check(self, conf).await.map(|_| None),
-            Command::Del => ipam.del(self, conf).await.map(|_| None),
-            Command::Status => ipam.status(self, conf).await.map(|_| None),
-            Command::Gc => ipam.gc(self, conf).await.map(|_| None),
+        let other;
+        let ctx = if self.command == command {
+            self
+        } else {
+            other = self.with_command(command);
+            &other
+        };
+        match command {
+            Command::Add => ipam.add(ctx, conf).await.map(Some),
+            Command::Check => ipam.check(ctx, conf).await.map(|_| None),
+            Command::Del => ipam.del(ctx, conf).await.map(|_| None),
+            Command::Status => ipam.status(ctx, conf).await.map(|_| None),
+            Command::Gc => ipam.gc(ctx, conf).await.map(|_| None),
             Command::Version => Ok(None),
         }
     }

@@ -11,9 +11,15 @@ use rtnetlink::packet_core::{
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, AsyncSocket, TokioSocket};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::time::Duration;
+
+/// The bound on every netlink request's answer: a kernel that does not answer within it (a wedged driver
+/// holding the RTNL lock, say) fails the request with `ETIMEDOUT` instead of hanging the plugin.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A route-netlink connection whose socket was created in a given network namespace. The connection task
-/// runs on the current tokio runtime and stops when the handle is dropped.
+/// runs on the current tokio runtime (which needs its time driver: every request is bounded by
+/// [`REQUEST_TIMEOUT`]) and stops when the handle is dropped.
 pub struct Netlink {
     handle: rtnetlink::Handle,
     task: tokio::task::JoinHandle<()>,
@@ -219,7 +225,23 @@ impl Netlink {
     }
 }
 
+/// Collects the answer of one request, within [`REQUEST_TIMEOUT`].
 async fn collect<S>(resp: Result<S, rtnetlink::Error>) -> Result<Vec<RouteNetlinkMessage>, NlError>
+where
+    S: futures::Stream<Item = NetlinkMessage<RouteNetlinkMessage>> + Unpin,
+{
+    match tokio::time::timeout(REQUEST_TIMEOUT, collect_unbounded(resp)).await {
+        Ok(r) => r,
+        Err(_) => Err(NlError::new(
+            Some(libc::ETIMEDOUT),
+            format!("no answer from the kernel within {REQUEST_TIMEOUT:?}"),
+        )),
+    }
+}
+
+async fn collect_unbounded<S>(
+    resp: Result<S, rtnetlink::Error>,
+) -> Result<Vec<RouteNetlinkMessage>, NlError>
 where
     S: futures::Stream<Item = NetlinkMessage<RouteNetlinkMessage>> + Unpin,
 {

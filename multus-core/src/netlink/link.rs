@@ -1,6 +1,7 @@
-//! Links: create a macvlan / ipvlan, look one up, rename / set MTU, MAC, up, delete.
+//! Links: create a macvlan / ipvlan, look one up, change one ([`LinkChange`]: name, MAC, MTU, up/down, netns),
+//! delete.
 
-use super::{Netlink, NlError};
+use super::{MacAddr, Netlink, NlError};
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use rtnetlink::packet_route::link::{
     InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags,
@@ -31,7 +32,7 @@ pub struct NewSubLink<'a> {
     /// MTU; `None` leaves the kernel's choice (the master's).
     pub mtu: Option<u32>,
     /// Hardware address; `None` lets the kernel choose (macvlan: random).
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// The namespace to create the link in (`IFLA_NET_NS_FD`); `None`: the connection's own.
     pub netns_fd: Option<RawFd>,
     /// Transmit queue length; `None` leaves the kernel's default.
@@ -49,7 +50,7 @@ pub struct LinkInfo {
     pub kind: Option<String>,
     /// MTU.
     pub mtu: u32,
-    /// Hardware address.
+    /// Hardware address (6 bytes for Ethernet; see [`LinkInfo::mac_addr`]).
     pub mac: Vec<u8>,
     /// Administratively up.
     pub up: bool,
@@ -64,6 +65,16 @@ pub struct LinkInfo {
 }
 
 impl LinkInfo {
+    /// The hardware address, when it is an Ethernet one.
+    pub fn mac_addr(&self) -> Option<MacAddr> {
+        MacAddr::from_slice(&self.mac)
+    }
+
+    /// The hardware address as a result carries it (`aa:bb:..`; empty when it is not an Ethernet one).
+    pub fn mac_text(&self) -> String {
+        self.mac_addr().map(|m| m.to_string()).unwrap_or_default()
+    }
+
     /// Reads a kernel link message.
     pub fn from_message(m: &LinkMessage) -> Self {
         let mut out = LinkInfo {
@@ -124,7 +135,7 @@ pub async fn create_sublink(nl: &Netlink, spec: &NewSubLink<'_>) -> Result<(), N
         msg.attributes.push(LinkAttribute::Mtu(mtu));
     }
     if let Some(mac) = spec.mac {
-        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
     }
     if let Some(q) = spec.txqlen {
         msg.attributes.push(LinkAttribute::TxQueueLen(q));
@@ -162,18 +173,118 @@ pub async fn by_index(nl: &Netlink, index: u32) -> Result<Option<LinkInfo>, NlEr
     }
 }
 
-/// Changes to apply to a link in one `RTM_SETLINK` (the kernel renames before it changes the flags, so a
-/// rename and `up` can go together).
-#[derive(Debug, Clone, Default)]
+/// Changes to apply to a link in one `RTM_SETLINK`, built rtnetlink-style; what is not set is left alone.
+/// The kernel moves the link to the target namespace first, then renames it, then changes its MAC and MTU,
+/// then its flags: so a move and a temporary name go together, and so do a rename and `up`. A running link
+/// is renamed only after it was set down (by an earlier request).
+///
+/// ```
+/// use multus_core::netlink::link::LinkChange;
+/// let c = LinkChange::new().name("net1").mtu(1400).up();
+/// assert_eq!(format!("{c}"), "name net1, mtu 1400, up");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkChange<'a> {
-    /// New name.
-    pub name: Option<&'a str>,
-    /// New MTU.
-    pub mtu: Option<u32>,
-    /// New hardware address.
-    pub mac: Option<[u8; 6]>,
-    /// Bring it up.
-    pub up: bool,
+    name: Option<&'a str>,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    up: Option<bool>,
+    netns_fd: Option<RawFd>,
+}
+
+impl<'a> LinkChange<'a> {
+    /// No change yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Renames the link (in the target namespace, with [`LinkChange::netns_fd`]).
+    pub fn name(mut self, name: &'a str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// Sets the MTU.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Sets the hardware address.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// Brings the link up.
+    pub fn up(self) -> Self {
+        self.set_up(true)
+    }
+
+    /// Sets the link down.
+    pub fn down(self) -> Self {
+        self.set_up(false)
+    }
+
+    /// Brings the link up (`true`) or sets it down (`false`).
+    pub fn set_up(mut self, up: bool) -> Self {
+        self.up = Some(up);
+        self
+    }
+
+    /// Moves the link into the network namespace of this file descriptor (`IFLA_NET_NS_FD`).
+    pub fn netns_fd(mut self, fd: RawFd) -> Self {
+        self.netns_fd = Some(fd);
+        self
+    }
+
+    /// The `RTM_SETLINK` message for the link with `index`.
+    pub fn message(&self, index: u32) -> LinkMessage {
+        let mut b = LinkUnspec::new_with_index(index);
+        if let Some(fd) = self.netns_fd {
+            b = b.setns_by_fd(fd);
+        }
+        if let Some(n) = self.name {
+            b = b.name(n);
+        }
+        if let Some(m) = self.mtu {
+            b = b.mtu(m);
+        }
+        if let Some(mac) = self.mac {
+            b = b.address(mac.0.to_vec());
+        }
+        match self.up {
+            Some(true) => b = b.up(),
+            Some(false) => b = b.down(),
+            None => {}
+        }
+        b.build()
+    }
+}
+
+/// What a change does, for messages: `name net1, mtu 1400, up`.
+impl std::fmt::Display for LinkChange<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if self.netns_fd.is_some() {
+            parts.push("into another netns".into());
+        }
+        if let Some(n) = self.name {
+            parts.push(format!("name {n}"));
+        }
+        if let Some(m) = self.mac {
+            parts.push(format!("mac {m}"));
+        }
+        if let Some(m) = self.mtu {
+            parts.push(format!("mtu {m}"));
+        }
+        match self.up {
+            Some(true) => parts.push("up".into()),
+            Some(false) => parts.push("down".into()),
+            None => {}
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// Applies a [`LinkChange`] to the link with `index`.
@@ -187,21 +298,8 @@ pub fn set_queued(
     index: u32,
     change: &LinkChange<'_>,
 ) -> impl std::future::Future<Output = Result<(), NlError>> + Send + 'static {
-    let mut b = LinkUnspec::new_with_index(index);
-    if let Some(n) = change.name {
-        b = b.name(n);
-    }
-    if let Some(m) = change.mtu {
-        b = b.mtu(m);
-    }
-    if let Some(mac) = change.mac {
-        b = b.address(mac.to_vec());
-    }
-    if change.up {
-        b = b.up();
-    }
-    let what = format!("failed to change link #{index} ({change:?})");
-    let answer = nl.queue(RouteNetlinkMessage::SetLink(b.build()), 0);
+    let what = format!("failed to change link #{index} ({change})");
+    let answer = nl.queue(RouteNetlinkMessage::SetLink(change.message(index)), 0);
     async move { answer.await.map(|_| ()).map_err(|e| e.context(what)) }
 }
 

@@ -1,5 +1,7 @@
 //! Thin netlink effects over `rtnetlink`: a [`Netlink`] handle opened in the right network namespace, and
-//! the link, address, route and sysctl operations the built-in delegates need. Nothing here decides *what*
+//! the link, address, route and sysctl operations the built-in delegates need: [`link`] (one
+//! [`link::LinkChange`] builder for every link change), [`mac`] (the one [`MacAddr`] type), [`netdev`] (the
+//! one save/restore of a netdev's name, MAC, MTU and up flag), [`addr`], [`route`], [`sysctl`]. Nothing here decides *what*
 //! to do: the plugins plan, these functions carry the plan out.
 //!
 //! Namespaces are handled as the kernel requires: a netlink socket stays bound to the namespace it was
@@ -10,10 +12,13 @@
 pub mod addr;
 pub mod handle;
 pub mod link;
+pub mod mac;
+pub mod netdev;
 pub mod route;
 pub mod sysctl;
 
 pub use handle::Netlink;
+pub use mac::MacAddr;
 
 use crate::cni::CniError;
 use std::fmt;
@@ -73,56 +78,12 @@ impl From<NlError> for CniError {
     }
 }
 
-/// Formats a hardware address as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parses a 6-byte hardware address written with `:` or `-` separators (as Go's `net.ParseMAC` accepts for
-/// EUI-48).
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let sep = if s.contains('-') { '-' } else { ':' };
-    let parts: Vec<&str> = s.split(sep).collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut out = [0u8; 6];
-    for (o, p) in out.iter_mut().zip(parts) {
-        if p.len() != 2 {
-            return None;
-        }
-        *o = u8::from_str_radix(p, 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn macs() {
-        assert_eq!(
-            parse_mac("02:AB:cd:00:01:ff"),
-            Some([2, 0xab, 0xcd, 0, 1, 0xff])
-        );
-        assert_eq!(
-            parse_mac("02-ab-cd-00-01-ff"),
-            parse_mac("02:ab:cd:00:01:ff")
-        );
-        for bad in [
-            "",
-            "02:ab:cd:00:01",
-            "02:ab:cd:00:01:ff:00",
-            "0g:ab:cd:00:01:ff",
-            "2:ab:cd:00:01:ff",
-        ] {
-            assert_eq!(parse_mac(bad), None, "{bad}");
-        }
-        assert_eq!(format_mac(&[2, 0xab, 0, 1, 2, 3]), "02:ab:00:01:02:03");
+    fn errnos() {
         let e = NlError::new(Some(libc::ENODEV), "x");
         assert!(e.is_not_found() && !e.is_exists());
     }

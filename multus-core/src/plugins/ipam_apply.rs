@@ -166,14 +166,7 @@ pub async fn apply_with(
     }
     // Up, the addresses and (unless IPv6 must settle first) the routes are queued together: the kernel
     // carries them out in this order, and the answers are read afterwards, in the same order.
-    let up = link::set_queued(
-        nl,
-        index,
-        &link::LinkChange {
-            up: true,
-            ..Default::default()
-        },
-    );
+    let up = link::set_queued(nl, index, &link::LinkChange::new().up());
     let addrs: Vec<_> = plan
         .addresses
         .iter()

@@ -3,9 +3,11 @@
 //! and `ipam` or, when chained after another plugin without an `ipam` section, the IPs of `prevResult`
 //! (whose single interface is then also the default master).
 
+use super::ipam;
+use super::ipam_type;
 use super::sublink::{self, IpSource, SubLinkSpec};
-use super::{conf_dns, ipam_type, opt_bool, opt_int, opt_string};
-use crate::cni::{CniError, CniResult, Dns, PluginConf};
+use crate::cni::keys::{self, Keys};
+use crate::cni::{CniError, CniResult, Command, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
 use async_trait::async_trait;
@@ -78,14 +80,15 @@ pub struct IpvlanConf {
 impl IpvlanConf {
     /// Parses the config (`prevResult` included).
     pub fn parse(conf: &PluginConf) -> Result<Self, CniError> {
-        let mode = Mode::parse(opt_string(conf, "mode")?.as_deref().unwrap_or(""))?;
-        let mtu = opt_int(conf, "mtu")?;
+        let k = Keys::of(conf);
+        let mode = Mode::parse(k.string("mode")?.unwrap_or(""))?;
+        let mtu = k.int("mtu")?.unwrap_or(0);
         let mtu = u32::try_from(mtu)
             .map_err(|_| CniError::invalid_config(format!("invalid MTU {mtu}")))?;
         let prev = conf.prev_result().map_err(|e| {
             CniError::invalid_config(format!("could not parse prevResult: {}", e.msg))
         })?;
-        let mut master = opt_string(conf, "master")?;
+        let mut master = k.string("master")?.map(str::to_string);
         if master.is_none() {
             if let Some(p) = &prev {
                 match p.interfaces.as_slice() {
@@ -102,10 +105,10 @@ impl IpvlanConf {
             master,
             mode,
             mtu,
-            link_in_container: opt_bool(conf, "linkInContainer")?,
+            link_in_container: k.bool("linkInContainer")?.unwrap_or(false),
             ipam_type: ipam_type(conf),
             prev,
-            dns: conf_dns(conf)?,
+            dns: keys::dns(conf)?,
         })
     }
 
@@ -162,11 +165,11 @@ impl Delegate for Ipvlan {
     }
 
     async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        sublink::ipam_only(ctx, conf).await
+        ipam::status_or_gc(ctx, Command::Status, conf).await
     }
 
     async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        sublink::ipam_only(ctx, conf).await
+        ipam::status_or_gc(ctx, Command::Gc, conf).await
     }
 }
 

@@ -4,12 +4,14 @@
 //! `CNI_ARGS` `MAC=` and then by `runtimeConfig.mac`), `linkInContainer` (the master is in the container's
 //! namespace) and an optional `ipam` (without it the link is layer 2 only, just brought up).
 
+use super::ipam;
+use super::ipam_type;
 use super::sublink::{self, IpSource, SubLinkSpec};
-use super::{conf_dns, ipam_type, opt_bool, opt_int, opt_string};
-use crate::cni::{CniArgs, CniError, CniResult, Dns, PluginConf};
+use crate::cni::keys::{self, Keys};
+use crate::cni::{CniArgs, CniError, CniResult, Command, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
-use crate::netlink::parse_mac;
+use crate::netlink::MacAddr;
 use async_trait::async_trait;
 use rtnetlink::packet_route::link::MacVlanMode;
 
@@ -73,7 +75,7 @@ pub struct MacvlanConf {
     /// `mtu`; 0 keeps the master's.
     pub mtu: u32,
     /// The MAC to set: `runtimeConfig.mac`, else `CNI_ARGS` `MAC`, else `mac`.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// `linkInContainer`.
     pub link_in_container: bool,
     /// `ipam.type`, when there is an IPAM section.
@@ -85,12 +87,13 @@ pub struct MacvlanConf {
 impl MacvlanConf {
     /// Parses the config and the `CNI_ARGS` of an invocation.
     pub fn parse(conf: &PluginConf, args: &CniArgs) -> Result<Self, CniError> {
-        let mode = Mode::parse(opt_string(conf, "mode")?.as_deref().unwrap_or(""))?;
-        let mtu = opt_int(conf, "mtu")?;
+        let k = Keys::of(conf);
+        let mode = Mode::parse(k.string("mode")?.unwrap_or(""))?;
+        let mtu = k.int("mtu")?.unwrap_or(0);
         let mtu = u32::try_from(mtu).map_err(|_| {
             CniError::invalid_config(format!("invalid MTU {mtu}, must be [0, master MTU]"))
         })?;
-        let mut mac_text = opt_string(conf, "mac")?;
+        let mut mac_text = k.string("mac")?.map(str::to_string);
         if let Some(m) = args.get("MAC").filter(|m| !m.is_empty()) {
             mac_text = Some(m.to_string());
         }
@@ -104,20 +107,20 @@ impl MacvlanConf {
         }
         let mac = match mac_text {
             None => None,
-            Some(t) => Some(parse_mac(&t).ok_or_else(|| {
+            Some(t) => Some(t.parse::<MacAddr>().map_err(|_| {
                 CniError::invalid_config(format!(
                     "invalid args {t} for MAC addr: not a MAC address"
                 ))
             })?),
         };
         Ok(MacvlanConf {
-            master: opt_string(conf, "master")?,
+            master: k.string("master")?.map(str::to_string),
             mode,
             mtu,
             mac,
-            link_in_container: opt_bool(conf, "linkInContainer")?,
+            link_in_container: k.bool("linkInContainer")?.unwrap_or(false),
             ipam_type: ipam_type(conf),
-            dns: conf_dns(conf)?,
+            dns: keys::dns(conf)?,
         })
     }
 
@@ -169,11 +172,11 @@ impl Delegate for Macvlan {
     }
 
     async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        sublink::ipam_only(ctx, conf).await
+        ipam::status_or_gc(ctx, Command::Status, conf).await
     }
 
     async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        sublink::ipam_only(ctx, conf).await
+        ipam::status_or_gc(ctx, Command::Gc, conf).await
     }
 }
 
@@ -212,7 +215,7 @@ mod tests {
         assert_eq!(c.master.as_deref(), Some("eth1"));
         assert_eq!(c.mode, Mode::Passthru);
         assert_eq!(c.mtu, 1400);
-        assert_eq!(c.mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(c.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
         assert!(c.link_in_container);
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
         assert_eq!(c.dns.nameservers, ["10.0.0.53"]);
@@ -235,19 +238,19 @@ mod tests {
         let base = json!({"type": "macvlan", "mac": "02:00:00:00:00:01"});
         assert_eq!(
             parse(base.clone(), "").unwrap().mac,
-            Some([2, 0, 0, 0, 0, 1])
+            Some(MacAddr([2, 0, 0, 0, 0, 1]))
         );
         assert_eq!(
             parse(base.clone(), "IgnoreUnknown=1;MAC=02:00:00:00:00:02")
                 .unwrap()
                 .mac,
-            Some([2, 0, 0, 0, 0, 2])
+            Some(MacAddr([2, 0, 0, 0, 0, 2]))
         );
         let mut rc = base.clone();
         rc["runtimeConfig"] = json!({"mac": "02:00:00:00:00:03"});
         assert_eq!(
             parse(rc, "MAC=02:00:00:00:00:02").unwrap().mac,
-            Some([2, 0, 0, 0, 0, 3])
+            Some(MacAddr([2, 0, 0, 0, 0, 3]))
         );
     }
 

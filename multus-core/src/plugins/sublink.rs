@@ -3,14 +3,12 @@
 //! renamed inside the target, so that a host link with the requested name never collides. Then IPAM and
 //! the interface configuration; any failure removes the link and releases the IPAM reservation.
 
-use super::ipam_apply;
-use crate::cni::{
-    CniError, CniResult, Command, Dns, ErrorCode, Interface, IpConfig, PluginConf, Route,
-};
+use super::{ipam, ipam_apply};
+use crate::cni::{CniError, CniResult, Dns, ErrorCode, Interface, PluginConf, Route};
 use crate::delegate::Context;
 use crate::netlink::link::{self, LinkChange, LinkInfo, NewSubLink, SubKind};
 use crate::netlink::sysctl::SysctlDirs;
-use crate::netlink::{format_mac, route, Netlink};
+use crate::netlink::{route, MacAddr, Netlink};
 use crate::netns::NetNs;
 use std::os::fd::AsRawFd;
 
@@ -24,7 +22,7 @@ pub struct SubLinkSpec {
     /// MTU; 0 keeps the master's.
     pub mtu: u32,
     /// Hardware address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     /// The master is in the container's namespace (`linkInContainer`).
     pub link_in_container: bool,
     /// An MTU above the master's is a config error (macvlan) rather than left to the kernel (ipvlan).
@@ -85,6 +83,33 @@ fn netns_of(ctx: &Context, verb: &str) -> Result<NetNs, CniError> {
     NetNs::open(path)
 }
 
+/// One ADD's namespace and connections, shared by its steps.
+struct Attach<'a> {
+    ctx: &'a Context,
+    /// The container's namespace.
+    ns: NetNs,
+    /// A connection in it.
+    cont: Netlink,
+    /// A connection in the host, when the master is there (not `linkInContainer`).
+    host: Option<Netlink>,
+    /// The container's sysctl directories, when addresses are to be set.
+    dirs: Option<SysctlDirs>,
+}
+
+impl Attach<'_> {
+    /// The connection in the master's namespace.
+    fn master_nl(&self) -> &Netlink {
+        self.host.as_ref().unwrap_or(&self.cont)
+    }
+
+    /// Deletes the link made for this ADD (a failure is logged: the ADD's error is what is reported).
+    async fn remove_link(&self, index: u32) {
+        if let Err(d) = link::delete(&self.cont, index).await {
+            tracing::warn!("cleanup after a failed ADD: {d}");
+        }
+    }
+}
+
 /// ADD: creates the link, configures it from `ips`, and returns the result (in the config's version). A
 /// [`LINK_INDEPENDENT_IPAM`] runs while the link is being made; any other after it.
 /// On any failure nothing is left: the link is deleted and an IPAM reservation released.
@@ -98,109 +123,91 @@ pub async fn add(
     crate::cni::names::ifname(&ctx.ifname)?;
     let ns = netns_of(ctx, "ADD")?;
     let l2 = matches!(ips, IpSource::None);
-    // The container's connection (and, when addresses are to be set, its sysctl directories) is opened by
-    // a thread entering the namespace while this one gets on with the host side.
-    let pending = Netlink::open_in_background_with_sysctl(&ns, !l2)?;
-    let setup = async {
-        let (cont, dirs, host, master) = if spec.link_in_container {
-            let (cont, dirs) = pending.wait().await?;
-            let master = resolve_master(&cont, spec.master.as_deref()).await?;
-            (cont, dirs, None, master)
-        } else {
-            let host = Netlink::current()?;
-            let (opened, master) = tokio::join!(
-                pending.wait(),
-                resolve_master(&host, spec.master.as_deref())
-            );
-            let (cont, dirs) = opened?;
-            (cont, dirs, Some(host), master?)
-        };
-        if spec.limit_mtu_to_master && spec.mtu > master.mtu {
-            return Err(CniError::invalid_config(format!(
-                "invalid MTU {}, must be [0, master MTU({})]",
-                spec.mtu, master.mtu
-            )));
-        }
-        let mnl = host.as_ref().unwrap_or(&cont);
-        let created = make_link(
-            ctx,
-            &ns,
-            &cont,
-            mnl,
-            host.is_some(),
-            &master,
-            spec,
-            l2,
-            dirs.as_ref(),
-        )
-        .await?;
-        Ok((cont, dirs, created))
-    };
+    let setup = setup(ctx, ns, spec, l2);
     // An IPAM that does not use the interface runs from the start, alongside the namespace thread and the
     // link's creation (its process start-up or file work and the kernel work overlap); any other (dhcp
     // needs the link) runs after, as in the reference.
     let early = matches!(ips, IpSource::Ipam)
         && super::ipam_type(conf).is_some_and(|t| LINK_INDEPENDENT_IPAM.contains(&t.as_str()));
-    let ((cont, dirs, created), ipam) = if early {
-        match tokio::join!(setup, ipam_add(ctx, conf)) {
+    let ((at, created), ipam) = if early {
+        match tokio::join!(setup, ipam::add(ctx, conf)) {
             (Ok(made), Ok(r)) => (made, Some(r)),
             (Err(e), _) => {
-                release_ipam(ctx, conf).await;
+                ipam::release(ctx, conf).await;
                 return Err(e);
             }
-            (Ok((cont, _, l)), Err(e)) => {
-                if let Err(d) = link::delete(&cont, l.index).await {
-                    tracing::warn!("cleanup after a failed ADD: {d}");
-                }
-                release_ipam(ctx, conf).await;
+            (Ok((at, l)), Err(e)) => {
+                at.remove_link(l.index).await;
+                ipam::release(ctx, conf).await;
                 return Err(e);
             }
         }
     } else {
         (setup.await?, None)
     };
-    match configure(
-        ctx,
-        conf,
-        &ns,
-        &cont,
-        dirs.as_ref(),
-        &created,
-        ips,
-        ipam,
-        dns,
-    )
-    .await
-    {
+    match configure(&at, conf, &created, ips, ipam, dns).await {
         Ok(r) => Ok(r),
         Err(e) => {
-            if let Err(d) = link::delete(&cont, created.index).await {
-                tracing::warn!("cleanup after a failed ADD: {d}");
-            }
+            at.remove_link(created.index).await;
             Err(e)
         }
     }
+}
+
+/// ADD's kernel part before the addresses: the container's connection (and, when addresses are to be
+/// set, its sysctl directories) opened by a thread entering the namespace while this one finds the master
+/// in the host; then the link made ([`make_link`]).
+async fn setup<'a>(
+    ctx: &'a Context,
+    ns: NetNs,
+    spec: &SubLinkSpec,
+    l2: bool,
+) -> Result<(Attach<'a>, LinkInfo), CniError> {
+    let pending = Netlink::open_in_background_with_sysctl(&ns, !l2)?;
+    let (cont, dirs, host, master) = if spec.link_in_container {
+        let (cont, dirs) = pending.wait().await?;
+        let master = resolve_master(&cont, spec.master.as_deref()).await?;
+        (cont, dirs, None, master)
+    } else {
+        let host = Netlink::current()?;
+        let (opened, master) = tokio::join!(
+            pending.wait(),
+            resolve_master(&host, spec.master.as_deref())
+        );
+        let (cont, dirs) = opened?;
+        (cont, dirs, Some(host), master?)
+    };
+    if spec.limit_mtu_to_master && spec.mtu > master.mtu {
+        return Err(CniError::invalid_config(format!(
+            "invalid MTU {}, must be [0, master MTU({})]",
+            spec.mtu, master.mtu
+        )));
+    }
+    let at = Attach {
+        ctx,
+        ns,
+        cont,
+        host,
+        dirs,
+    };
+    let created = make_link(&at, &master, spec, l2).await?;
+    Ok((at, created))
 }
 
 /// IPAM types that never look at the container interface, so they may run while it is being made (and
 /// released while it is being deleted).
 pub const LINK_INDEPENDENT_IPAM: &[&str] = &["host-local", "static"];
 
-/// Creates the link on `master` under a temporary name (in the container's namespace directly when `mnl` is
-/// the container's connection, else moved there at creation), then renames it to `ctx.ifname` (and brings
-/// it up for a layer-2 link). On failure nothing is left.
-#[allow(clippy::too_many_arguments)]
+/// Creates the link on `master` under a temporary name (in the container's namespace directly when the
+/// master is there, else moved there at creation), then renames it to `CNI_IFNAME` (and brings it up for a
+/// layer-2 link). On failure nothing is left.
 async fn make_link(
-    ctx: &Context,
-    ns: &NetNs,
-    cont: &Netlink,
-    mnl: &Netlink,
-    move_to_ns: bool,
+    at: &Attach<'_>,
     master: &LinkInfo,
     spec: &SubLinkSpec,
     up: bool,
-    dirs: Option<&SysctlDirs>,
 ) -> Result<LinkInfo, CniError> {
+    let (cont, mnl) = (&at.cont, at.master_nl());
     let kind = kind_name(&spec.kind);
     let tmp = temp_name();
     link::create_sublink(
@@ -211,7 +218,7 @@ async fn make_link(
             kind: spec.kind,
             mtu: (spec.mtu > 0).then_some(spec.mtu),
             mac: spec.mac,
-            netns_fd: move_to_ns.then(|| ns.file().as_raw_fd()),
+            netns_fd: at.host.is_some().then(|| at.ns.file().as_raw_fd()),
             // The reference plugins create the link with txqlen 0 (the Go netlink library sends the zero
             // value); a macvlan / ipvlan has no queue of its own, and matching keeps `ip link` identical.
             txqlen: Some(0),
@@ -228,31 +235,21 @@ async fn make_link(
                 Err(e) => e.into(),
                 _ => CniError::kernel(format!(
                     "the new {kind} {tmp:?} is not in {}",
-                    ns.path().display()
+                    at.ns.path().display()
                 )),
             });
         }
     };
-    if let Some(d) = dirs {
+    if let Some(d) = &at.dirs {
         // The temporary name exists only in the container's namespace: it resolving through the
         // directories proves they show that namespace, and the sysctls can be set without a thread.
         d.verify(&tmp);
     }
-    let ifname = ctx.ifname.as_str();
-    let renamed = link::set(
-        cont,
-        created.index,
-        &LinkChange {
-            name: Some(ifname),
-            up,
-            ..Default::default()
-        },
-    )
-    .await;
-    if let Err(e) = renamed {
-        if let Err(d) = link::delete(cont, created.index).await {
-            tracing::warn!("cleanup after a failed ADD: {d}");
-        }
+    let ifname = at.ctx.ifname.as_str();
+    let rename = LinkChange::new().name(ifname);
+    let rename = if up { rename.up() } else { rename };
+    if let Err(e) = link::set(cont, created.index, &rename).await {
+        at.remove_link(created.index).await;
         return Err(CniError::kernel(format!(
             "failed to rename {tmp:?} to {ifname:?}: {e}"
         )));
@@ -264,49 +261,36 @@ async fn make_link(
     })
 }
 
-/// The IPAM's ADD (whatever the context's verb).
-async fn ipam_add(ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
-    let r = if ctx.command == Command::Add {
-        ctx.run_ipam(conf).await?
-    } else {
-        ctx.with_command(Command::Add).run_ipam(conf).await?
-    };
-    r.ok_or_else(|| CniError::new(ErrorCode::IpamFailure, "IPAM plugin returned no result"))
-}
-
-/// The IPAM's DEL after a failed ADD (a failure is logged: the ADD's error is what is reported).
-async fn release_ipam(ctx: &Context, conf: &PluginConf) {
-    if let Err(d) = ctx.with_command(Command::Del).run_ipam(conf).await {
-        tracing::warn!("releasing the IPAM reservation after a failed ADD: {d}");
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
+/// ADD's configuration of the new link: the result, and the addresses and routes of `ips` (an IPAM result
+/// got early, else the IPAM run now) put on the link. An IPAM reservation is released on failure.
 async fn configure(
-    ctx: &Context,
+    at: &Attach<'_>,
     conf: &PluginConf,
-    ns: &NetNs,
-    cont: &Netlink,
-    dirs: Option<&SysctlDirs>,
     created: &LinkInfo,
     ips: IpSource,
     ipam: Option<CniResult>,
     dns: Dns,
 ) -> Result<CniResult, CniError> {
-    let ifname = ctx.ifname.as_str();
+    let ifname = at.ctx.ifname.as_str();
     let mut result = CniResult::new(conf.cni_version().unwrap_or(crate::cni::CURRENT_VERSION));
     result.interfaces = vec![Interface {
         name: ifname.to_string(),
-        mac: format_mac(&created.mac),
-        sandbox: ns.path().display().to_string(),
+        mac: created.mac_text(),
+        sandbox: at.ns.path().display().to_string(),
         ..Default::default()
     }];
+    let apply = |result: &CniResult| {
+        let plan = ipam_apply::plan(result, ifname);
+        async move {
+            let dirs = at.dirs.as_ref();
+            ipam_apply::apply_with(&at.cont, &at.ns, dirs, created.index, ifname, &plan?).await
+        }
+    };
     match ips {
         IpSource::None => {}
         IpSource::Prev(prev) => {
-            set_ips(&mut result, prev.ips, prev.routes)?;
-            let plan = ipam_apply::plan(&result, ifname)?;
-            ipam_apply::apply_with(cont, ns, dirs, created.index, ifname, &plan).await?;
+            ipam::into_result(&mut result, prev)?;
+            apply(&result).await?;
         }
         IpSource::Ipam => {
             // From here on a failure releases whatever the IPAM may hold for this attachment, also when its
@@ -314,39 +298,20 @@ async fn configure(
             let applied = async {
                 let ipam = match ipam {
                     Some(r) => r,
-                    None => ipam_add(ctx, conf).await?,
+                    None => ipam::add(at.ctx, conf).await?,
                 };
-                set_ips(&mut result, ipam.ips, ipam.routes)?;
-                let plan = ipam_apply::plan(&result, ifname)?;
-                ipam_apply::apply_with(cont, ns, dirs, created.index, ifname, &plan).await
+                ipam::into_result(&mut result, ipam)?;
+                apply(&result).await
             }
             .await;
             if let Err(e) = applied {
-                release_ipam(ctx, conf).await;
+                ipam::release(at.ctx, conf).await;
                 return Err(e);
             }
         }
     }
     result.dns = dns;
     Ok(result)
-}
-
-fn set_ips(result: &mut CniResult, ips: Vec<IpConfig>, routes: Vec<Route>) -> Result<(), CniError> {
-    if ips.is_empty() {
-        return Err(CniError::new(
-            ErrorCode::IpamFailure,
-            "IPAM plugin returned missing IP config",
-        ));
-    }
-    result.ips = ips
-        .into_iter()
-        .map(|ip| IpConfig {
-            interface: Some(0),
-            ..ip
-        })
-        .collect();
-    result.routes = routes;
-    Ok(())
 }
 
 /// DEL: releases the IPAM reservation (whatever state the netns, link or master are in) and deletes the link
@@ -373,16 +338,7 @@ pub async fn del(ctx: &Context, conf: &PluginConf, has_ipam: bool) -> Result<(),
         link::delete_by_name(&nl, &ctx.ifname).await?;
         Ok(())
     };
-    let release = || async {
-        if ctx.command == Command::Del {
-            ctx.run_ipam(conf).await.map(|_| ())
-        } else {
-            ctx.with_command(Command::Del)
-                .run_ipam(conf)
-                .await
-                .map(|_| ())
-        }
-    };
+    let release = || ipam::del(ctx, conf);
     if !has_ipam {
         return unlink.await;
     }
@@ -409,27 +365,9 @@ pub async fn check(
     has_ipam: bool,
 ) -> Result<(), CniError> {
     if has_ipam {
-        ctx.with_command(Command::Check).run_ipam(conf).await?;
+        ipam::check(ctx, conf).await?;
     }
-    let prev = conf
-        .prev_result()?
-        .ok_or_else(|| CniError::invalid_config("required prevResult missing"))?;
-    let ns_path = ctx
-        .netns
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let (idx, iface) = prev
-        .interfaces
-        .iter()
-        .enumerate()
-        .find(|(_, i)| i.name == ctx.ifname && i.sandbox == ns_path)
-        .ok_or_else(|| {
-            CniError::invalid_config(format!(
-                "prevResult has no interface {:?} in sandbox {ns_path:?}",
-                ctx.ifname
-            ))
-        })?;
+    let (prev, idx, iface) = ipam::prev_interface(ctx, conf)?;
     let ns = netns_of(ctx, "CHECK")?;
     let pending = Netlink::open_in_background(&ns)?;
     let (cont, master) = if spec.link_in_container {
@@ -477,12 +415,12 @@ pub async fn check(
             l.name, master.name, master.index, l.parent
         )));
     }
-    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&format_mac(&l.mac)) {
+    if !iface.mac.is_empty() && !iface.mac.eq_ignore_ascii_case(&l.mac_text()) {
         return Err(CniError::kernel(format!(
             "interface {:?} MAC {} does not match the container's {}",
             l.name,
             iface.mac,
-            format_mac(&l.mac)
+            l.mac_text()
         )));
     }
     check_ipam_applied(&cont, &l, &prev, idx, &ns.path().display().to_string()).await
@@ -573,15 +511,6 @@ pub fn check_route(want: &Route, have: &[route::RouteInfo]) -> Result<(), String
         "does not match the kernel's: {}",
         first.unwrap_or_default().join(", ")
     ))
-}
-
-/// STATUS and GC of a macvlan/ipvlan attachment: only its IPAM has state, so the verb goes to the IPAM
-/// plugin when there is one and is a no-op otherwise.
-pub async fn ipam_only(ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-    if super::ipam_type(conf).is_some() {
-        ctx.run_ipam(conf).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

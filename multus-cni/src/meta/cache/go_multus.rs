@@ -122,9 +122,9 @@ fn runtime_config(
     if !d.device_id.is_empty() {
         rc.insert("deviceID".into(), Value::String(d.device_id.clone()));
         if let Some(base) = &defaults.device_info_dir {
-            let f = multus_k8s::devinfo::cni_path(base, name, &at.container_id, ifname);
+            let f = multus_core::devinfo::cni_path(base, name, &at.container_id, ifname);
             rc.insert(
-                multus_k8s::devinfo::RUNTIME_CONFIG_KEY.into(),
+                multus_core::devinfo::RUNTIME_CONFIG_KEY.into(),
                 Value::String(f.to_string_lossy().into_owned()),
             );
         }

@@ -105,20 +105,8 @@ pub fn list(dir: &Path) -> Vec<Listed> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{at, net};
     use super::super::Cache;
-    use super::*;
-    use multus_core::cni::NetworkConfig;
-
-    fn at(c: &str, i: &str) -> AttachmentRef {
-        AttachmentRef {
-            container_id: c.into(),
-            ifname: i.into(),
-        }
-    }
-
-    fn net() -> NetworkConfig {
-        NetworkConfig::from_slice(br#"{"cniVersion":"1.0.0","name":"n","type":"bridge"}"#).unwrap()
-    }
 
     #[test]
     fn legacy_files_are_read_only_for_the_ids_inside() {

@@ -150,14 +150,8 @@ impl Cache {
         netns: &str,
         atts: &[Attachment],
     ) -> Result<(), CniError> {
-        let rec = CachedPod {
-            netns: netns.to_string(),
-            attachments: atts
-                .iter()
-                .map(|a| CachedAttachment::new(a, None))
-                .collect(),
-        };
-        Ok(self.store.save(at, &rec, Durability::Durable)?)
+        let cached = atts.iter().map(|a| CachedAttachment::new(a, None));
+        self.save(at, netns, cached.collect(), Durability::Durable)
     }
 
     /// Records the ADD results, atomically but without fsync: if a crash loses them, the durable entry
@@ -168,14 +162,24 @@ impl Cache {
         netns: &str,
         attached: &[Attached],
     ) -> Result<(), CniError> {
+        let cached = attached
+            .iter()
+            .map(|a| CachedAttachment::new(&a.attachment, a.result.as_ref()));
+        self.save(at, netns, cached.collect(), Durability::AtomicOnly)
+    }
+
+    fn save(
+        &self,
+        at: &AttachmentRef,
+        netns: &str,
+        attachments: Vec<CachedAttachment>,
+        sync: Durability,
+    ) -> Result<(), CniError> {
         let rec = CachedPod {
             netns: netns.to_string(),
-            attachments: attached
-                .iter()
-                .map(|a| CachedAttachment::new(&a.attachment, a.result.as_ref()))
-                .collect(),
+            attachments,
         };
-        Ok(self.store.save(at, &rec, Durability::AtomicOnly)?)
+        Ok(self.store.save(at, &rec, sync)?)
     }
 
     /// What was attached; `Ok(None)` when nothing is cached; an error when an entry exists but cannot be
@@ -200,11 +204,6 @@ impl Cache {
         self.store.remove(at)?;
         legacy::remove(self.dir(), at)?;
         go_multus::remove(self.dir(), at)
-    }
-
-    /// Whether no attachment is cached at all (readable or not, in any format this cache reads).
-    pub fn is_empty(&self) -> bool {
-        self.list().is_empty()
     }
 
     /// Every entry; one that cannot be read is listed with the reason, never hiding the others.
@@ -239,14 +238,14 @@ impl Cache {
 mod tests {
     use super::*;
 
-    fn at(c: &str, i: &str) -> AttachmentRef {
+    pub(super) fn at(c: &str, i: &str) -> AttachmentRef {
         AttachmentRef {
             container_id: c.into(),
             ifname: i.into(),
         }
     }
 
-    fn net() -> NetworkConfig {
+    pub(super) fn net() -> NetworkConfig {
         NetworkConfig::from_slice(
             br#"{"cniVersion":"1.0.0","name":"n","type":"bridge","extra":[1]}"#,
         )

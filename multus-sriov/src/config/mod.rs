@@ -1,6 +1,7 @@
-//! The sriov-cni configuration keys, parsed from a delegate's full invocation config into a typed [`SriovConf`],
-//! and the pure planning of VF settings: [`VfState`] (a VF's settings as read from the PF) and [`plan_changes`]
-//! (exactly the settings ADD must change, so that DEL restores exactly those).
+//! The sriov-cni configuration keys, parsed from a delegate's full invocation config into a typed [`SriovConf`]
+//! (with `multus_core::cni::keys`), and (in `plan`) the pure planning of VF settings: [`VfState`] (a VF's
+//! settings as read from the PF) and [`plan_changes`] (exactly the settings ADD must change, so that DEL
+//! restores exactly those).
 //!
 //! Key names and rules follow sriov-cni (`pkg/types`, `pkg/config`):
 //!
@@ -41,85 +42,22 @@
 //! assert_eq!(s.spoofchk, Some(false));
 //! ```
 
+mod plan;
+
+pub use plan::{plan_changes, VfChange, VfSettings, VfState};
+
 use crate::PciAddress;
+use multus_core::cni::keys::Keys;
 use multus_core::cni::{CniError, PluginConf};
+use multus_core::netlink::MacAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 /// The highest VLAN ID a VF takes.
 pub const MAX_VLAN: u16 = 4094;
 /// The highest VLAN QoS (PCP) value.
 pub const MAX_QOS: u8 = 7;
-
-/// A MAC address (six octets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// True for the all-zero address (a VF whose admin MAC was never set reads as this).
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 6]
-    }
-    /// True when the group bit (bit 0 of the first octet) is set.
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-    /// True for an address a VF can own: neither all-zero nor multicast/broadcast.
-    pub fn is_unicast(&self) -> bool {
-        !self.is_zero() && !self.is_multicast()
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = ();
-    /// Six hex octets separated by `:` or `-` (all the same separator).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let sep = if s.contains('-') { '-' } else { ':' };
-        let mut out = [0u8; 6];
-        let mut n = 0;
-        for part in s.split(sep) {
-            if n == 6 || part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(());
-            }
-            out[n] = u8::from_str_radix(part, 16).map_err(|_| ())?;
-            n += 1;
-        }
-        if n == 6 {
-            Ok(MacAddr(out))
-        } else {
-            Err(())
-        }
-    }
-}
-
-/// Serialized as `aa:bb:cc:dd:ee:ff`.
-impl Serialize for MacAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|()| serde::de::Error::custom(format!("invalid MAC address {s:?}")))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
 
 /// The VLAN protocol of a VF's VLAN tag (serialized in the config spelling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -276,212 +214,138 @@ pub struct SriovConf {
     pub raw: PluginConf,
 }
 
-fn bad(key: &str, value: &Value, why: &str) -> CniError {
-    CniError::invalid_config(format!("sriov: invalid \"{key}\" value {value}: {why}"))
+/// The keys of a config, errors prefixed with `sriov`.
+fn keys(conf: &PluginConf) -> Keys<'_> {
+    Keys::of(conf).plugin("sriov")
 }
 
-/// A string key: None when absent, null or empty.
-fn opt_string<'a>(m: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, CniError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(bad(key, v, "must be a string")),
-    }
+const ON_OFF: &[(&str, bool)] = &[("on", true), ("off", false)];
+const LINK_STATES: &[(&str, LinkState)] = &[
+    ("auto", LinkState::Auto),
+    ("enable", LinkState::Enable),
+    ("disable", LinkState::Disable),
+];
+const VLAN_PROTOS: &[(&str, VlanProto)] =
+    &[("802.1q", VlanProto::Dot1Q), ("802.1ad", VlanProto::Dot1Ad)];
+const LOG_LEVELS: &[(&str, LogLevel)] = &[
+    ("panic", LogLevel::Panic),
+    ("error", LogLevel::Error),
+    ("warning", LogLevel::Warning),
+    ("info", LogLevel::Info),
+    ("debug", LogLevel::Debug),
+];
+
+/// A PCI address under `key`.
+fn pci(k: &Keys<'_>, key: &str) -> Result<Option<PciAddress>, CniError> {
+    k.parse(
+        key,
+        "must be a PCI address dddd:bb:dd.f, for example 0000:03:10.1",
+    )
 }
 
-/// An integer key in `0..=max`: None when absent or null.
-fn opt_uint(m: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>, CniError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Number(n)) => match n.as_u64() {
-            Some(x) if x <= max => Ok(Some(x)),
-            _ => Err(bad(key, v, &format!("must be an integer from 0 to {max}"))),
-        },
-        Some(v) => Err(bad(key, v, "must be an integer")),
+/// A unicast MAC under `key`.
+fn mac(k: &Keys<'_>, key: &str) -> Result<Option<MacAddr>, CniError> {
+    let Some(m) = k.parse::<MacAddr>(key, "must be a MAC address like 02:00:00:00:00:01")? else {
+        return Ok(None);
+    };
+    if !m.is_unicast() {
+        return Err(k.invalid(
+            key,
+            &Value::from(m.to_string()),
+            "must be a unicast MAC (not all-zero, multicast or broadcast)",
+        ));
     }
+    Ok(Some(m))
 }
 
-fn on_off(m: &Map<String, Value>, key: &str) -> Result<Option<bool>, CniError> {
-    match opt_string(m, key)? {
-        None => Ok(None),
-        Some("on") => Ok(Some(true)),
-        Some("off") => Ok(Some(false)),
-        Some(s) => Err(bad(key, &Value::from(s), "must be \"on\" or \"off\"")),
+/// `vlan`, `vlanQoS` and `vlanProto`, with their rules (QoS and proto need a VLAN; a non-zero QoS and 802.1ad
+/// a non-zero one).
+fn vlan(k: &Keys<'_>) -> Result<Option<VlanConf>, CniError> {
+    let id = k.uint("vlan", u64::from(MAX_VLAN))?;
+    let qos = k.uint("vlanQoS", u64::from(MAX_QOS))?;
+    let proto = k.choice_any_case("vlanProto", VLAN_PROTOS)?;
+    let needs_vlan = |key: &str| {
+        k.invalid(
+            key,
+            k.get(key).unwrap_or(&Value::Null),
+            "needs \"vlan\" to be set",
+        )
+    };
+    let Some(id) = id else {
+        if qos.is_some() {
+            return Err(needs_vlan("vlanQoS"));
+        }
+        if proto.is_some() {
+            return Err(needs_vlan("vlanProto"));
+        }
+        return Ok(None);
+    };
+    // In range: checked by `uint` above.
+    let (id, qos, proto) = (id as u16, qos.unwrap_or(0) as u8, proto.unwrap_or_default());
+    if qos != 0 && id == 0 {
+        return Err(k.invalid(
+            "vlanQoS",
+            &Value::from(qos),
+            "a non-zero QoS needs a non-zero \"vlan\"",
+        ));
     }
+    if proto == VlanProto::Dot1Ad && id == 0 {
+        return Err(k.invalid(
+            "vlanProto",
+            &Value::from(proto.as_str()),
+            "802.1ad needs a non-zero \"vlan\"",
+        ));
+    }
+    Ok(Some(VlanConf { id, qos, proto }))
 }
 
-/// A PCI address under `key`; errors name it `name` (`runtimeConfig.deviceID` for the nested one).
-fn pci(m: &Map<String, Value>, key: &str, name: &str) -> Result<Option<PciAddress>, CniError> {
-    match opt_string(m, key)
-        .map_err(|_| bad(name, m.get(key).unwrap_or(&Value::Null), "must be a string"))?
-    {
-        None => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| {
-            bad(
-                name,
-                &Value::from(s),
-                "must be a PCI address dddd:bb:dd.f, for example 0000:03:10.1",
-            )
-        }),
+/// `min_tx_rate` and `max_tx_rate` (Mbps), min not above a non-zero max.
+fn tx_rates(k: &Keys<'_>) -> Result<(Option<u32>, Option<u32>), CniError> {
+    let rate = |key| Ok::<_, CniError>(k.uint(key, u64::from(u32::MAX))?.map(|x| x as u32));
+    let (min, max) = (rate("min_tx_rate")?, rate("max_tx_rate")?);
+    if let (Some(min), Some(max)) = (min, max) {
+        if max != 0 && min > max {
+            return Err(k.invalid(
+                "min_tx_rate",
+                &Value::from(min),
+                &format!("must not exceed \"max_tx_rate\" {max}"),
+            ));
+        }
     }
-}
-
-/// A unicast MAC under `key`; errors name it `name`.
-fn mac(m: &Map<String, Value>, key: &str, name: &str) -> Result<Option<MacAddr>, CniError> {
-    match opt_string(m, key)
-        .map_err(|_| bad(name, m.get(key).unwrap_or(&Value::Null), "must be a string"))?
-    {
-        None => Ok(None),
-        Some(s) => match s.parse::<MacAddr>() {
-            Ok(a) if a.is_unicast() => Ok(Some(a)),
-            Ok(_) => Err(bad(
-                name,
-                &Value::from(s),
-                "must be a unicast MAC (not all-zero, multicast or broadcast)",
-            )),
-            Err(()) => Err(bad(
-                name,
-                &Value::from(s),
-                "must be a MAC address like 02:00:00:00:00:01",
-            )),
-        },
-    }
+    Ok((min, max))
 }
 
 impl SriovConf {
     /// Parses and checks every sriov-cni key of a delegate's invocation config (code 7 on any bad value).
     pub fn parse(conf: &PluginConf) -> Result<Self, CniError> {
-        let m = conf.raw();
-        let rt = runtime_config(m)?;
-        let (device, device_id_source) = match device_selector(conf)? {
-            Some((d, src)) => (d, src),
-            None => {
-                return Err(CniError::invalid_config(
-                    "sriov: no VF given: set \"deviceID\" (or \"pciBusID\", \"runtimeConfig.deviceID\"), \
-                     or \"master\"/\"pfName\" to take a free VF of that PF",
-                ))
-            }
-        };
+        let k = keys(conf);
+        let rt = k.nested("runtimeConfig")?;
+        let (device, device_id_source) = device_selector(conf)?.ok_or_else(|| {
+            CniError::invalid_config(
+                "sriov: no VF given: set \"deviceID\" (or \"pciBusID\", \"runtimeConfig.deviceID\"), \
+                 or \"master\"/\"pfName\" to take a free VF of that PF",
+            )
+        })?;
         data_dir(conf)?;
-
-        // VLAN, QoS, proto.
-        let vlan_id = opt_uint(m, "vlan", u64::from(MAX_VLAN))?;
-        let qos = opt_uint(m, "vlanQoS", u64::from(MAX_QOS))?;
-        let proto = match opt_string(m, "vlanProto")? {
-            None => None,
-            Some(s) => match s.to_ascii_lowercase().as_str() {
-                "802.1q" => Some(VlanProto::Dot1Q),
-                "802.1ad" => Some(VlanProto::Dot1Ad),
-                _ => {
-                    return Err(bad(
-                        "vlanProto",
-                        &Value::from(s),
-                        "must be \"802.1q\" or \"802.1ad\"",
-                    ))
-                }
-            },
-        };
-        let vlan = match vlan_id {
-            None => {
-                if let Some(v) = m.get("vlanQoS").filter(|_| qos.is_some()) {
-                    return Err(bad("vlanQoS", v, "needs \"vlan\" to be set"));
-                }
-                if let (Some(v), Some(_)) = (m.get("vlanProto"), proto) {
-                    return Err(bad("vlanProto", v, "needs \"vlan\" to be set"));
-                }
-                None
-            }
-            Some(id) => {
-                let id = id as u16;
-                let qos = qos.unwrap_or(0) as u8;
-                let proto = proto.unwrap_or_default();
-                if qos != 0 && id == 0 {
-                    return Err(bad(
-                        "vlanQoS",
-                        &Value::from(qos),
-                        "a non-zero QoS needs a non-zero \"vlan\"",
-                    ));
-                }
-                if proto == VlanProto::Dot1Ad && id == 0 {
-                    return Err(bad(
-                        "vlanProto",
-                        &Value::from(proto.as_str()),
-                        "802.1ad needs a non-zero \"vlan\"",
-                    ));
-                }
-                Some(VlanConf { id, qos, proto })
-            }
-        };
-
+        let vlan = vlan(&k)?;
         // MAC: runtimeConfig.mac wins, as in sriov-cni's ADD; both are checked.
-        let conf_mac = mac(m, "mac", "mac")?;
-        let rt_mac = mac(&rt, "mac", "runtimeConfig.mac")?;
-
-        let link_state = match opt_string(m, "link_state")? {
-            None => None,
-            Some("auto") => Some(LinkState::Auto),
-            Some("enable") => Some(LinkState::Enable),
-            Some("disable") => Some(LinkState::Disable),
-            Some(s) => {
-                return Err(bad(
-                    "link_state",
-                    &Value::from(s),
-                    "must be \"auto\", \"enable\" or \"disable\"",
-                ))
-            }
-        };
-
-        let min_tx_rate = opt_uint(m, "min_tx_rate", u64::from(u32::MAX))?.map(|x| x as u32);
-        let max_tx_rate = opt_uint(m, "max_tx_rate", u64::from(u32::MAX))?.map(|x| x as u32);
-        if let (Some(min), Some(max)) = (min_tx_rate, max_tx_rate) {
-            if max != 0 && min > max {
-                return Err(bad(
-                    "min_tx_rate",
-                    &Value::from(min),
-                    &format!("must not exceed \"max_tx_rate\" {max}"),
-                ));
-            }
-        }
-
-        let ipam = match m.get("ipam") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(o)) => Some(o.clone()),
-            Some(v) => return Err(bad("ipam", v, "must be an object")),
-        };
-
-        let log_level = match opt_string(m, "logLevel")? {
-            None => None,
-            Some(s) => Some(match s.to_ascii_lowercase().as_str() {
-                "panic" => LogLevel::Panic,
-                "error" => LogLevel::Error,
-                "warning" => LogLevel::Warning,
-                "info" => LogLevel::Info,
-                "debug" => LogLevel::Debug,
-                _ => {
-                    return Err(bad(
-                        "logLevel",
-                        &Value::from(s),
-                        "must be panic, error, warning, info or debug",
-                    ))
-                }
-            }),
-        };
-        let log_file = opt_string(m, "logFile")?.map(str::to_string);
-
+        let conf_mac = mac(&k, "mac")?;
+        let rt_mac = mac(&rt, "mac")?;
+        let link_state = k.choice("link_state", LINK_STATES)?;
+        let (min_tx_rate, max_tx_rate) = tx_rates(&k)?;
         Ok(SriovConf {
             device,
             device_id_source,
             vlan,
             mac: rt_mac.or(conf_mac),
-            spoofchk: on_off(m, "spoofchk")?,
-            trust: on_off(m, "trust")?,
+            spoofchk: k.choice("spoofchk", ON_OFF)?,
+            trust: k.choice("trust", ON_OFF)?,
             link_state,
             min_tx_rate,
             max_tx_rate,
-            ipam,
-            log_level,
-            log_file,
+            ipam: k.object("ipam")?.cloned(),
+            log_level: k.choice_any_case("logLevel", LOG_LEVELS)?,
+            log_file: k.string("logFile")?.map(str::to_string),
             raw: conf.clone(),
         })
     }
@@ -496,123 +360,33 @@ impl SriovConf {
     }
 }
 
-/// A VF's settings as read before ADD touches it: what DEL puts back.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct VfState {
-    /// The VF netdev's name on the host.
-    pub host_ifname: String,
-    /// The VF's admin MAC on the PF (all-zero when never set).
-    pub mac: MacAddr,
-    /// VLAN ID (0 = none), QoS and protocol.
-    pub vlan: VlanConf,
-    /// Spoof checking.
-    pub spoofchk: bool,
-    /// Trust.
-    pub trust: bool,
-    /// Administrative link state.
-    pub link_state: LinkState,
-    /// Minimum TX rate, Mbps (0 = none).
-    pub min_tx_rate: u32,
-    /// Maximum TX rate, Mbps (0 = none).
-    pub max_tx_rate: u32,
-    /// The netdev's MTU.
-    pub mtu: u32,
-}
-
-/// One VF setting ADD changes, with the value before (for DEL) and the value to set. Serialized as
-/// `{"<setting>": {"from": .., "to": ..}}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum VfChange {
-    /// Admin MAC on the PF (and the netdev's MAC).
-    Mac {
-        /// Original.
-        from: MacAddr,
-        /// New.
-        to: MacAddr,
-    },
-    /// VLAN ID, QoS and protocol, set together.
-    Vlan {
-        /// Original.
-        from: VlanConf,
-        /// New.
-        to: VlanConf,
-    },
-    /// Spoof checking.
-    SpoofChk {
-        /// Original.
-        from: bool,
-        /// New.
-        to: bool,
-    },
-    /// Trust.
-    Trust {
-        /// Original.
-        from: bool,
-        /// New.
-        to: bool,
-    },
-    /// Link state.
-    LinkState {
-        /// Original.
-        from: LinkState,
-        /// New.
-        to: LinkState,
-    },
-    /// Min and max TX rate, set together (`IFLA_VF_RATE`), as (min, max).
-    TxRate {
-        /// Original.
-        from: (u32, u32),
-        /// New.
-        to: (u32, u32),
-    },
-}
-
-impl VfChange {
-    /// The change that undoes this one.
-    pub fn reverse(self) -> Self {
-        match self {
-            VfChange::Mac { from, to } => VfChange::Mac { from: to, to: from },
-            VfChange::Vlan { from, to } => VfChange::Vlan { from: to, to: from },
-            VfChange::SpoofChk { from, to } => VfChange::SpoofChk { from: to, to: from },
-            VfChange::Trust { from, to } => VfChange::Trust { from: to, to: from },
-            VfChange::LinkState { from, to } => VfChange::LinkState { from: to, to: from },
-            VfChange::TxRate { from, to } => VfChange::TxRate { from: to, to: from },
-        }
-    }
-}
-
-fn runtime_config(m: &Map<String, Value>) -> Result<Map<String, Value>, CniError> {
-    match m.get("runtimeConfig") {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(o)) => Ok(o.clone()),
-        Some(v) => Err(bad("runtimeConfig", v, "must be an object")),
-    }
-}
-
 /// The VF (or the PF to take one from) a config names, checking only the device keys (`deviceID`, `pciBusID`,
 /// `runtimeConfig.deviceID`, `master`, `pfName`): what STATUS needs from a config that may name no device at
 /// all (a network whose device comes from the device plugin at ADD). `None` when it names none.
 pub fn device_selector(
     conf: &PluginConf,
 ) -> Result<Option<(VfSelector, Option<DeviceIdSource>)>, CniError> {
-    let m = conf.raw();
-    let rt = runtime_config(m)?;
+    select_device(&keys(conf))
+}
+
+/// [`device_selector`] over any plugin's keys (the `dpdk` delegate reads the same device keys, its errors
+/// prefixed with its own name).
+pub fn select_device(
+    k: &Keys<'_>,
+) -> Result<Option<(VfSelector, Option<DeviceIdSource>)>, CniError> {
+    let rt = k.nested("runtimeConfig")?;
     // Device: deviceID, then pciBusID, then runtimeConfig.deviceID; each present one must be valid.
     let ids = [
-        (pci(m, "deviceID", "deviceID")?, DeviceIdSource::DeviceId),
-        (pci(m, "pciBusID", "pciBusID")?, DeviceIdSource::PciBusId),
-        (
-            pci(&rt, "deviceID", "runtimeConfig.deviceID")?,
-            DeviceIdSource::RuntimeConfig,
-        ),
+        (pci(k, "deviceID")?, DeviceIdSource::DeviceId),
+        (pci(k, "pciBusID")?, DeviceIdSource::PciBusId),
+        (pci(&rt, "deviceID")?, DeviceIdSource::RuntimeConfig),
     ];
     let found = ids.into_iter().find_map(|(id, src)| id.map(|id| (id, src)));
-    let master = opt_string(m, "master")?;
-    let pf_name = opt_string(m, "pfName")?;
+    let master = k.string("master")?;
+    let pf_name = k.string("pfName")?;
     if let (Some(a), Some(b)) = (master, pf_name) {
         if a != b {
-            return Err(bad(
+            return Err(k.invalid(
                 "pfName",
                 &Value::from(b),
                 &format!("differs from \"master\" {a:?}"),
@@ -627,56 +401,14 @@ pub fn device_selector(
 }
 
 /// The state directory a config names with `dataDir` (this project's key: allocation records and the
-/// per-attachment cache live there; default [`crate::cache::DEFAULT_DATA_DIR`]). Must be an absolute path.
+/// per-attachment records live there; default [`crate::cache::DEFAULT_DATA_DIR`]). Must be an absolute path.
 pub fn data_dir(conf: &PluginConf) -> Result<Option<PathBuf>, CniError> {
-    match opt_string(conf.raw(), "dataDir")? {
+    let k = keys(conf);
+    match k.string("dataDir")? {
         None => Ok(None),
         Some(d) if d.starts_with('/') => Ok(Some(PathBuf::from(d))),
-        Some(d) => Err(bad("dataDir", &Value::from(d), "must be an absolute path")),
+        Some(d) => Err(k.invalid("dataDir", &Value::from(d), "must be an absolute path")),
     }
-}
-
-/// The VF settings ADD must change to apply `conf` to a VF in state `original`: only keys the config sets, and
-/// only where the value differs. DEL restores exactly these (each [`VfChange::reverse`], in reverse order).
-/// Order is the order ADD applies them in: MAC, VLAN, spoof check, trust, link state, rates. The host name and
-/// MTU are never VF settings here (the netdev move and rename are the ADD flow's own steps).
-pub fn plan_changes(original: &VfState, conf: &SriovConf) -> Vec<VfChange> {
-    let mut out = Vec::new();
-    if let Some(to) = conf.mac.filter(|m| *m != original.mac) {
-        out.push(VfChange::Mac {
-            from: original.mac,
-            to,
-        });
-    }
-    if let Some(to) = conf.vlan.filter(|v| *v != original.vlan) {
-        out.push(VfChange::Vlan {
-            from: original.vlan,
-            to,
-        });
-    }
-    if let Some(to) = conf.spoofchk.filter(|v| *v != original.spoofchk) {
-        out.push(VfChange::SpoofChk {
-            from: original.spoofchk,
-            to,
-        });
-    }
-    if let Some(to) = conf.trust.filter(|v| *v != original.trust) {
-        out.push(VfChange::Trust {
-            from: original.trust,
-            to,
-        });
-    }
-    if let Some(to) = conf.link_state.filter(|v| *v != original.link_state) {
-        out.push(VfChange::LinkState {
-            from: original.link_state,
-            to,
-        });
-    }
-    let from = (original.min_tx_rate, original.max_tx_rate);
-    if let Some(to) = conf.tx_rates().filter(|r| *r != from) {
-        out.push(VfChange::TxRate { from, to });
-    }
-    out
 }
 
 #[cfg(test)]
@@ -918,130 +650,6 @@ mod tests {
         refused(json!({"logLevel": "verbose"}), "logLevel", "verbose");
         refused(json!({"logFile": 1}), "logFile", "1");
         refused(json!({"runtimeConfig": []}), "runtimeConfig", "[]");
-    }
-
-    fn orig() -> VfState {
-        VfState {
-            host_ifname: "ens1f0v1".into(),
-            mac: "02:00:00:00:00:aa".parse().unwrap(),
-            vlan: VlanConf::default(),
-            spoofchk: true,
-            trust: false,
-            link_state: LinkState::Auto,
-            min_tx_rate: 0,
-            max_tx_rate: 0,
-            mtu: 1500,
-        }
-    }
-
-    #[test]
-    fn plan_nothing_when_nothing_set_or_all_equal() {
-        assert!(plan_changes(&orig(), &vf(json!({}))).is_empty());
-        let same = vf(json!({
-            "mac": "02:00:00:00:00:aa", "vlan": 0, "spoofchk": "on", "trust": "off",
-            "link_state": "auto", "min_tx_rate": 0, "max_tx_rate": 0
-        }));
-        assert!(plan_changes(&orig(), &same).is_empty());
-    }
-
-    #[test]
-    fn plan_lists_exactly_the_changed_settings() {
-        let o = orig();
-        let c = vf(json!({
-            "mac": "02:00:00:00:00:bb", "vlan": 10, "vlanQoS": 2, "spoofchk": "off", "trust": "on",
-            "link_state": "enable", "max_tx_rate": 500
-        }));
-        let plan = plan_changes(&o, &c);
-        assert_eq!(
-            plan,
-            vec![
-                VfChange::Mac {
-                    from: o.mac,
-                    to: "02:00:00:00:00:bb".parse().unwrap()
-                },
-                VfChange::Vlan {
-                    from: VlanConf::default(),
-                    to: VlanConf {
-                        id: 10,
-                        qos: 2,
-                        proto: VlanProto::Dot1Q
-                    }
-                },
-                VfChange::SpoofChk {
-                    from: true,
-                    to: false
-                },
-                VfChange::Trust {
-                    from: false,
-                    to: true
-                },
-                VfChange::LinkState {
-                    from: LinkState::Auto,
-                    to: LinkState::Enable
-                },
-                VfChange::TxRate {
-                    from: (0, 0),
-                    to: (0, 500)
-                },
-            ]
-        );
-        // Applying the plan then its reverse gives back the original state.
-        let mut s = o.clone();
-        let apply = |s: &mut VfState, ch: VfChange| match ch {
-            VfChange::Mac { to, .. } => s.mac = to,
-            VfChange::Vlan { to, .. } => s.vlan = to,
-            VfChange::SpoofChk { to, .. } => s.spoofchk = to,
-            VfChange::Trust { to, .. } => s.trust = to,
-            VfChange::LinkState { to, .. } => s.link_state = to,
-            VfChange::TxRate { to, .. } => (s.min_tx_rate, s.max_tx_rate) = to,
-        };
-        for ch in &plan {
-            apply(&mut s, *ch);
-        }
-        assert!(plan_changes(&s, &c).is_empty(), "plan is complete");
-        for ch in plan.iter().rev() {
-            apply(&mut s, ch.reverse());
-        }
-        assert_eq!(s, o);
-    }
-
-    #[test]
-    fn plan_only_differing_parts() {
-        let mut o = orig();
-        o.vlan = VlanConf {
-            id: 10,
-            qos: 0,
-            proto: VlanProto::Dot1Q,
-        };
-        o.max_tx_rate = 500;
-        // Same VLAN, different proto only: one VLAN change; rates: min set alone writes max 0 (sriov-cni).
-        let c = vf(json!({"vlan": 10, "vlanProto": "802.1ad", "min_tx_rate": 0, "trust": "off"}));
-        assert_eq!(
-            plan_changes(&o, &c),
-            vec![
-                VfChange::Vlan {
-                    from: o.vlan,
-                    to: VlanConf {
-                        id: 10,
-                        qos: 0,
-                        proto: VlanProto::Dot1Ad
-                    }
-                },
-                VfChange::TxRate {
-                    from: (0, 500),
-                    to: (0, 0)
-                },
-            ]
-        );
-        // Setting VLAN 0 on a VF that has VLAN 10 is a change (clears it).
-        let c = vf(json!({"vlan": 0}));
-        assert_eq!(
-            plan_changes(&o, &c),
-            vec![VfChange::Vlan {
-                from: o.vlan,
-                to: VlanConf::default()
-            }]
-        );
     }
 
     #[test]
