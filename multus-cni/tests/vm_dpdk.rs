@@ -173,7 +173,7 @@ fn cni(exe: &Path, command: &str, cid: &str, ns: &Netns, conf: &Value, hide_dev_
         clean_command(exe)
     };
     cmd.env("MULTUS_LOG_LEVEL", "info");
-    run_cni(cmd, command, cid, &ns.path(), "net1", conf)
+    run_cni(cmd, command, cid, ns.path(), "net1", conf)
 }
 
 /// A kubeconfig-less multus config with one `dpdk` delegate (CNI 1.1.0, so the result carries `pciID`).
@@ -201,7 +201,7 @@ fn vm_dpdk_bind_and_restore() {
     let vf = Vf::setup("dpdkvf0");
     let tmp = tempfile::tempdir().expect("tmp");
     let state = tmp.path().join("state");
-    let ns = Netns::new("dpdk1");
+    let ns = Netns::named("dpdk1");
     let multus = multus_bin();
     let conf = multus_conf(&vf, &state);
 
@@ -308,7 +308,7 @@ fn vm_dpdk_failures_leave_the_vf_on_igbvf() {
     let vf = Vf::setup("dpdkvf0");
     let tmp = tempfile::tempdir().expect("tmp");
     let state = tmp.path().join("state");
-    let ns = Netns::new("dpdk2");
+    let ns = Netns::named("dpdk2");
     let multus = multus_bin();
     let conf = multus_conf(&vf, &state);
 
@@ -395,7 +395,7 @@ fn vm_dpdk_vf_settings_on_the_pf() {
     let pf = igb_pf();
     let tmp = tempfile::tempdir().expect("tmp");
     let state = tmp.path().join("state");
-    let ns = Netns::new("dpdk4");
+    let ns = Netns::named("dpdk4");
     let multus = multus_bin();
     let mut conf = multus_conf(&vf, &state);
     for (k, v) in [
@@ -511,7 +511,7 @@ fn vm_dpdk_testpmd_drives_the_bound_vf() {
     let vf = Vf::setup("dpdkvf0");
     let tmp = tempfile::tempdir().expect("tmp");
     let state = tmp.path().join("state");
-    let ns = Netns::new("dpdk3");
+    let ns = Netns::named("dpdk3");
     let dpdk = dpdk_bin(tmp.path());
     // With a MAC for the VF (set on the PF): the DPDK application must see it.
     let conf = json!({"cniVersion": "1.1.0", "name": "dpdk-net", "type": "dpdk", "deviceID": vf.pci,
@@ -555,7 +555,7 @@ fn vm_dpdk_free_vf_of_a_pf() {
         .into_owned();
     let tmp = tempfile::tempdir().expect("tmp");
     let state = tmp.path().join("state");
-    let ns = Netns::new("dpdk5");
+    let ns = Netns::named("dpdk5");
     let multus = multus_bin();
     // No device ID: `master` names the PF, the SR-IOV allocator picks a free VF (the lowest one first).
     let mut conf = multus_conf(&vf0, &state);

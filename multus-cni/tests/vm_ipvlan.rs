@@ -14,7 +14,7 @@ fn ipvlan_case(mode: &str) {
     require_vm();
     let plugin = Plugin::from_env();
     let pf = igb_pf();
-    let ns = Netns::new(&format!("vm-ipvlan-{mode}"));
+    let ns = Netns::named(&format!("vm-ipvlan-{mode}"));
     let data = tempfile::tempdir().expect("tempdir");
     let id = format!("vm-ipvlan-{mode}");
     let delegate = json!({

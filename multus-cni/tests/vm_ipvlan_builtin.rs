@@ -21,7 +21,7 @@ fn builtin_exe(dir: &Path) -> PathBuf {
 /// Runs a CNI command of a plugin binary; returns (exit code, stdout JSON or Null).
 fn cni(exe: &Path, command: &str, ns: &Netns, conf: &Value) -> (Option<i32>, Value) {
     let cid = format!("c-{}", ns.name);
-    let c = run_cni(clean_command(exe), command, &cid, &ns.path(), "eth0", conf);
+    let c = run_cni(clean_command(exe), command, &cid, ns.path(), "eth0", conf);
     (c.code, c.json())
 }
 
@@ -103,7 +103,7 @@ fn mode_case(mode: &str) {
     let mut seen = Vec::new();
     // One after the other: two ipvlans on one master may not hold the same address.
     for exe in [ours.as_path(), reference.as_path()] {
-        let ns = Netns::new(&format!("vm-ipvb-{mode}"));
+        let ns = Netns::named(&format!("vm-ipvb-{mode}"));
         let data = tempfile::tempdir().expect("tempdir");
         let conf = delegate(&pf, mode, data.path(), "ipvb");
         let mut result = ok(cni(exe, "ADD", &ns, &conf), "ADD");
@@ -172,7 +172,7 @@ fn vm_ipvlan_builtin_chained_mtu_and_cleanup() {
     let ours = builtin_exe(tmp.path());
 
     // Chained: no ipam section; the IPs of prevResult, and its single interface as the master.
-    let ns = Netns::new("vm-ipvb-chain");
+    let ns = Netns::named("vm-ipvb-chain");
     let prev = json!({"cniVersion": "1.0.0", "interfaces": [{"name": pf}],
                       "ips": [{"interface": 0, "address": "10.58.0.7/24", "gateway": "10.58.0.1"}],
                       "routes": [{"dst": "0.0.0.0/0"}]});
@@ -194,7 +194,7 @@ fn vm_ipvlan_builtin_chained_mtu_and_cleanup() {
     assert!(!link_exists(&ns, "eth0"));
 
     // A failed ADD leaves nothing: unknown IPAM type (in the netns and on the PF).
-    let ns = Netns::new("vm-ipvb-fail");
+    let ns = Netns::named("vm-ipvb-fail");
     let data = tempfile::tempdir().expect("tempdir");
     let mut bad = delegate(&pf, "l2", data.path(), "fail");
     bad["ipam"]["type"] = json!("no-such-ipam");

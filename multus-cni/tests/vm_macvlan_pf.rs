@@ -19,7 +19,7 @@ fn vm_macvlan_pf_bridge() {
         .as_str()
         .expect("PF mac")
         .to_string();
-    let ns = Netns::new("vm-macvlan-pf");
+    let ns = Netns::named("vm-macvlan-pf");
     let data = tempfile::tempdir().expect("tempdir");
     let id = "vm-macvlan-pf";
     let delegate = json!({

@@ -189,7 +189,7 @@ fn cni(
     exe: &Path,
     command: &str,
     cid: &str,
-    netns: &str,
+    netns: impl AsRef<std::ffi::OsStr>,
     ifname: &str,
     conf: &Value,
 ) -> (Option<i32>, Value) {
@@ -273,7 +273,7 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
     show(&["-d", "link", "show", &b.pf]);
 
     // Settings the emulated igb refuses fail the ADD half-way (the MAC is applied first): the VF is put back.
-    let na = Netns::new("vm-sriov-x");
+    let na = Netns::named("vm-sriov-x");
     for (extra, needle) in [
         (json!({"vlan": 100, "vlanProto": "802.1ad"}), "vlan"),
         (json!({"link_state": "disable"}), "link_state"),
@@ -284,7 +284,7 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
         }
         let c = conf("sriov-a", &state, &ipam, e);
         failed(
-            cni(&exe, "ADD", "cx", &na.path(), "net1", &c),
+            cni(&exe, "ADD", "cx", na.path(), "net1", &c),
             "ADD with a setting igb refuses",
             103,
             needle,
@@ -297,7 +297,7 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
     drop(na);
 
     // Pod A: VF 0 by deviceID, every setting igb takes, and a device-info file.
-    let a = Netns::new("vm-sriov-a");
+    let a = Netns::named("vm-sriov-a");
     let devinfo = tmp.path().join("devinfo/cni/sriov-a-ca_net1");
     let conf_a = conf(
         "sriov-a",
@@ -307,19 +307,16 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
                "spoofchk": "off", "trust": "on", "max_tx_rate": 100,
                "runtimeConfig": {"CNIDeviceInfoFile": devinfo}}),
     );
-    let ra = ok(cni(&exe, "ADD", "ca", &a.path(), "net1", &conf_a), "ADD a");
+    let ra = ok(cni(&exe, "ADD", "ca", a.path(), "net1", &conf_a), "ADD a");
     // Pod B: a free VF of the PF (so VF 1), other settings.
-    let bns = Netns::new("vm-sriov-b");
+    let bns = Netns::named("vm-sriov-b");
     let conf_b = conf(
         "sriov-b",
         &state,
         &ipam,
         json!({"master": b.pf, "vlan": 200, "vlanQoS": 5, "trust": "on"}),
     );
-    let rb = ok(
-        cni(&exe, "ADD", "cb", &bns.path(), "net1", &conf_b),
-        "ADD b",
-    );
+    let rb = ok(cni(&exe, "ADD", "cb", bns.path(), "net1", &conf_b), "ADD b");
     show(&["-d", "link", "show", &b.pf]);
     show(&["-n", &a.name, "-d", "addr", "show"]);
     show(&["-n", &bns.name, "-d", "addr", "show"]);
@@ -333,7 +330,7 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
         let i = &r["interfaces"][0];
         assert_eq!(i["name"], "net1", "{r}");
         assert_eq!(i["pciID"], vf.as_str(), "{r}");
-        assert_eq!(i["sandbox"], ns.path().as_str(), "{r}");
+        assert_eq!(i["sandbox"], ns.path().to_str().unwrap(), "{r}");
         let l = link_in(ns, "net1");
         assert_eq!(i["mac"], l["address"], "result MAC is the pod's: {r}");
         if let Some(m) = mac {
@@ -388,7 +385,7 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
     );
 
     // A third pod: no VF free, by PF or by deviceID. Nothing changes.
-    let c = Netns::new("vm-sriov-c");
+    let c = Netns::named("vm-sriov-c");
     let before = (
         ip_vf(&b.pf, 0),
         ip_vf(&b.pf, 1),
@@ -401,14 +398,14 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
         json!({"pfName": b.pf, "vlan": 300}),
     );
     failed(
-        cni(&exe, "ADD", "cc", &c.path(), "net1", &conf_c),
+        cni(&exe, "ADD", "cc", c.path(), "net1", &conf_c),
         "ADD c",
         11,
         "no free VF",
     );
     let conf_c2 = conf("sriov-c", &state, &ipam, json!({"deviceID": b.vfs[0]}));
     failed(
-        cni(&exe, "ADD", "cc", &c.path(), "net1", &conf_c2),
+        cni(&exe, "ADD", "cc", c.path(), "net1", &conf_c2),
         "ADD c by deviceID",
         11,
         "already allocated to container ca",
@@ -424,7 +421,7 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
     assert!(!link_exists(&c, "net1"));
     assert!(!state.join("cc@net1.json").exists());
     ok(
-        cni(&exe, "DEL", "cc", &c.path(), "net1", &conf_c),
+        cni(&exe, "DEL", "cc", c.path(), "net1", &conf_c),
         "DEL c (nothing attached)",
     );
     drop(c);
@@ -432,11 +429,11 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
     // CHECK: passes; a prevResult with another MAC fails; a MAC changed on the PF fails.
     let mut ca = conf_a.clone();
     ca["prevResult"] = ra.clone();
-    ok(cni(&exe, "CHECK", "ca", &a.path(), "net1", &ca), "CHECK a");
+    ok(cni(&exe, "CHECK", "ca", a.path(), "net1", &ca), "CHECK a");
     let mut wrong = ca.clone();
     wrong["prevResult"]["interfaces"][0]["mac"] = json!("02:00:00:00:00:99");
     failed(
-        cni(&exe, "CHECK", "ca", &a.path(), "net1", &wrong),
+        cni(&exe, "CHECK", "ca", a.path(), "net1", &wrong),
         "CHECK a, other MAC",
         103,
         "MAC",
@@ -446,21 +443,21 @@ fn vm_sriov_delegate_two_pods_check_del_and_dead_netns() {
         &["link", "set", &b.pf, "vf", "0", "mac", "02:11:22:33:44:66"],
     );
     failed(
-        cni(&exe, "CHECK", "ca", &a.path(), "net1", &ca),
+        cni(&exe, "CHECK", "ca", a.path(), "net1", &ca),
         "CHECK a, PF MAC changed",
         103,
         "mac is 02:11:22:33:44:66",
     );
 
     // DEL a: everything back exactly; again: fine.
-    ok(cni(&exe, "DEL", "ca", &a.path(), "net1", &conf_a), "DEL a");
+    ok(cni(&exe, "DEL", "ca", a.path(), "net1", &conf_a), "DEL a");
     show(&["-d", "link", "show", &b.pf]);
     assert_eq!(snap(&b, 0), orig0, "VF 0 restored exactly");
     assert!(!link_exists(&a, "net1"));
     assert!(!devinfo.exists(), "device-info file removed");
     assert!(reserved_ips(&ipam, "sriov-a").is_empty());
     ok(
-        cni(&exe, "DEL", "ca", &a.path(), "net1", &conf_a),
+        cni(&exe, "DEL", "ca", a.path(), "net1", &conf_a),
         "DEL a again",
     );
     assert_eq!(snap(&b, 0), orig0);
@@ -507,7 +504,7 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
     );
 
     // eth0 is taken in the pod: the ADD fails after the VF moved in and the PF settings changed; all undone.
-    let p = Netns::new("vm-sriov-m");
+    let p = Netns::named("vm-sriov-m");
     run_ok(
         "ip",
         &["-n", &p.name, "link", "add", "eth0", "type", "dummy"],
@@ -517,7 +514,7 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
             &multus,
             "ADD",
             "cm",
-            &p.path(),
+            p.path(),
             "eth0",
             &meta(delegate.clone()),
         ),
@@ -536,7 +533,7 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
             &multus,
             "ADD",
             "cm",
-            &p.path(),
+            p.path(),
             "eth0",
             &meta(delegate.clone()),
         ),
@@ -555,7 +552,7 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
     let mut chk = meta(delegate.clone());
     chk["prevResult"] = r.clone();
     ok(
-        cni(&multus, "CHECK", "cm", &p.path(), "eth0", &chk),
+        cni(&multus, "CHECK", "cm", p.path(), "eth0", &chk),
         "meta CHECK",
     );
 
@@ -577,7 +574,7 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
             &multus,
             "DEL",
             "cm",
-            &p.path(),
+            p.path(),
             "eth0",
             &meta(delegate.clone()),
         ),
@@ -587,7 +584,7 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
     assert!(reserved_ips(&ipam, "sriov-m").is_empty());
 
     let r = ok(
-        cni(&standalone, "ADD", "cg", &p.path(), "net1", &delegate),
+        cni(&standalone, "ADD", "cg", p.path(), "net1", &delegate),
         "ADD for GC",
     );
     assert_eq!(r["interfaces"][0]["pciID"], b.vfs[0].as_str());
@@ -602,7 +599,7 @@ fn vm_sriov_delegate_meta_plugin_undo_and_gc() {
     // GC'd IPAM: the reservation too.
     assert!(reserved_ips(&ipam, "sriov-m").is_empty());
     ok(
-        cni(&standalone, "DEL", "cg", &p.path(), "net1", &delegate),
+        cni(&standalone, "DEL", "cg", p.path(), "net1", &delegate),
         "DEL after GC",
     );
 
@@ -622,18 +619,18 @@ fn vm_sriov_delegate_stale_holder_taken_over() {
     let orig0 = snap(&b, 0);
 
     // Pod A takes VF 0, then its netns dies without a DEL: its allocation record is stale.
-    let a = Netns::new("vm-sriov-s1");
+    let a = Netns::named("vm-sriov-s1");
     let conf_a = conf(
         "sriov-s",
         &state,
         &ipam,
         json!({"deviceID": b.vfs[0], "mac": "02:33:44:55:66:77", "vlan": 100, "trust": "on"}),
     );
-    ok(cni(&exe, "ADD", "sa", &a.path(), "net1", &conf_a), "ADD a");
+    ok(cni(&exe, "ADD", "sa", a.path(), "net1", &conf_a), "ADD a");
     drop(a);
 
     // Pod C takes the VF over: A's settings are put back first, so C's DEL restores the true original.
-    let c = Netns::new("vm-sriov-s2");
+    let c = Netns::named("vm-sriov-s2");
     let conf_c = conf(
         "sriov-s",
         &state,
@@ -641,7 +638,7 @@ fn vm_sriov_delegate_stale_holder_taken_over() {
         json!({"deviceID": b.vfs[0], "vlan": 300}),
     );
     let rc = ok(
-        cni(&exe, "ADD", "sc", &c.path(), "net1", &conf_c),
+        cni(&exe, "ADD", "sc", c.path(), "net1", &conf_c),
         "ADD c over a's stale record",
     );
     show(&["-d", "link", "show", &b.pf]);
@@ -678,7 +675,7 @@ fn vm_sriov_delegate_stale_holder_taken_over() {
     // The PF renamed since ADD: DEL finds it by its PCI address.
     run_ok("ip", &["link", "set", &b.pf, "down"]);
     run_ok("ip", &["link", "set", &b.pf, "name", "pfrenamed"]);
-    let del = cni(&exe, "DEL", "sc", &c.path(), "net1", &conf_c);
+    let del = cni(&exe, "DEL", "sc", c.path(), "net1", &conf_c);
     run_ok("ip", &["link", "set", "pfrenamed", "name", &b.pf]);
     run_ok("ip", &["link", "set", &b.pf, "up"]);
     ok(del, "DEL c, PF renamed");

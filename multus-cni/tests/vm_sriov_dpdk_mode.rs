@@ -60,7 +60,7 @@ fn rebind(pci: &str, to: &str) {
 fn cni(exe: &Path, command: &str, cid: &str, ns: &Netns, conf: &Value) -> Cni {
     let mut cmd = clean_command(exe);
     cmd.env("MULTUS_LOG_LEVEL", "info");
-    run_cni(cmd, command, cid, &ns.path(), "net1", conf)
+    run_cni(cmd, command, cid, ns.path(), "net1", conf)
 }
 
 /// VF `vf`'s entry in `ip -j -d link show <pf>` (vfinfo_list): MAC, VLAN, spoofchk, trust.
@@ -138,7 +138,7 @@ fn vm_sriov_dpdk_mode_vfio_bound_vf() {
     let tmp = tempfile::tempdir().expect("tmp");
     let state = tmp.path().join("state");
     let ipam = tmp.path().join("ipam");
-    let ns = Netns::new("sriovdpdk");
+    let ns = Netns::named("sriovdpdk");
     let multus = multus_bin();
     let delegate = json!({"cniVersion": "1.1.0", "name": "sriov-dpdk", "type": "sriov", "deviceID": pci,
         "dataDir": state, "mac": "02:11:22:33:44:55", "vlan": 100, "spoofchk": "off", "trust": "on",
@@ -156,7 +156,7 @@ fn vm_sriov_dpdk_mode_vfio_bound_vf() {
         .find(|i| i["pciID"] == pci.as_str())
         .unwrap_or_else(|| panic!("no interface with pciID {pci}: {r}"));
     assert_eq!(iface["name"], "net1");
-    assert_eq!(iface["sandbox"], ns.path().as_str());
+    assert_eq!(iface["sandbox"], ns.path().to_str().unwrap());
     assert_eq!(iface["mac"], "02:11:22:33:44:55");
     let ip = r["ips"][0]["address"]
         .as_str()
@@ -179,7 +179,7 @@ fn vm_sriov_dpdk_mode_vfio_bound_vf() {
     assert_pod_has_only_lo(&ns);
     assert!(alloc.exists(), "allocation record {}", alloc.display());
     // A second attachment cannot take the same VF.
-    let ns2 = Netns::new("sriovdpdk2");
+    let ns2 = Netns::named("sriovdpdk2");
     let e = cni(&multus, "ADD", "c2", &ns2, &conf);
     assert_eq!(e.code, Some(1), "second ADD of the same VF: {e:?}");
     assert!(e.stdout.contains("already allocated"), "{e:?}");

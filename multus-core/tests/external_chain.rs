@@ -4,53 +4,21 @@
 use multus_core::cni::{Command, NetworkConfig};
 use multus_core::delegate::{chain, Context, Registry};
 use multus_core::pipeline::{self, Attachment, Attachments, Pod};
+use multus_testsupport::Netns;
 use serde_json::{json, Map};
 use std::path::PathBuf;
-use std::process::Command as Proc;
 use std::sync::Arc;
 
-fn require_root() {
-    if !nix::unistd::geteuid().is_root() {
-        panic!("this test needs root (network namespaces): run the suite as root, as CI does");
-    }
+/// A namespace for these tests; the reference plugins must be installed.
+fn ns(tag: &str) -> Netns {
+    assert!(
+        PathBuf::from("/usr/lib/cni/ptp").exists(),
+        "reference plugins missing: apt-get install containernetworking-plugins"
+    );
+    Netns::new(&format!("xc{tag}"))
 }
 
-struct Ns(String);
-impl Ns {
-    fn new(tag: &str) -> Self {
-        require_root();
-        assert!(
-            PathBuf::from("/usr/lib/cni/ptp").exists(),
-            "reference plugins missing: apt-get install containernetworking-plugins"
-        );
-        let name = format!("xc{tag}{}", std::process::id());
-        assert!(Proc::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success());
-        Ns(name)
-    }
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.0))
-    }
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Proc::new("ip")
-            .arg("-n")
-            .arg(&self.0)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Proc::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ctx(command: Command, ns: &Ns, ifname: &str) -> Context {
+fn ctx(command: Command, ns: &Netns, ifname: &str) -> Context {
     let mut r = Registry::new();
     r.set_bin_dirs(vec![PathBuf::from("/usr/lib/cni")]);
     Context::new(
@@ -73,7 +41,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// was handed down the chain; the sysctl it sets proves it ran in the right namespace.
 #[test]
 fn conflist_chain_passes_prev_result_and_dels_in_reverse() {
-    let ns = Ns::new("a");
+    let ns = ns("a");
     let data = tempfile::tempdir().unwrap();
     let octet = (std::process::id() % 200) + 20;
     let net = NetworkConfig::from_value(json!({
@@ -92,18 +60,8 @@ fn conflist_chain_passes_prev_result_and_dels_in_reverse() {
         .address
         .to_string()
         .starts_with(&format!("10.{octet}.9.")));
-    assert!(ns.ip(&["link", "show", "eth0"]).contains("mtu 1400"));
-    let sysctl = Proc::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.0,
-            "cat",
-            "/proc/sys/net/ipv4/conf/eth0/arp_filter",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&sysctl.stdout).trim(), "1");
+    assert_eq!(ns.link("eth0").unwrap()["mtu"], 1400);
+    assert_eq!(ns.sysctl("net/ipv4/conf/eth0/arp_filter"), "1");
 
     rt.block_on(chain::check(
         &ctx(Command::Check, &ns, "eth0"),
@@ -120,7 +78,7 @@ fn conflist_chain_passes_prev_result_and_dels_in_reverse() {
         Some(&result),
     ))
     .unwrap();
-    assert!(!ns.ip(&["link"]).contains("eth0"));
+    assert!(ns.link("eth0").is_none());
     let left: Vec<_> = std::fs::read_dir(data.path().join("chain"))
         .unwrap()
         .flatten()
@@ -135,7 +93,7 @@ fn conflist_chain_passes_prev_result_and_dels_in_reverse() {
 /// An error from a real plugin keeps its code and message; the pipeline rolls back what came before it.
 #[test]
 fn pipeline_rolls_back_in_reverse_and_keeps_the_original_error() {
-    let ns = Ns::new("b");
+    let ns = ns("b");
     let data = tempfile::tempdir().unwrap();
     let octet = (std::process::id() % 200) + 20;
     let good = NetworkConfig::from_value(json!({
@@ -161,11 +119,7 @@ fn pipeline_rolls_back_in_reverse_and_keeps_the_original_error() {
     // The reference plugin's own error code and text come through.
     assert_eq!(err.code.code(), 999, "{err}");
     assert!(err.msg.contains("Link not found"), "{err}");
-    let links = ns.ip(&["-o", "link"]);
-    assert!(
-        !links.contains("eth0") && !links.contains("net1"),
-        "{links}"
-    );
+    assert!(ns.interfaces().is_empty(), "{:?}", ns.interfaces());
     for n in ["good", "bad"] {
         if let Ok(rd) = std::fs::read_dir(data.path().join(n)) {
             let ips: Vec<_> = rd

@@ -40,12 +40,12 @@ fn macvlan_conf(net: &str, master: &str, data: &Path, extra: Value) -> Value {
 #[tokio::test]
 async fn add_check_del_with_host_local() {
     require_root();
-    let ns = Netns::new("mvt-acd");
-    let veth = Veth::new("mvacd0", "mvacd1");
+    let ns = Netns::named("mvt-acd");
+    let veth = HostLink::veth("mvacd");
     let data = tempfile::tempdir().unwrap();
     let c = conf(macvlan_conf(
         "mvnet",
-        &veth.a,
+        &veth.0,
         data.path(),
         json!({"dns": {"nameservers": ["10.77.0.53"]}}),
     ));
@@ -107,7 +107,7 @@ async fn add_check_del_with_host_local() {
     assert_eq!(ns.sysctl("net/ipv6/conf/net1/ndisc_notify"), "1");
     assert_eq!(reserved(data.path(), "mvnet"), ["10.77.0.2"]);
     assert!(
-        host_links_on(&veth.a).is_empty(),
+        host_links_on(&veth.0).is_empty(),
         "nothing stays in the host"
     );
 
@@ -216,11 +216,11 @@ async fn add_check_del_with_host_local() {
 #[tokio::test]
 async fn check_compares_route_fields() {
     require_root();
-    let ns = Netns::new("mvt-chkrt");
-    let veth = Veth::new("mvchk0", "mvchk1");
+    let ns = Netns::named("mvt-chkrt");
+    let veth = HostLink::veth("mvchk");
     let data = tempfile::tempdir().unwrap();
     // (1.0.0: the reference host-local 1.1.1 does not take 1.1.0; the route fields are read all the same.)
-    let c = conf(macvlan_conf("mvchk", &veth.a, data.path(), json!({})));
+    let c = conf(macvlan_conf("mvchk", &veth.0, data.path(), json!({})));
     let d = delegate("macvlan", false);
     let p = Some(ns.path());
     let p = p.as_deref();
@@ -326,14 +326,14 @@ async fn check_compares_route_fields() {
 #[tokio::test]
 async fn every_mode_l2_only() {
     require_root();
-    let ns = Netns::new("mvt-modes");
-    let veth = Veth::new("mvmod0", "mvmod1");
+    let ns = Netns::named("mvt-modes");
+    let veth = HostLink::veth("mvmod");
     let d = delegate("macvlan", false);
     let p = Some(ns.path());
     let p = p.as_deref();
     for mode in ["bridge", "private", "vepa", "passthru"] {
         let c = conf(
-            json!({"cniVersion": "1.1.0", "name": "l2", "type": "macvlan", "master": veth.a, "mode": mode}),
+            json!({"cniVersion": "1.1.0", "name": "l2", "type": "macvlan", "master": veth.0, "mode": mode}),
         );
         let r = run(&d, Command::Add, "c-modes", p, "eth9", "", &c)
             .await
@@ -378,15 +378,15 @@ async fn every_mode_l2_only() {
 #[tokio::test]
 async fn mtu_and_its_errors() {
     require_root();
-    let ns = Netns::new("mvt-mtu");
-    let veth = Veth::new("mvmtu0", "mvmtu1");
-    sh(&["ip", "link", "set", &veth.a, "mtu", "1450"]);
+    let ns = Netns::named("mvt-mtu");
+    let veth = HostLink::veth("mvmtu");
+    sh(&["ip", "link", "set", &veth.0, "mtu", "1450"]);
     let d = delegate("macvlan", false);
     let p = Some(ns.path());
     let p = p.as_deref();
     for (mtu, want) in [(json!(0), 1450), (json!(1400), 1400), (json!(1450), 1450)] {
         let c = conf(
-            json!({"cniVersion": "1.0.0", "name": "m", "type": "macvlan", "master": veth.a, "mtu": mtu}),
+            json!({"cniVersion": "1.0.0", "name": "m", "type": "macvlan", "master": veth.0, "mtu": mtu}),
         );
         run(&d, Command::Add, "c-mtu", p, "net1", "", &c)
             .await
@@ -398,14 +398,14 @@ async fn mtu_and_its_errors() {
     }
     let data = tempfile::tempdir().unwrap();
     for bad in [json!(1451), json!(9000), json!(-1), json!("1400")] {
-        let c = conf(macvlan_conf("m", &veth.a, data.path(), json!({"mtu": bad})));
+        let c = conf(macvlan_conf("m", &veth.0, data.path(), json!({"mtu": bad})));
         let e = run(&d, Command::Add, "c-mtu", p, "net1", "", &c)
             .await
             .unwrap_err();
         assert_eq!(e.code.code(), 7, "mtu {bad}: {e}");
-        assert!(ns.link_names().is_empty(), "nothing left in the netns");
+        assert!(ns.interfaces().is_empty(), "nothing left in the netns");
         assert!(
-            host_links_on(&veth.a).is_empty(),
+            host_links_on(&veth.0).is_empty(),
             "nothing left in the host"
         );
         assert!(reserved(data.path(), "m").is_empty(), "no reservation");
@@ -415,12 +415,12 @@ async fn mtu_and_its_errors() {
 #[tokio::test]
 async fn mac_from_conf_args_and_runtime_config() {
     require_root();
-    let ns = Netns::new("mvt-mac");
-    let veth = Veth::new("mvmac0", "mvmac1");
+    let ns = Netns::named("mvt-mac");
+    let veth = HostLink::veth("mvmac");
     let d = delegate("macvlan", false);
     let p = Some(ns.path());
     let p = p.as_deref();
-    let base = json!({"cniVersion": "1.0.0", "name": "m", "type": "macvlan", "master": veth.a, "mac": "02:00:00:aa:00:01"});
+    let base = json!({"cniVersion": "1.0.0", "name": "m", "type": "macvlan", "master": veth.0, "mac": "02:00:00:aa:00:01"});
     let mut rc = base.clone();
     rc["runtimeConfig"] = json!({"mac": "02:00:00:aa:00:03"});
     for (c, args, want) in [
@@ -479,16 +479,23 @@ async fn mac_from_conf_args_and_runtime_config() {
         .await
         .unwrap_err();
     assert_eq!(e.code.code(), 103, "{e}");
-    assert!(ns.link_names().is_empty() && host_links_on(&veth.a).is_empty());
+    assert!(ns.interfaces().is_empty() && host_links_on(&veth.0).is_empty());
 }
 
 #[tokio::test]
 async fn link_in_container_with_default_route_master() {
     require_root();
-    let ns = Netns::new("mvt-lic");
-    let veth = Veth::new("mvlic0", "mvlic1");
+    let ns = Netns::named("mvt-lic");
+    let veth = HostLink::veth("mvlic");
     sh(&[
-        "ip", "link", "set", &veth.b, "netns", &ns.name, "name", "uplink",
+        "ip",
+        "link",
+        "set",
+        &veth.peer(),
+        "netns",
+        &ns.name,
+        "name",
+        "uplink",
     ]);
     sh(&["ip", "-n", &ns.name, "link", "set", "uplink", "up"]);
     sh(&[
@@ -553,7 +560,7 @@ async fn link_in_container_with_default_route_master() {
     assert_eq!(ns.link("net2").unwrap()["link"], "uplink");
     // the same name on the host is not a master for linkInContainer
     let c = conf(
-        json!({"cniVersion": "1.0.0", "name": "lic", "type": "macvlan", "linkInContainer": true, "master": veth.a}),
+        json!({"cniVersion": "1.0.0", "name": "lic", "type": "macvlan", "linkInContainer": true, "master": veth.0}),
     );
     assert_eq!(
         run(&d, Command::Add, "c-lic", p, "net3", "", &c)
@@ -582,20 +589,36 @@ async fn default_master_is_the_default_route_interface() {
 #[tokio::test]
 async fn same_name_on_the_host_does_not_collide() {
     require_root();
-    let ns = Netns::new("mvt-coll");
-    let veth = Veth::new("mvcol0", "mvcol1");
+    let ns = Netns::named("mvt-coll");
+    let veth = HostLink::veth("mvcol");
     let d = delegate("macvlan", false);
     let p = Some(ns.path());
-    let c = conf(json!({"cniVersion": "1.0.0", "name": "c", "type": "macvlan", "master": veth.a}));
+    let c = conf(json!({"cniVersion": "1.0.0", "name": "c", "type": "macvlan", "master": veth.0}));
     // the container interface is named like the host's master
-    run(&d, Command::Add, "c-coll", p.as_deref(), &veth.b, "", &c)
-        .await
-        .unwrap();
-    assert!(ns.link(&veth.b).is_some());
-    run(&d, Command::Del, "c-coll", p.as_deref(), &veth.b, "", &c)
-        .await
-        .unwrap();
-    assert!(ns.link(&veth.b).is_none());
+    run(
+        &d,
+        Command::Add,
+        "c-coll",
+        p.as_deref(),
+        &veth.peer(),
+        "",
+        &c,
+    )
+    .await
+    .unwrap();
+    assert!(ns.link(&veth.peer()).is_some());
+    run(
+        &d,
+        Command::Del,
+        "c-coll",
+        p.as_deref(),
+        &veth.peer(),
+        "",
+        &c,
+    )
+    .await
+    .unwrap();
+    assert!(ns.link(&veth.peer()).is_none());
 }
 
 #[tokio::test]
@@ -604,9 +627,9 @@ async fn del_in_every_state_releases_the_ip() {
     let d = delegate("macvlan", false);
     let data = tempfile::tempdir().unwrap();
     for state in ["netns gone", "link gone", "master gone", "no netns given"] {
-        let ns = Netns::new("mvt-del");
-        let veth = Veth::new("mvdel0", "mvdel1");
-        let c = conf(macvlan_conf("delnet", &veth.a, data.path(), json!({})));
+        let ns = Netns::named("mvt-del");
+        let veth = HostLink::veth("mvdel");
+        let c = conf(macvlan_conf("delnet", &veth.0, data.path(), json!({})));
         let path = ns.path();
         let r = run(&d, Command::Add, "c-del", Some(&path), "net1", "", &c)
             .await
@@ -622,7 +645,7 @@ async fn del_in_every_state_releases_the_ip() {
                 sh(&["ip", "-n", &ns.name, "link", "del", "net1"]);
             }
             "master gone" => {
-                sh(&["ip", "link", "del", &veth.a]);
+                sh(&["ip", "link", "del", &veth.0]);
                 assert!(
                     ns.link("net1").is_none(),
                     "the kernel removed the macvlan with its master"
@@ -666,26 +689,26 @@ async fn del_in_every_state_releases_the_ip() {
 #[tokio::test]
 async fn failed_add_leaves_nothing() {
     require_root();
-    let ns = Netns::new("mvt-fail");
-    let veth = Veth::new("mvfai0", "mvfai1");
+    let ns = Netns::named("mvt-fail");
+    let veth = HostLink::veth("mvfai");
     let d = delegate("macvlan", false);
     let data = tempfile::tempdir().unwrap();
     let p = Some(ns.path());
     let p = p.as_deref();
     let check_clean = |what: &str| {
         assert!(
-            ns.link_names().is_empty(),
+            ns.interfaces().is_empty(),
             "{what}: netns links {:?}",
-            ns.link_names()
+            ns.interfaces()
         );
-        assert!(host_links_on(&veth.a).is_empty(), "{what}: host links");
+        assert!(host_links_on(&veth.0).is_empty(), "{what}: host links");
         assert!(
             reserved(data.path(), "fail").is_empty(),
             "{what}: reservations"
         );
     };
     // unknown IPAM type (the reference leaves a DOWN net1 here)
-    let mut c = macvlan_conf("fail", &veth.a, data.path(), json!({}));
+    let mut c = macvlan_conf("fail", &veth.0, data.path(), json!({}));
     c["ipam"]["type"] = json!("no-such-ipam");
     let e = run(&d, Command::Add, "c-fail", p, "net1", "", &conf(c))
         .await
@@ -693,7 +716,7 @@ async fn failed_add_leaves_nothing() {
     assert_eq!(e.code.code(), 7, "{e}");
     check_clean("unknown ipam");
     // IPAM succeeded, then a route cannot be added (gateway not on-link): IP released, link removed
-    let mut c = macvlan_conf("fail", &veth.a, data.path(), json!({}));
+    let mut c = macvlan_conf("fail", &veth.0, data.path(), json!({}));
     c["ipam"]["routes"] = json!([{"dst": "10.99.0.0/16", "gw": "198.51.100.1"}]);
     let e = run(&d, Command::Add, "c-fail", p, "net1", "", &conf(c))
         .await
@@ -701,7 +724,7 @@ async fn failed_add_leaves_nothing() {
     assert_eq!(e.code.code(), 103, "{e}");
     check_clean("route failure");
     // host-local (run while the link is made) fails: the link it raced with is removed
-    let mut c = macvlan_conf("fail", &veth.a, data.path(), json!({}));
+    let mut c = macvlan_conf("fail", &veth.0, data.path(), json!({}));
     c["ipam"]["subnet"] = json!("10.77.0.0/31");
     let e = run(&d, Command::Add, "c-fail", p, "net1", "", &conf(c))
         .await
@@ -720,7 +743,7 @@ async fn failed_add_leaves_nothing() {
     );
     let c = conf(macvlan_conf(
         "fail",
-        &veth.a,
+        &veth.0,
         data.path(),
         json!({"mode": "l3"}),
     ));
@@ -732,7 +755,7 @@ async fn failed_add_leaves_nothing() {
             .code(),
         7
     );
-    let c = conf(macvlan_conf("fail", &veth.a, data.path(), json!({})));
+    let c = conf(macvlan_conf("fail", &veth.0, data.path(), json!({})));
     let gone = Path::new("/run/netns/mvt-no-such-ns");
     assert_eq!(
         run(&d, Command::Add, "c-fail", Some(gone), "net1", "", &c)
@@ -752,15 +775,15 @@ async fn failed_add_leaves_nothing() {
         .unwrap_err();
     assert_eq!(e.code.code(), 103, "{e}");
     assert_eq!(ns.link("net1").unwrap()["linkinfo"]["info_kind"], "veth");
-    assert_eq!(ns.link_names().len(), 2, "{:?}", ns.link_names());
+    assert_eq!(ns.interfaces().len(), 2, "{:?}", ns.interfaces());
     assert!(reserved(data.path(), "fail").is_empty());
 }
 
 #[tokio::test]
 async fn dual_stack_waits_for_dad_and_enables_ipv6() {
     require_root();
-    let ns = Netns::new("mvt-v6");
-    let veth = Veth::new("mvv6a0", "mvv6a1");
+    let ns = Netns::named("mvt-v6");
+    let veth = HostLink::veth("mvv6a");
     let data = tempfile::tempdir().unwrap();
     sh(&[
         "ip",
@@ -772,7 +795,7 @@ async fn dual_stack_waits_for_dad_and_enables_ipv6() {
         "net.ipv6.conf.default.disable_ipv6=1",
     ]);
     let c = conf(json!({
-        "cniVersion": "1.0.0", "name": "v6", "type": "macvlan", "master": veth.a,
+        "cniVersion": "1.0.0", "name": "v6", "type": "macvlan", "master": veth.0,
         "ipam": {"type": "host-local", "dataDir": data.path(),
                  "ranges": [[{"subnet": "10.66.0.0/24"}], [{"subnet": "fd66::/64"}]],
                  "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}

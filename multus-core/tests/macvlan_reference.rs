@@ -97,7 +97,7 @@ fn normalized(r: &CniResult, version: &str) -> Value {
             i["mac"] = json!("MAC");
             assert!(i["sandbox"]
                 .as_str()
-                .is_some_and(|s| s.starts_with("/run/netns/")));
+                .is_some_and(|s| s.starts_with("/var/run/netns/")));
             i["sandbox"] = json!("NS");
         }
     }
@@ -106,13 +106,13 @@ fn normalized(r: &CniResult, version: &str) -> Value {
 
 struct Side {
     ns: Netns,
-    veth: Veth,
+    veth: HostLink,
     data: tempfile::TempDir,
 }
 
 fn config(case: &Value, side: &Side) -> Value {
     let mut c = case.clone();
-    c["master"] = json!(side.veth.a);
+    c["master"] = json!(side.veth.0);
     if c.get("ipam").is_some() {
         c["ipam"]["dataDir"] = json!(side.data.path());
     }
@@ -127,7 +127,7 @@ async fn differential(tag: &str, case: Value, v6_disabled_by_default: bool, ref_
     let sides: Vec<Side> = ["o", "r"]
         .iter()
         .map(|s| {
-            let ns = Netns::new(&format!("mvref-{tag}-{s}"));
+            let ns = Netns::named(&format!("mvref-{tag}-{s}"));
             if v6_disabled_by_default {
                 sh(&[
                     "ip",
@@ -141,7 +141,7 @@ async fn differential(tag: &str, case: Value, v6_disabled_by_default: bool, ref_
             }
             Side {
                 ns,
-                veth: Veth::new(&format!("mr{tag}{s}0"), &format!("mr{tag}{s}1")),
+                veth: HostLink::veth(&format!("mr{tag}{s}")),
                 data: tempfile::tempdir().unwrap(),
             }
         })
@@ -202,7 +202,7 @@ async fn differential(tag: &str, case: Value, v6_disabled_by_default: bool, ref_
         .await
         .unwrap_or_else(|e| panic!("{tag} DEL (reference: {reference}): {e}"));
         states.push(json!({
-            "after_del_links": side.ns.link_names(),
+            "after_del_links": side.ns.interfaces(),
             "after_del_reserved": reserved(side.data.path(), case["name"].as_str().unwrap()),
         }));
     }

@@ -9,7 +9,7 @@ use sublink_util::*;
 #[tokio::test]
 async fn list_and_delete_default_routes_of_one_family() {
     require_root();
-    let ns = Netns::new(&format!("nlrt{}", std::process::id()));
+    let ns = Netns::named(&format!("nlrt{}", std::process::id()));
     for c in [
         "link add d0 type veth peer name p0",
         "link add d1 type veth peer name p1",
@@ -50,8 +50,8 @@ async fn list_and_delete_default_routes_of_one_family() {
 #[tokio::test]
 async fn preopened_socket_goes_to_its_namespace_only() {
     require_root();
-    let a = Netns::new(&format!("nlpa{}", std::process::id()));
-    let b = Netns::new(&format!("nlpb{}", std::process::id()));
+    let a = Netns::named(&format!("nlpa{}", std::process::id()));
+    let b = Netns::named(&format!("nlpb{}", std::process::id()));
     sh(&[
         "ip", "-n", &a.name, "link", "add", "ina", "type", "veth", "peer", "name", "ina1",
     ]);
@@ -117,8 +117,8 @@ async fn netdev_save_change_move_and_restore() {
     use multus_core::netlink::netdev;
     use std::os::fd::AsRawFd;
     require_root();
-    let a = Netns::new(&format!("nlsr{}", std::process::id()));
-    let b = Netns::new(&format!("nlsb{}", std::process::id()));
+    let a = Netns::named(&format!("nlsr{}", std::process::id()));
+    let b = Netns::named(&format!("nlsb{}", std::process::id()));
     sh(&[
         "ip",
         "-n",

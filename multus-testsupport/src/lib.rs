@@ -15,7 +15,7 @@
 mod netns;
 mod plugin;
 
-pub use netns::{host_link_exists, HostLink, Netns};
+pub use netns::{host_link_exists, host_links_on, HostLink, Netns};
 pub use plugin::{env_map, reference_dir, reservations, run_plugin, Run};
 
 use std::process::{Command, Stdio};
@@ -52,11 +52,23 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs a command, ignoring failure.
-pub fn sh_quiet(args: &[&str]) {
-    let _ = Command::new(args[0])
+/// Runs a command, its output discarded; whether it succeeded (never a panic).
+pub fn sh_quiet(args: &[&str]) -> bool {
+    Command::new(args[0])
         .args(&args[1..])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `ip -j <args>`, parsed (an empty answer is `[]`).
+pub fn ip_json(args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["ip", "-j"];
+    full.extend_from_slice(args);
+    let out = sh(&full);
+    if out.trim().is_empty() {
+        return serde_json::json!([]);
+    }
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{full:?}: {e}: {out}"))
 }

@@ -1,6 +1,6 @@
 //! Network namespaces and host links made for a test, removed when dropped.
 
-use crate::{require_root, sh, sh_quiet, unique};
+use crate::{ip_json, require_root, sh, sh_quiet, unique};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,12 +11,56 @@ pub struct Netns {
 }
 
 impl Netns {
+    /// A namespace with a name unique to this process and call, starting with `prefix`.
     pub fn new(prefix: &str) -> Self {
+        Self::named(&unique(prefix))
+    }
+
+    /// A namespace of exactly this name (a leftover of an interrupted run is replaced).
+    pub fn named(name: &str) -> Self {
         require_root();
-        let name = unique(prefix);
-        sh(&["ip", "netns", "add", &name]);
-        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Netns { name }
+        sh_quiet(&["ip", "netns", "del", name]);
+        sh(&["ip", "netns", "add", name]);
+        sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        Netns {
+            name: name.to_string(),
+        }
+    }
+
+    /// `ip -j -n <ns> <args>`, parsed.
+    pub fn ip(&self, args: &[&str]) -> Value {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        ip_json(&full)
+    }
+
+    /// The link `name` inside (`ip -d -j link show`), or `None`.
+    pub fn link(&self, name: &str) -> Option<Value> {
+        let out = Command::new("ip")
+            .args(["-d", "-j", "-n", &self.name, "link", "show", "dev", name])
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.as_array().and_then(|a| a.first().cloned())
+    }
+
+    /// The names of the links inside but `lo`.
+    pub fn interfaces(&self) -> Vec<String> {
+        self.link_names()
+            .into_iter()
+            .filter(|n| n != "lo")
+            .collect()
+    }
+
+    /// A sysctl inside (`key` as under /proc/sys, with `/`).
+    pub fn sysctl(&self, key: &str) -> String {
+        let path = format!("/proc/sys/{key}");
+        sh(&["ip", "netns", "exec", &self.name, "cat", &path])
+            .trim()
+            .to_string()
     }
 
     pub fn path(&self) -> PathBuf {
@@ -77,6 +121,11 @@ impl HostLink {
         HostLink(name)
     }
 
+    /// The other end of a veth made by [`HostLink::veth`].
+    pub fn peer(&self) -> String {
+        format!("{}p", &self.0[..self.0.len().min(14)])
+    }
+
     /// A name for a bridge the test's plugin will create; deleted on drop.
     pub fn bridge_name(prefix: &str) -> Self {
         HostLink(unique(prefix))
@@ -96,4 +145,20 @@ pub fn host_link_exists(name: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// Host links stacked on `master` in the host namespace (what a failed ADD must not leave behind).
+pub fn host_links_on(master: &str) -> Vec<String> {
+    let links = ip_json(&["-d", "link", "show"]);
+    let list = links.as_array().cloned().unwrap_or_default();
+    let idx = list
+        .iter()
+        .find(|l| l["ifname"] == master)
+        .map(|l| l["ifindex"].clone());
+    list.iter()
+        .filter(|l| {
+            idx.is_some() && l.get("link_index") == idx.as_ref() && l.get("link_netnsid").is_none()
+        })
+        .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+        .collect()
 }

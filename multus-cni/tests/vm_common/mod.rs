@@ -128,34 +128,8 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A named network namespace (`ip netns add`), deleted on drop.
-pub struct Netns {
-    /// The namespace's name.
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates a fresh namespace, replacing a leftover of the same name.
-    pub fn new(name: &str) -> Self {
-        let _ = run("ip", &["netns", "del", name]);
-        run_ok("ip", &["netns", "add", name]);
-        run_ok("ip", &["-n", name, "link", "set", "lo", "up"]);
-        Netns {
-            name: name.to_string(),
-        }
-    }
-
-    /// The path given to plugins as CNI_NETNS.
-    pub fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run("ip", &["netns", "del", &self.name]);
-    }
-}
+/// The network namespaces of the VM tests (exact names: `Netns::named`).
+pub use multus_testsupport::Netns;
 
 /// How the tests reach the plugins: through the `multus` binary (the default, and what the suite is for), or, while
 /// developing, straight to the reference plugin named by the delegate's `type` (`MULTUS_VM_PLUGIN=direct`).
@@ -232,7 +206,7 @@ impl Plugin {
             clean_command(&exe),
             command,
             container_id,
-            &netns,
+            netns,
             "eth0",
             &conf,
         )
@@ -252,7 +226,7 @@ pub fn run_cni(
     mut cmd: Command,
     command: &str,
     container_id: &str,
-    netns: &str,
+    netns: impl AsRef<std::ffi::OsStr>,
     ifname: &str,
     conf: &Value,
 ) -> Cni {
