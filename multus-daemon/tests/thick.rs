@@ -99,3 +99,50 @@ fn shim_without_a_daemon_answers_11_in_bounded_time() {
     assert_eq!(e["code"], 11, "{e}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
+
+/// Go Multus thick's DEL bug, not ours: with `clusterNetwork` a conflist path, the DEL undoes the primary with
+/// its plugins' settings (the cache keeps the conflist whole), so eth0's address is released; a failing DEL
+/// is reported by the shim, not answered with success.
+#[test]
+fn a_conflist_primary_is_released_at_del() {
+    let mut node = Node::new();
+    let net_d = node.path("net.d");
+    let conf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(net_d.join("10-podnet.conf")).unwrap())
+            .unwrap();
+    std::fs::remove_file(net_d.join("10-podnet.conf")).unwrap();
+    let mut plugin = conf.clone();
+    plugin.as_object_mut().unwrap().remove("cniVersion");
+    plugin.as_object_mut().unwrap().remove("name");
+    let list = serde_json::json!({"cniVersion": "1.0.0", "name": "podnet",
+        "plugins": [plugin, {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.accept_redirects": "0"}}]});
+    std::fs::write(net_d.join("10-podnet.conflist"), list.to_string()).unwrap();
+    node.start_daemon();
+    let shim_conf = node.multus_conf();
+    assert!(shim_conf["clusterNetwork"]
+        .as_str()
+        .unwrap()
+        .ends_with("10-podnet.conflist"));
+    let pod = TestPod::new(&node, Some("macvlan-conf"));
+    node.shim("ADD", &pod, &shim_conf).ok();
+    assert_eq!(reservations(&node.path("ipam")).len(), 2);
+    node.shim("DEL", &pod, &shim_conf).ok();
+    assert!(
+        reservations(&node.path("ipam")).is_empty(),
+        "{:?}",
+        reservations(&node.path("ipam"))
+    );
+    // A DEL that fails is an error at the runtime (here: the cache entry unreadable and the pod gone).
+    let pod = TestPod::new(&node, Some("macvlan-conf"));
+    node.shim("ADD", &pod, &shim_conf).ok();
+    let entry = std::fs::read_dir(node.path("cache"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&entry, "not json").unwrap();
+    node.api.delete_pod(&pod.namespace, &pod.name);
+    let e = node.shim("DEL", &pod, &shim_conf).err();
+    assert_eq!(e["code"], 11, "{e}");
+}
