@@ -250,3 +250,50 @@ pub async fn in_flight<F: std::future::Future<Output = (String, Answer)>>(
         .inc();
     (status, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One pod's requests wait for each other, other pods' do not; a key is forgotten once released.
+    #[test]
+    fn one_pods_requests_are_ordered_others_run_alongside() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let locks = Arc::new(PodLocks::default());
+            let held = locks.lock("ns/a".into()).await;
+            // Another pod is not held up.
+            let other =
+                tokio::time::timeout(Duration::from_millis(100), locks.lock("ns/b".into())).await;
+            assert!(other.is_ok());
+            drop(other);
+            // The same pod waits until the first request is done.
+            let l2 = locks.clone();
+            let second = tokio::spawn(async move { l2.lock("ns/a".into()).await });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(!second.is_finished());
+            drop(held);
+            let g = tokio::time::timeout(Duration::from_secs(1), second)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(locks.len(), 1);
+            drop(g);
+            assert!(locks.is_empty());
+        });
+    }
+
+    #[test]
+    fn results_go_as_cni_1_0_0_unless_1_1_0() {
+        let v = serde_json::json!({"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.0.0.2/24"}]});
+        assert_eq!(
+            wire_result(v.clone(), "0.3.1").unwrap()["cniVersion"],
+            "1.0.0"
+        );
+        let v11 = serde_json::json!({"cniVersion": "1.1.0", "ips": []});
+        assert_eq!(wire_result(v11, "1.1.0").unwrap()["cniVersion"], "1.1.0");
+    }
+}
