@@ -6,6 +6,8 @@
 //!   each ADD and DEL.
 //! - `concurrent N`: N pods ADDed at once through the shim: p50 / p99 of the ADDs, the daemon's CPU time and
 //!   peak RSS over the burst; then all DELs.
+//! - `rss RUNS`: peak RSS (GNU time's `%M`) of one ADD of the seed's pod through the shim, and through the
+//!   thin `multus`.
 //! - `idle PODS NADS`: the API holds PODS pods on this node and NADS NADs; the daemon's time from start to
 //!   ready (`/readyz`), then its RSS idle.
 //!
@@ -29,6 +31,7 @@ struct Bench {
     _master: HostLink,
     _bridge: HostLink,
     kubeconfig: PathBuf,
+    metrics_port: u16,
 }
 
 fn call(bin: &Path, vars: &[(&str, &str)], stdin: &str) -> (Duration, bool, String) {
@@ -78,6 +81,11 @@ impl Bench {
             .to_string(),
             &[],
         );
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         Bench {
             api,
             dir,
@@ -87,6 +95,7 @@ impl Bench {
             _master: master,
             _bridge: bridge,
             kubeconfig,
+            metrics_port,
         }
     }
 
@@ -100,7 +109,8 @@ impl Bench {
         let cfg = json!({"cniVersion":"1.0.0","logLevel":"error","logFile":self.path("daemon.log"),
             "logToStderr":false,"socketDir":self.path("run"),"daemonSocketDir":self.path("run"),
             "cniConfigDir":net_d,"multusAutoconfigDir":net_d,"kubeconfig":self.kubeconfig,
-            "nodeName":TEST_NODE,"binDir":"/usr/lib/cni","cniDir":self.path("cache")});
+            "nodeName":TEST_NODE,"binDir":"/usr/lib/cni","cniDir":self.path("cache"),
+            "metricsPort":self.metrics_port,"metricsBindAddress":"127.0.0.1"});
         std::fs::write(self.path("daemon.json"), cfg.to_string()).unwrap();
         let t = Instant::now();
         let child = Command::new(&self.daemon_bin)
@@ -128,6 +138,31 @@ impl Bench {
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         buf.split(' ').nth(1)?.parse().ok()
+    }
+
+    /// Mean time of each delegate type's ADD in the daemon (its histogram's sum / count).
+    fn delegate_means(&self) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let get = |l: &str, suffix: &str| -> Option<(String, f64)> {
+            let rest = l
+                .strip_prefix("multus_delegate_duration_seconds")?
+                .strip_prefix(suffix)?;
+            let (labels, v) = rest.rsplit_once(' ')?;
+            labels
+                .contains("verb=\"ADD\"")
+                .then(|| (labels.to_string(), v.parse().unwrap_or(0.0)))
+        };
+        let sums: Vec<(String, f64)> = text.lines().filter_map(|l| get(l, "_sum")).collect();
+        let counts: Vec<(String, f64)> = text.lines().filter_map(|l| get(l, "_count")).collect();
+        sums.iter()
+            .zip(&counts)
+            .map(|((l, s), (_, c))| format!("{l} {:.2} ms", s / c * 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn pid(&self) -> u32 {
@@ -281,6 +316,10 @@ fn seed(b: &mut Bench, runs: usize) {
         }
     }
     println!("load after: {}", load());
+    println!(
+        "in the daemon, mean ADD per delegate: {}",
+        b.delegate_means()
+    );
     println!("| row ({runs} interleaved runs) | ADD median | ADD p90 | DEL median | DEL p90 | API requests per ADD / DEL |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for (name, add, del, ra, rd) in &mut rows {
@@ -294,6 +333,68 @@ fn seed(b: &mut Bench, runs: usize) {
             rd[rd.len() / 2]
         );
     }
+}
+
+/// Peak RSS in KiB of one call under GNU time.
+fn peak_rss(bin: &Path, vars: &[(&str, &str)], stdin: &str) -> u64 {
+    let mut child = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg(bin)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn rss(b: &mut Bench, runs: usize) {
+    b.start_daemon();
+    let shim = b.shim_bin();
+    let (shim_conf, thin_conf) = (b.shim_conf(), b.thin_conf());
+    let pod = b.pod(0);
+    std::thread::sleep(Duration::from_millis(200));
+    let (mut thick, mut thin) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for (bin, conf, out) in [
+            (&shim, &shim_conf, &mut thick),
+            (&b.multus, &thin_conf, &mut thin),
+        ] {
+            let netns = pod.ns.path().display().to_string();
+            let args = format!(
+                "K8S_POD_NAMESPACE=default;K8S_POD_NAME={};K8S_POD_UID=u-{}",
+                pod.name, pod.name
+            );
+            let vars = [
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", pod.cid.as_str()),
+                ("CNI_NETNS", netns.as_str()),
+                ("CNI_IFNAME", "eth0"),
+                ("CNI_PATH", "/usr/lib/cni"),
+                ("CNI_ARGS", args.as_str()),
+            ];
+            out.push(peak_rss(bin, &vars, conf));
+            assert!(b.cni(bin, "DEL", &pod, conf).1);
+        }
+    }
+    thick.sort();
+    thin.sort();
+    println!(
+        "peak RSS of the seed pod's ADD ({runs} runs, median (min-max)): shim {:.2} MiB ({:.2}-{:.2}), thin multus {:.2} MiB ({:.2}-{:.2}); load {}",
+        thick[runs / 2] as f64 / 1024.0, thick[0] as f64 / 1024.0, thick[runs - 1] as f64 / 1024.0,
+        thin[runs / 2] as f64 / 1024.0, thin[0] as f64 / 1024.0, thin[runs - 1] as f64 / 1024.0, load()
+    );
 }
 
 fn concurrent(b: &mut Bench, n: usize) {
@@ -384,6 +485,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("seed") => seed(&mut b, n(1, 40)),
         Some("concurrent") => concurrent(&mut b, n(1, 100)),
+        Some("rss") => rss(&mut b, n(1, 9)),
         Some("idle") => idle(&mut b, n(1, 1000), n(2, 200)),
         _ => eprintln!("usage: thick_bench --multus BIN --daemon BIN seed [RUNS] | concurrent [N] | idle [PODS NADS]"),
     }
