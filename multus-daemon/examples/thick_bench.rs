@@ -283,13 +283,22 @@ fn proc_stats(pid: u32) -> (f64, u64, u64) {
     (cpu, kib("VmHWM:"), kib("VmRSS:"))
 }
 
+/// One row of the seed table: name, ADD and DEL times, API requests per ADD and per DEL.
+type Row = (
+    &'static str,
+    Vec<Duration>,
+    Vec<Duration>,
+    Vec<usize>,
+    Vec<usize>,
+);
+
 fn seed(b: &mut Bench, runs: usize) {
     b.start_daemon();
     let shim = b.shim_bin();
     let (shim_conf, thin_conf) = (b.shim_conf(), b.thin_conf());
     let pod = b.pod(0);
     std::thread::sleep(Duration::from_millis(200));
-    let mut rows: Vec<(&str, Vec<Duration>, Vec<Duration>, Vec<usize>, Vec<usize>)> = vec![
+    let mut rows: Vec<Row> = vec![
         ("thick (shim + daemon)", vec![], vec![], vec![], vec![]),
         ("thin (multus)", vec![], vec![], vec![], vec![]),
     ];
