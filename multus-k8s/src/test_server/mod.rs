@@ -117,51 +117,72 @@ fn ok_body(v: &Value) -> Response<Body> {
     r
 }
 
+/// The certificates made at start and the TLS acceptor serving with them.
+struct Certs {
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all generated now.
+fn make_certs() -> Result<Certs, String> {
+    let ca_key = rcgen::KeyPair::generate().map_err(e2s)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "multus-k8s test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(e2s)?;
+    let server_key = rcgen::KeyPair::generate().map_err(e2s)?;
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .map_err(e2s)?
+        .signed_by(&server_key, &ca)
+        .map_err(e2s)?;
+    let client_key = rcgen::KeyPair::generate().map_err(e2s)?;
+    let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
+    cp.distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:test");
+    cp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = cp.signed_by(&client_key, &ca).map_err(e2s)?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).map_err(e2s)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(e2s)?;
+    let key = PrivateKeyDer::from_pem_slice(server_key.serialize_pem().as_bytes()).map_err(e2s)?;
+    let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(e2s)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(e2s)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    Ok(Certs {
+        acceptor,
+        ca_pem: ca.pem(),
+        client_cert_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    })
+}
+
 impl TestApiServer {
     /// Generates the certificates and starts serving on a free port of 127.0.0.1.
     pub fn start() -> Result<TestApiServer, String> {
-        let ca_key = rcgen::KeyPair::generate().map_err(e2s)?;
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "multus-k8s test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(e2s)?;
-        let server_key = rcgen::KeyPair::generate().map_err(e2s)?;
-        let server_cert =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-                .map_err(e2s)?
-                .signed_by(&server_key, &ca)
-                .map_err(e2s)?;
-        let client_key = rcgen::KeyPair::generate().map_err(e2s)?;
-        let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
-        cp.distinguished_name
-            .push(rcgen::DnType::CommonName, "system:node:test");
-        cp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let client_cert = cp.signed_by(&client_key, &ca).map_err(e2s)?;
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.der().clone()).map_err(e2s)?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()
-        .map_err(e2s)?;
-        let key =
-            PrivateKeyDer::from_pem_slice(server_key.serialize_pem().as_bytes()).map_err(e2s)?;
-        let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(e2s)?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(e2s)?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-
+        let Certs {
+            acceptor,
+            ca_pem,
+            client_cert_pem,
+            client_key_pem,
+        } = make_certs()?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(e2s)?;
         listener.set_nonblocking(true).map_err(e2s)?;
         let addr = listener.local_addr().map_err(e2s)?;
@@ -216,9 +237,9 @@ impl TestApiServer {
             .map_err(e2s)?;
         Ok(TestApiServer {
             addr,
-            ca_pem: ca.pem(),
-            client_cert_pem: client_cert.pem(),
-            client_key_pem: client_key.serialize_pem(),
+            ca_pem,
+            client_cert_pem,
+            client_key_pem,
             token,
             state,
             stop: Some(stop_tx),
