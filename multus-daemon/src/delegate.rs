@@ -1,14 +1,15 @@
 //! `POST /delegate`, as upstream's daemon serves it to hot-plug clients (multus-dynamic-networks-controller):
 //! one network config (a plugin config or a conflist) attached to, or detached from, a running pod as
 //! `CNI_IFNAME`, with the request's `interfaceAttributes` (`ips` as `IP=`, `mac` as `MAC=` in `CNI_ARGS`,
-//! `cni-args` into the plugins' `args.cni`). The pod must exist (cache, else one GET). No cache entry and
+//! `cni-args` into the plugins' `args.cni`; `IgnoreUnknown=true` and the pod's `K8S_*` keys first, as upstream's
+//! runtime config; a config without a `name` is named after the interface). The pod must exist (cache, else one GET). No cache entry and
 //! no network-status: the caller keeps those, as with upstream.
 
 use crate::handler::Answer;
 use crate::Daemon;
 use multus_cni::meta::PodArgs;
 use multus_cni::shim::protocol::{InterfaceAttributes, Request, Response};
-use multus_core::cni::{CniEnv, CniError, CniResult, Command, NetworkConfig};
+use multus_core::cni::{CniArgs, CniEnv, CniError, CniResult, Command, NetworkConfig};
 use multus_core::pipeline::{self, Attachment, Attachments, Pod};
 use multus_k8s::cache::PodCache;
 use serde_json::Value;
@@ -64,6 +65,21 @@ fn with_cni_args(mut conf: Value, ia: Option<&InterfaceAttributes>) -> Value {
     conf
 }
 
+/// The delegate's `CNI_ARGS` as upstream's `CreateCNIRuntimeConf` makes them: `IgnoreUnknown=true` and the
+/// pod's `K8S_*` keys (`MAC=`, `IP=` are the attachment's own, added after).
+fn runtime_args(from: &CniArgs) -> CniArgs {
+    let mut out = vec![("IgnoreUnknown".to_string(), "true".to_string())];
+    for k in [
+        "K8S_POD_NAMESPACE",
+        "K8S_POD_NAME",
+        "K8S_POD_INFRA_CONTAINER_ID",
+        "K8S_POD_UID",
+    ] {
+        out.push((k.to_string(), from.get(k).unwrap_or_default().to_string()));
+    }
+    CniArgs(out)
+}
+
 async fn pod_exists(d: &Daemon, p: &PodArgs) -> Result<(), CniError> {
     if d.cache.pod(&p.namespace, &p.name).is_some() {
         return Ok(());
@@ -83,7 +99,16 @@ async fn run(d: &Arc<Daemon>, req: &Request) -> Result<Answer, CniError> {
     let ia = req.interface_attributes.as_ref();
     let conf: Value = serde_json::from_slice(&req.config)
         .map_err(|e| CniError::decoding(format!("the delegate config is not JSON: {e}")))?;
-    let network = NetworkConfig::from_value(with_cni_args(conf, ia))?;
+    let mut conf = with_cni_args(conf, ia);
+    if conf
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        // A NAD's config may have no name (the flow names it after the NAD): named after the interface.
+        conf["name"] = Value::String(env.ifname.clone());
+    }
+    let network = NetworkConfig::from_value(conf)?;
     if matches!(env.command, Command::Add | Command::Del) {
         let p = PodArgs::from_env(&env).ok_or_else(|| {
             CniError::invalid_env(
@@ -115,7 +140,7 @@ async fn run(d: &Arc<Daemon>, req: &Request) -> Result<Answer, CniError> {
     let pod = Pod {
         container_id: env.container_id.clone(),
         netns: env.netns.clone(),
-        args: env.args.clone(),
+        args: runtime_args(&env.args),
         cni_path: env.path.clone(),
         registry: Arc::new(registry),
     };

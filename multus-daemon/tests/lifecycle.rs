@@ -139,13 +139,16 @@ fn sigterm_drains_then_takes_the_config_off() {
     assert_eq!(node.multus_conf()["type"], "multus-shim");
 }
 
-/// 50 pods added at once through the shim: all attached with distinct addresses, then all deleted.
+/// 50 pods added at once through the shim, with `connectionLimit` 8: all attached with distinct addresses,
+/// then all deleted.
 #[test]
 fn fifty_pods_at_once() {
     let mut node = Node::new();
     let big = json!({"cniVersion":"0.3.1","type":"macvlan","master":node.master.0,"mode":"bridge",
         "ipam":{"type":"host-local","subnet":"172.30.0.0/24","dataDir":node.path("ipam")}});
     node.api.add_nad("default", "big", &big.to_string(), &[]);
+    // At most 8 shim connections served at once: the others wait in the socket's backlog.
+    node.daemon_config["connectionLimit"] = json!(8);
     node.start_daemon();
     let conf = node.multus_conf();
     let pods: Vec<TestPod> = (0..50).map(|_| TestPod::new(&node, Some("big"))).collect();

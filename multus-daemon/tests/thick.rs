@@ -146,3 +146,49 @@ fn a_conflist_primary_is_released_at_del() {
     let e = node.shim("DEL", &pod, &shim_conf).err();
     assert_eq!(e["code"], 11, "{e}");
 }
+
+/// `POST /delegate` as upstream's hot-plug clients send it: one network attached to a running pod under the
+/// interface name asked, with the requested MAC, then detached; the pod must exist.
+#[test]
+fn delegate_requests_hot_plug_one_network() {
+    use base64::Engine;
+    let mut node = Node::new();
+    node.start_daemon();
+    let pod = TestPod::new(&node, None);
+    let netns = pod.ns.path().display().to_string();
+    let conf = node.macvlan_conf("192.168.1.220", "192.168.1.221");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&conf);
+    let body = |cmd: &str, args: &str| {
+        serde_json::json!({"env": {"CNI_COMMAND": cmd, "CNI_CONTAINERID": pod.cid, "CNI_NETNS": netns,
+            "CNI_IFNAME": "net5", "CNI_ARGS": args},
+            "config": b64, "interfaceAttributes": {"mac": "02:00:00:00:00:42", "cni-args": null}})
+        .to_string()
+    };
+    let bounds = multus_cni::shim::http::Bounds {
+        connect: Duration::from_secs(1),
+        total: Duration::from_secs(60),
+    };
+    let sock = node.path("run/multus.sock");
+    let post =
+        |b: String| multus_cni::shim::http::post(&sock, "/delegate", b.as_bytes(), bounds).unwrap();
+    let args = format!(
+        "K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_UID={}",
+        pod.namespace, pod.name, pod.uid
+    );
+    let (status, answer) = post(body("ADD", &args));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let resp: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        resp["Result"]["ips"][0]["address"], "192.168.1.220/24",
+        "{resp}"
+    );
+    assert!(pod.ns.link_names().contains(&"net5".to_string()));
+    let (status, _) = post(body("DEL", &args));
+    assert_eq!(status, 200);
+    assert!(!pod.ns.link_names().contains(&"net5".to_string()));
+    assert!(reservations(&node.path("ipam")).is_empty());
+    // A pod that does not exist: refused, nothing attached.
+    let (status, answer) = post(body("ADD", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=nope"));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    assert!(!pod.ns.link_names().contains(&"net5".to_string()));
+}
