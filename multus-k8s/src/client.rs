@@ -58,6 +58,10 @@ pub struct ClientConfig {
     server_name: ServerName<'static>,
     tls: Arc<rustls::ClientConfig>,
     token: Option<String>,
+    /// Where the token was read from (a service account's projected token, a kubeconfig's `tokenFile`):
+    /// read again when it changes, since the kubelet rotates it and a long-running client (the thick
+    /// daemon) would otherwise be refused once the first one expires.
+    token_file: Option<(PathBuf, Arc<std::sync::Mutex<TokenCache>>)>,
     /// The limit on one request (connect included).
     pub request_timeout: Duration,
     /// Write pod annotations with one JSON merge PATCH of `pods/{name}/status` carrying the pod's UID (no
@@ -204,6 +208,14 @@ struct Creds {
     ca_pem: Vec<u8>,
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
     token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+/// The token as last read from its file, and that file's modification time then.
+#[derive(Debug, Default)]
+struct TokenCache {
+    token: String,
+    modified: Option<std::time::SystemTime>,
 }
 
 fn tls_config(creds: &Creds, origin: &Path) -> Result<Arc<rustls::ClientConfig>, CniError> {
@@ -258,6 +270,26 @@ fn find_named<'a>(list: &'a Value, name: &str, inner: &str) -> Option<&'a Value>
 }
 
 impl ClientConfig {
+    /// The bearer token now: from its file when that changed since it was last read (one `stat` per
+    /// request), else as read before.
+    fn bearer(&self) -> Option<String> {
+        let Some((file, cache)) = &self.token_file else {
+            return self.token.clone();
+        };
+        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified != c.modified {
+            match std::fs::read(file) {
+                Ok(b) if !b.is_empty() => {
+                    c.token = String::from_utf8_lossy(&b).trim().to_string();
+                    c.modified = modified;
+                }
+                _ => {}
+            }
+        }
+        Some(c.token.clone())
+    }
+
     /// Reads a kubeconfig file (YAML or JSON), using its `current-context` (else its only context).
     pub fn from_kubeconfig(path: &Path) -> Result<ClientConfig, CniError> {
         let bytes = std::fs::read(path).map_err(|e| {
@@ -345,10 +377,16 @@ impl ClientConfig {
             ),
             (None, None) => None,
         };
+        let token_file = match (user["token"].as_str(), user["tokenFile"].as_str()) {
+            (None, Some(f)) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
+            (None, Some(f)) => Some(base.join(f)),
+            _ => None,
+        };
         let creds = Creds {
             ca_pem,
             client_cert,
             token,
+            token_file,
         };
         Self::build(server, &creds, path)
     }
@@ -377,6 +415,7 @@ impl ClientConfig {
             ca_pem: read("ca.crt")?,
             client_cert: None,
             token: Some(String::from_utf8_lossy(&read("token")?).trim().to_string()),
+            token_file: Some(sa_dir.join("token")),
         };
         Self::build(&server, &creds, sa_dir)
     }
@@ -392,6 +431,14 @@ impl ClientConfig {
             server_name,
             tls: tls_config(creds, origin)?,
             token: creds.token.clone(),
+            token_file: creds.token_file.clone().map(|f| {
+                let modified = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+                let cache = TokenCache {
+                    token: creds.token.clone().unwrap_or_default(),
+                    modified,
+                };
+                (f, Arc::new(std::sync::Mutex::new(cache)))
+            }),
             request_timeout: Duration::from_secs(10),
             status_patch: false,
             observer: None,
@@ -489,7 +536,7 @@ impl Client {
             )
             .header(hyper::header::ACCEPT, "application/json")
             .header(hyper::header::USER_AGENT, "multus-rs");
-        if let Some(t) = &self.cfg.token {
+        if let Some(t) = self.cfg.bearer() {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         if body.is_some() {
