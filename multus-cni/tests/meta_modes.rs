@@ -439,3 +439,37 @@ fn prefer_node_binary_runs_the_nodes_plugin() {
         );
     }
 }
+
+/// A key the built-in delegate does not implement is named in a warning on ADD, never ignored in silence.
+#[test]
+fn keys_a_built_in_ignores_are_named() {
+    let n = node(Mode::Delegates, json!({"retryDeleteOnError": true}));
+    let mut conf = n.conf.clone();
+    conf["delegates"][1]["bcqueuelen"] = json!(1000);
+    conf["delegates"][1]["ipam"]["vendorOption"] = json!(true);
+    let r = n.run("ADD", &conf);
+    r.ok();
+    let warned: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("does not implement"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{}", r.stderr);
+    assert!(
+        warned[0].contains("built-in macvlan") && warned[0].contains("bcqueuelen"),
+        "{warned:?}"
+    );
+    assert!(warned[0].contains("preferNodeBinary"), "{warned:?}");
+    assert!(
+        warned[1].contains("host-local") && warned[1].contains("vendorOption"),
+        "{warned:?}"
+    );
+    // With the node's binary preferred, no warning: the reference plugin reads what it reads.
+    n.run("DEL", &conf).ok();
+    conf["preferNodeBinary"] = json!(["macvlan", "host-local"]);
+    let r = n.run("ADD", &conf);
+    r.ok();
+    assert!(!r.stderr.contains("does not implement"), "{}", r.stderr);
+    n.run("DEL", &conf).ok();
+    n.assert_clean();
+}

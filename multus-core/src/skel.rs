@@ -104,6 +104,7 @@ async fn run_verb(
     let ctx = Context::from_env(env, registry);
     match env.command {
         Command::Add => {
+            crate::delegate::known_keys::warn_unimplemented(delegate, &conf);
             let r = delegate.add(&ctx, &conf).await?;
             Ok(Some(r.to_value(&version)?))
         }

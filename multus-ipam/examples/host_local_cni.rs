@@ -121,10 +121,7 @@ fn main() -> ExitCode {
         }
         Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
-            println!(
-                "{:#}",
-                json!({ "cniVersion": "1.0.0", "code": e.cni_code(), "msg": e.to_string() })
-            );
+            println!("{:#}", multus_core::cni::CniError::from(e).to_json("1.0.0"));
             ExitCode::FAILURE
         }
     }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::ip::{canonical, from_u128, parse_ip, to_u128, IpNet};
 use crate::range_set::RangeSet;
 use crate::result::IpConfig;
-use crate::store::{validate_container_id, validate_ifname, Store};
+use crate::store::{check_attachment, Held, Store};
 use crate::{IpamError, Result};
 
 /// The reference plugin's `RangeIter`: candidate addresses of a range set, in order.
@@ -177,7 +177,10 @@ fn allocate_one<S: Store>(
         if ip == r.gateway() {
             return Err(IpamError::RequestedGateway { index, ip });
         }
-        if !store.reserve(ip, container_id, ifname)? {
+        // A requested orphan is taken (see [`crate::store`]): the reference would refuse it.
+        let got = store.reserve(ip, container_id, ifname)?
+            || (store.reclaim(ip)? && store.reserve(ip, container_id, ifname)?);
+        if !got {
             return Err(IpamError::RequestedTaken {
                 index,
                 ip,
@@ -209,21 +212,41 @@ fn allocate_one<S: Store>(
     if raw.is_some() && last.is_none() {
         tracing::warn!(index, "ignoring an unparsable last_reserved_ip record");
     }
-    for (_, ip) in Candidates::new(set, last) {
-        if store.reserve(ip, container_id, ifname)? {
-            undo.reserved.push(ip);
-            undo.note_last(index, raw);
-            store.set_last_reserved(index, Some(ip.to_string().as_bytes()))?;
-            return config_for(set, ip).ok_or(IpamError::Exhausted {
-                index,
-                ranges: set.to_string(),
-            });
-        }
+    // The reference's walk; only when it finds no free address, the same walk again taking the
+    // first orphan (see [`crate::store`]): as long as an address is free, the choice is the
+    // reference's, and a lookup per candidate is all it costs.
+    let mut found = first(store, set, last, |s, ip| {
+        s.reserve(ip, container_id, ifname)
+    })?;
+    if found.is_none() {
+        found = first(store, set, last, |s, ip| {
+            Ok(s.reclaim(ip)? && s.reserve(ip, container_id, ifname)?)
+        })?;
     }
-    Err(IpamError::Exhausted {
+    let exhausted = || IpamError::Exhausted {
         index,
         ranges: set.to_string(),
-    })
+    };
+    let ip = found.ok_or_else(exhausted)?;
+    undo.reserved.push(ip);
+    undo.note_last(index, raw);
+    store.set_last_reserved(index, Some(ip.to_string().as_bytes()))?;
+    config_for(set, ip).ok_or_else(exhausted)
+}
+
+/// The first candidate of `set` (walking on from `last`) for which `take` succeeds.
+fn first<S: Store>(
+    store: &mut S,
+    set: &RangeSet,
+    last: Option<IpAddr>,
+    mut take: impl FnMut(&mut S, IpAddr) -> Result<bool>,
+) -> Result<Option<IpAddr>> {
+    for (_, ip) in Candidates::new(set, last) {
+        if take(store, ip)? {
+            return Ok(Some(ip));
+        }
+    }
+    Ok(None)
 }
 
 /// Allocates one address per range set for an attachment, honouring requested addresses.
@@ -237,8 +260,7 @@ pub fn allocate<S: Store>(
     ifname: &str,
     requested: &[IpAddr],
 ) -> Result<Vec<IpConfig>> {
-    validate_container_id(container_id)?;
-    validate_ifname(ifname)?;
+    check_attachment(container_id, ifname)?;
     let wanted = assign_requested(sets, requested)?;
     let mut undo = Undo::default();
     let mut out = Vec::with_capacity(sets.len());
@@ -254,12 +276,35 @@ pub fn allocate<S: Store>(
     Ok(out)
 }
 
-/// Releases every address held by an attachment (files of the current format; if there are
-/// none, files of the legacy format naming only the container ID). Idempotent.
-pub fn release<S: Store>(store: &mut S, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
-    validate_container_id(container_id)?;
-    validate_ifname(ifname)?;
+/// What an attachment holds. An attachment holds one address per range set (`range_sets`) after
+/// a successful ADD; when the store finds fewer, its answer may be short (a file rewritten in place
+/// for this attachment, which the index cannot point at), so the store verifies every file and is
+/// asked again. More than that is never looked for: see "Files rewritten in place" in
+/// [`crate::index`].
+pub fn held<S: Store>(
+    store: &mut S,
+    container_id: &str,
+    ifname: &str,
+    range_sets: usize,
+) -> Result<Held> {
+    check_attachment(container_id, ifname)?;
     let held = store.held_by(container_id, ifname)?;
+    if held.len() >= range_sets || !store.verify()? {
+        return Ok(held);
+    }
+    store.held_by(container_id, ifname)
+}
+
+/// Releases every address held by an attachment (files of the current format; if there are
+/// none, files of the legacy format naming only the container ID), found as [`held`] does.
+/// Idempotent.
+pub fn release<S: Store>(
+    store: &mut S,
+    container_id: &str,
+    ifname: &str,
+    range_sets: usize,
+) -> Result<Vec<IpAddr>> {
+    let held = held(store, container_id, ifname, range_sets)?;
     let ips = if held.exact.is_empty() {
         held.legacy
     } else {
@@ -274,14 +319,13 @@ pub fn release<S: Store>(store: &mut S, container_id: &str, ifname: &str) -> Res
     Ok(released)
 }
 
-/// Whether range set `set` has at least one free address.
+/// Whether range set `set` has at least one address an ADD would get: a free one, or else an
+/// orphan (see [`crate::store`]).
 pub fn has_free<S: Store>(store: &mut S, set: &RangeSet) -> Result<bool> {
-    for (_, ip) in Candidates::new(set, None) {
-        if !store.is_reserved(ip)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(
+        first(store, set, None, |s, ip| Ok(!s.is_reserved(ip)?))?.is_some()
+            || first(store, set, None, |s, ip| s.is_orphan(ip))?.is_some(),
+    )
 }
 
 #[cfg(test)]
@@ -374,7 +418,7 @@ mod tests {
             e.to_string(),
             "failed to allocate all requested IPs: 10.0.0.6 10.9.0.1"
         );
-        assert_eq!(e.cni_code(), 103);
+        assert_eq!(multus_core::cni::ErrorCode::from(&e).code(), 108);
     }
 
     #[test]

@@ -9,28 +9,16 @@ use std::net::IpAddr;
 
 use async_trait::async_trait;
 use ipnetwork::IpNetwork;
-use multus_core::cni::{CniError, CniResult, ErrorCode, PluginConf};
+use multus_core::cni::{CniError, CniResult, PluginConf};
 use multus_core::delegate::{Context, Delegate};
 
 use crate::config::{self, IpamConfig};
 use crate::gc::Attachment;
 use crate::network;
 use crate::result::IpamResult;
-use crate::IpamError;
 
 /// The plugin type this delegate implements.
 pub const PLUGIN_TYPE: &str = "host-local";
-
-/// Maps an [`IpamError`] onto a CNI error with the same code.
-pub fn to_cni_error(e: IpamError) -> CniError {
-    let code = e.cni_code();
-    let code = if code >= 100 {
-        ErrorCode::Other(code)
-    } else {
-        ErrorCode::from_code(code)
-    };
-    CniError::new(code, e.to_string())
-}
 
 fn net(ip: IpAddr, prefix: u8) -> Result<IpNetwork, CniError> {
     IpNetwork::new(ip, prefix).map_err(|e| CniError::invalid_config(e.to_string()))
@@ -105,12 +93,12 @@ impl HostLocal {
             Work::InlineDelOnThread => !is_del,
         };
         if inline {
-            return work().map_err(to_cni_error);
+            return work().map_err(CniError::from);
         }
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| CniError::io(format!("host-local worker: {e}")))?
-            .map_err(to_cni_error)
+            .map_err(CniError::from)
     }
 }
 
@@ -118,6 +106,19 @@ impl HostLocal {
 impl Delegate for HostLocal {
     fn describe(&self) -> String {
         "built-in host-local".to_string()
+    }
+
+    fn known_keys(&self) -> Option<multus_core::delegate::KnownKeys> {
+        Some(multus_core::delegate::KnownKeys::Ipam(&[
+            "subnet",
+            "rangeStart",
+            "rangeEnd",
+            "gateway",
+            "ranges",
+            "routes",
+            "dataDir",
+            "resolvConf",
+        ]))
     }
 
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
@@ -195,7 +196,7 @@ mod tests {
         assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
         d.check(&ctx(Command::Check, "c1"), &c).await.unwrap();
         let e = d.add(&ctx(Command::Add, "c1"), &c).await.unwrap_err();
-        assert_eq!(e.code.code(), 104);
+        assert_eq!(e.code.code(), 109);
         d.add(&ctx(Command::Add, "c2"), &c).await.unwrap();
         d.del(&ctx(Command::Del, "c1"), &c).await.unwrap();
         d.del(&ctx(Command::Del, "c1"), &c).await.unwrap();
@@ -249,7 +250,7 @@ mod tests {
                     .add(&ctx(Command::Add, "c1"), &c)
                     .await
                     .unwrap_err();
-                assert_eq!(e.code.code(), 104, "{work:?}");
+                assert_eq!(e.code.code(), 109, "{work:?}");
                 let r2 = threaded.add(&ctx(Command::Add, "c2"), &c).await.unwrap();
                 assert_ne!(r2.ips[0].address, r.ips[0].address);
                 d.check(&ctx(Command::Check, "c2"), &c).await.unwrap();

@@ -201,6 +201,48 @@ pub fn parse_cni_args(args: &str) -> Result<Option<IpAddr>> {
     Ok(ip)
 }
 
+/// The addresses of `args.cni.ips`.
+fn args_ips(root: &Map<String, Value>) -> Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    if let Some(args) = get(root, "args") {
+        let args = object(args, "args")?;
+        if let Some(cni) = get(args, "cni") {
+            let cni = object(cni, "allocator.IPAMArgs")?;
+            if let Some(ips) = get(cni, "ips") {
+                for v in array(ips, "[]net.IP")? {
+                    out.extend(ip_value(v, "net.IP")?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The addresses (`runtimeConfig.ips`) and range sets (`runtimeConfig.ipRanges`) of the runtime.
+fn runtime_config(root: &Map<String, Value>) -> Result<(Vec<IpAddr>, Vec<Vec<RangeSpec>>)> {
+    let (mut ips_out, mut ranges) = (Vec::new(), Vec::new());
+    if let Some(rc) = get(root, "runtimeConfig") {
+        let rc = object(rc, "runtimeConfig")?;
+        if let Some(ips) = get(rc, "ips") {
+            for v in array(ips, "[]*ip.IP")? {
+                // plugins/pkg/ip.IP: a CIDR or a bare address.
+                let s = v.as_str().ok_or_else(|| decode_err("ip.IP", v))?;
+                let ip = s
+                    .parse::<IpNet>()
+                    .map(|n| canonical(n.addr()))
+                    .ok()
+                    .or_else(|| parse_ip(s))
+                    .ok_or_else(|| IpamError::Decode(format!("invalid IP address {s}")))?;
+                ips_out.push(ip);
+            }
+        }
+        if let Some(r) = get(rc, "ipRanges") {
+            ranges = range_sets(r)?;
+        }
+    }
+    Ok((ips_out, ranges))
+}
+
 /// Parses and validates a network configuration (stdin of the plugin) and `CNI_ARGS`, with the
 /// reference plugin's defaults and checks. Reads no file: `resolvConf` is only recorded.
 pub fn parse(stdin: &[u8], cni_args: &str) -> Result<IpamConfig> {
@@ -223,39 +265,9 @@ pub fn parse(stdin: &[u8], cni_args: &str) -> Result<IpamConfig> {
     if let Some(ip) = parse_cni_args(cni_args)? {
         requested.push(ip);
     }
-    if let Some(args) = get(root, "args") {
-        let args = object(args, "args")?;
-        if let Some(cni) = get(args, "cni") {
-            let cni = object(cni, "allocator.IPAMArgs")?;
-            if let Some(ips) = get(cni, "ips") {
-                for v in array(ips, "[]net.IP")? {
-                    if let Some(ip) = ip_value(v, "net.IP")? {
-                        requested.push(ip);
-                    }
-                }
-            }
-        }
-    }
-    let mut runtime_ranges = Vec::new();
-    if let Some(rc) = get(root, "runtimeConfig") {
-        let rc = object(rc, "runtimeConfig")?;
-        if let Some(ips) = get(rc, "ips") {
-            for v in array(ips, "[]*ip.IP")? {
-                // plugins/pkg/ip.IP: a CIDR or a bare address.
-                let s = v.as_str().ok_or_else(|| decode_err("ip.IP", v))?;
-                let ip = s
-                    .parse::<IpNet>()
-                    .map(|n| canonical(n.addr()))
-                    .ok()
-                    .or_else(|| parse_ip(s))
-                    .ok_or_else(|| IpamError::Decode(format!("invalid IP address {s}")))?;
-                requested.push(ip);
-            }
-        }
-        if let Some(r) = get(rc, "ipRanges") {
-            runtime_ranges = range_sets(r)?;
-        }
-    }
+    requested.extend(args_ips(root)?);
+    let (runtime_ips, runtime_ranges) = runtime_config(root)?;
+    requested.extend(runtime_ips);
 
     // Range sets: runtime ipRanges, the legacy single range, then `ranges`.
     let mut specs = runtime_ranges;
@@ -373,7 +385,7 @@ mod tests {
         assert_eq!(parse_cni_args("IP=").unwrap(), None);
         let e = parse_cni_args("IP=10.0.0.1;FOO=1").unwrap_err();
         assert_eq!(e.to_string(), r#"ARGS: unknown args ["FOO=1"]"#);
-        assert_eq!(e.cni_code(), 4);
+        assert_eq!(multus_core::cni::ErrorCode::from(&e).code(), 4);
         assert!(parse_cni_args("IP=10.0.0.1;FOO=1;IgnoreUnknown=true").is_ok());
         // The reference takes an address in CIDR notation too (Go Multus passes `ips` so).
         assert_eq!(
@@ -429,7 +441,11 @@ mod tests {
         ];
         for (json, code, msg) in cases {
             let e = p(json).unwrap_err();
-            assert_eq!(e.cni_code(), *code, "{json}: {e}");
+            assert_eq!(
+                multus_core::cni::ErrorCode::from(&e).code(),
+                *code,
+                "{json}: {e}"
+            );
             if !msg.is_empty() {
                 assert_eq!(e.to_string(), *msg, "{json}");
             }

@@ -1,36 +1,16 @@
-//! The error type of this crate and its mapping onto CNI error codes.
+//! The error type of this crate and its one mapping onto CNI error codes: `From<IpamError> for CniError`,
+//! onto multus-core's [`ErrorCode`] (the spec's codes, and this project's IPAM codes 105-109 from the one
+//! table [`ErrorCode::OURS`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// CNI error code: incompatible CNI version.
-pub const CODE_INCOMPATIBLE_VERSION: u32 = 1;
-/// CNI error code: container unknown or does not exist.
-pub const CODE_CONTAINER_UNKNOWN: u32 = 3;
-/// CNI error code: invalid necessary environment variables.
-pub const CODE_INVALID_ENV: u32 = 4;
-/// CNI error code: I/O failure.
-pub const CODE_IO: u32 = 5;
-/// CNI error code: failed to decode content.
-pub const CODE_DECODE: u32 = 6;
-/// CNI error code: invalid network config.
-pub const CODE_INVALID_CONFIG: u32 = 7;
-/// CNI error code: the plugin is not available (STATUS).
-pub const CODE_UNAVAILABLE: u32 = 50;
-/// Plugin-specific code: every address of a range set is reserved.
-pub const CODE_EXHAUSTED: u32 = 100;
-/// Plugin-specific code: a requested address is already reserved.
-pub const CODE_REQUESTED_TAKEN: u32 = 101;
-/// Plugin-specific code: a requested address is the gateway of its range.
-pub const CODE_REQUESTED_GATEWAY: u32 = 102;
-/// Plugin-specific code: a requested address is in no range set.
-pub const CODE_REQUESTED_OUTSIDE: u32 = 103;
-/// Plugin-specific code: the attachment already holds an address in this range set.
-pub const CODE_DUPLICATE_ALLOCATION: u32 = 104;
+use multus_core::cni::names::InvalidName;
+use multus_core::cni::{CniError, ErrorCode};
 
 /// Everything that can go wrong in host-local IPAM.
 ///
-/// Each variant maps to a CNI error code with [`IpamError::cni_code`].
+/// Each variant converts into a [`CniError`] with its code (`CniError::from`).
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
     /// The network configuration (or a part of it) is not valid JSON of the expected shape.
@@ -45,15 +25,14 @@ pub enum IpamError {
     /// `CNI_ARGS` or another environment input is malformed.
     #[error("{0}")]
     InvalidArgs(String),
-    /// A network name that is empty or would escape the data directory.
-    #[error("invalid network name {0:?}: must be non-empty, not `.` or `..`, without `/` or NUL")]
-    InvalidNetworkName(String),
-    /// A container ID that does not follow the CNI rules.
-    #[error("invalid container ID {0:?}: must start with an alphanumeric character, followed by alphanumerics, `_`, `.` or `-`")]
-    InvalidContainerId(String),
-    /// An interface name that does not follow the CNI rules.
-    #[error("invalid interface name {0:?}: 1 to 15 bytes, not `.` or `..`, without `/`, `:` or whitespace")]
-    InvalidIfName(String),
+    /// A network name (from the configuration) that is empty or would escape the data directory
+    /// ([`multus_core::cni::names::network_name`]); code 7.
+    #[error("{0}")]
+    InvalidNetworkName(InvalidName),
+    /// A container ID or interface name (from the environment) that does not follow the CNI rules
+    /// ([`multus_core::cni::names`]); code 4.
+    #[error("{0}")]
+    InvalidEnvName(InvalidName),
     /// A file system operation on the store failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -121,27 +100,31 @@ fn join_ips(ips: &[IpAddr]) -> String {
         .join(" ")
 }
 
-impl IpamError {
-    /// The CNI error code for this error (spec codes below 100, plugin-specific codes from 100).
-    pub fn cni_code(&self) -> u32 {
-        match self {
-            IpamError::Decode(_) => CODE_DECODE,
-            IpamError::InvalidConfig(_) | IpamError::InvalidNetworkName(_) => CODE_INVALID_CONFIG,
-            IpamError::IncompatibleVersion(_) => CODE_INCOMPATIBLE_VERSION,
-            IpamError::InvalidArgs(_)
-            | IpamError::InvalidContainerId(_)
-            | IpamError::InvalidIfName(_) => CODE_INVALID_ENV,
-            IpamError::Io { .. } => CODE_IO,
-            IpamError::Exhausted { .. } => CODE_EXHAUSTED,
-            IpamError::RequestedTaken { .. } => CODE_REQUESTED_TAKEN,
-            IpamError::RequestedGateway { .. } => CODE_REQUESTED_GATEWAY,
-            IpamError::RequestedOutside(_) => CODE_REQUESTED_OUTSIDE,
-            IpamError::DuplicateAllocation { .. } => CODE_DUPLICATE_ALLOCATION,
-            IpamError::NotFound(_) => CODE_CONTAINER_UNKNOWN,
-            IpamError::Unavailable(_) => CODE_UNAVAILABLE,
+/// The CNI error code of an error (spec codes below 100, this project's IPAM codes from 105).
+impl From<&IpamError> for ErrorCode {
+    fn from(e: &IpamError) -> Self {
+        match e {
+            IpamError::Decode(_) => ErrorCode::DecodingFailure,
+            IpamError::InvalidConfig(_) | IpamError::InvalidNetworkName(_) => {
+                ErrorCode::InvalidNetworkConfig
+            }
+            IpamError::IncompatibleVersion(_) => ErrorCode::IncompatibleVersion,
+            IpamError::InvalidArgs(_) | IpamError::InvalidEnvName(_) => {
+                ErrorCode::InvalidEnvironment
+            }
+            IpamError::Io { .. } => ErrorCode::IoFailure,
+            IpamError::Exhausted { .. } => ErrorCode::IpamExhausted,
+            IpamError::RequestedTaken { .. } => ErrorCode::IpamRequestedTaken,
+            IpamError::RequestedGateway { .. } => ErrorCode::IpamRequestedGateway,
+            IpamError::RequestedOutside(_) => ErrorCode::IpamRequestedOutside,
+            IpamError::DuplicateAllocation { .. } => ErrorCode::IpamDuplicateAllocation,
+            IpamError::NotFound(_) => ErrorCode::UnknownContainer,
+            IpamError::Unavailable(_) => ErrorCode::PluginNotAvailable,
         }
     }
+}
 
+impl IpamError {
     /// An I/O error on `path` while doing `op`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         IpamError::Io {
@@ -152,5 +135,65 @@ impl IpamError {
     }
 }
 
+impl From<IpamError> for CniError {
+    fn from(e: IpamError) -> Self {
+        CniError::new(ErrorCode::from(&e), e.to_string())
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = IpamError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: IpamError) -> u32 {
+        CniError::from(e).code.code()
+    }
+
+    #[test]
+    fn codes_come_from_the_one_table() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ranges = String::from("10.0.0.2-10.0.0.9");
+        assert_eq!(
+            code(IpamError::Exhausted {
+                index: 0,
+                ranges: ranges.clone()
+            }),
+            105
+        );
+        assert_eq!(
+            code(IpamError::RequestedTaken {
+                index: 0,
+                ip,
+                ranges
+            }),
+            106
+        );
+        assert_eq!(code(IpamError::RequestedGateway { index: 0, ip }), 107);
+        assert_eq!(code(IpamError::RequestedOutside(vec![ip])), 108);
+        let dup = IpamError::DuplicateAllocation {
+            index: 0,
+            ip,
+            container_id: "c".into(),
+        };
+        assert_eq!(code(dup), 109);
+        assert_eq!(code(IpamError::Decode(String::new())), 6);
+        assert_eq!(code(IpamError::InvalidConfig(String::new())), 7);
+        assert_eq!(code(IpamError::IncompatibleVersion(String::new())), 1);
+        assert_eq!(code(IpamError::InvalidArgs(String::new())), 4);
+        let io = std::io::Error::other("x");
+        assert_eq!(code(IpamError::io("read", "/x", io)), 5);
+        assert_eq!(code(IpamError::NotFound(String::new())), 3);
+        assert_eq!(code(IpamError::Unavailable(String::new())), 50);
+        let bad = multus_core::cni::names::network_name("..").unwrap_err();
+        assert_eq!(code(IpamError::InvalidNetworkName(bad)), 7);
+        let bad = multus_core::cni::names::ifname("a/b").unwrap_err();
+        assert_eq!(code(IpamError::InvalidEnvName(bad)), 4);
+        // Every IPAM code is one of the project's table.
+        for c in [105, 106, 107, 108, 109] {
+            assert!(ErrorCode::OURS.iter().any(|(o, _)| o.code() == c), "{c}");
+        }
+    }
+}

@@ -24,6 +24,48 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
     IpAddr::from_str(s).ok().map(canonical)
 }
 
+/// The longest text of an address ([`file_name`]'s buffer).
+pub const NAME_MAX: usize = 48;
+
+/// An address's reservation file name (Go's `net.IP.String()`, which for IPv4 and for IPv6 is what
+/// `Display` writes) into `buf`, without allocating; IPv4 by hand, as a verification formats one
+/// name per reservation and `fmt` costs ten times more.
+pub fn file_name(ip: IpAddr, buf: &mut [u8; NAME_MAX]) -> &[u8] {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut n = 0;
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                let digits = [o / 100, o / 10 % 10, o % 10];
+                let skip = if o >= 100 {
+                    0
+                } else if o >= 10 {
+                    1
+                } else {
+                    2
+                };
+                for d in &digits[skip..] {
+                    buf[n] = b'0' + d;
+                    n += 1;
+                }
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let n = match write!(cur, "{ip}") {
+                Ok(()) => cur.position() as usize,
+                Err(_) => 0,
+            };
+            &buf[..n]
+        }
+    }
+}
+
 /// Number of bits of the address family.
 pub fn bits(ip: IpAddr) -> u8 {
     if ip.is_ipv4() {
@@ -186,6 +228,26 @@ mod tests {
             "10.1.2.0/1000",
         ] {
             assert!(s.parse::<IpNet>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn file_names_are_display() {
+        let mut buf = [0u8; NAME_MAX];
+        for s in [
+            "0.0.0.0",
+            "10.0.0.9",
+            "192.168.100.255",
+            "1.20.3.200",
+            "::",
+            "2001:db8::5",
+        ] {
+            let ip: IpAddr = s.parse().unwrap();
+            assert_eq!(file_name(ip, &mut buf), s.as_bytes());
+        }
+        for v in (0..=u32::MAX).step_by(7_919_993) {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(v));
+            assert_eq!(file_name(ip, &mut buf), ip.to_string().as_bytes());
         }
     }
 

@@ -5,12 +5,15 @@
 //! - [`config`]: every key of the reference configuration, its defaults and its validation (pure);
 //! - [`range`], [`range_set`]: ranges and range sets (pure);
 //! - [`allocator`]: allocation in the reference order over any [`Store`] (pure logic);
-//! - [`store`]: the [`Store`] trait and [`DiskStore`], byte for byte the reference's files;
+//! - [`store`]: the [`Store`] trait and [`DiskStore`], byte for byte the reference's files (and
+//!   what an empty one, left by a killed writer, means);
 //! - [`index`]: the persisted index of a network directory (so that a fresh process does not read
-//!   every reservation file);
+//!   every reservation file), and when it checks the files behind its back;
 //! - [`gc`]: release of every reservation not held by a valid attachment;
 //! - [`network`]: the library API ([`Network`]) and the CNI operations on a parsed configuration;
-//! - [`cni`]: host-local as a multus-core `Delegate` ([`cni::HostLocal`], type `host-local`).
+//! - [`cni`]: host-local as a multus-core `Delegate` ([`cni::HostLocal`], type `host-local`);
+//! - [`error`]: [`IpamError`], which converts into a CNI error with this project's codes (IPAM:
+//!   105-109).
 //!
 //! # Example: addresses for a network, without CNI
 //!

@@ -103,7 +103,7 @@ impl Network {
     /// Releases what (container ID, ifname) holds; returns the released addresses. Idempotent.
     pub fn release(&mut self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
         let mut s = self.store.lock()?;
-        allocator::release(&mut s, container_id, ifname)
+        allocator::release(&mut s, container_id, ifname, self.sets.len())
     }
 
     /// Every reservation, ordered by address.
@@ -113,9 +113,8 @@ impl Network {
 
     /// The addresses (container ID, ifname) holds (CNI CHECK); an error if none.
     pub fn check(&mut self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
-        crate::store::validate_container_id(container_id)?;
-        crate::store::validate_ifname(ifname)?;
-        let held = self.store.lock()?.held_by(container_id, ifname)?;
+        let mut s = self.store.lock()?;
+        let held = allocator::held(&mut s, container_id, ifname, self.sets.len())?;
         let mut ips = held.exact;
         ips.extend(held.legacy);
         if ips.is_empty() {

@@ -160,13 +160,13 @@ mod tests {
         let e =
             validate_sets(&[vec![sub("10.0.0.0/24")], vec![sub("10.0.0.0/25")]], None).unwrap_err();
         assert_eq!(e.to_string(), "range set 0 overlaps with 1");
-        assert_eq!(e.cni_code(), 7);
+        assert_eq!(multus_core::cni::ErrorCode::from(&e).code(), 7);
         let e = validate_sets(
             &[vec![sub("10.0.0.0/24")], vec![sub("10.0.1.0/24")]],
             Some("0.2.0"),
         )
         .unwrap_err();
-        assert_eq!(e.cni_code(), 1);
+        assert_eq!(multus_core::cni::ErrorCode::from(&e).code(), 1);
         assert!(validate_sets(
             &[vec![sub("10.0.0.0/24")], vec![sub("10.0.1.0/24")]],
             Some("1.0.0")

@@ -45,7 +45,7 @@ fn child_entry() {
         let cid = format!("{prefix}-{i}");
         match net.allocate(&cid, "eth0", &[]) {
             Ok(ips) => println!("ALLOC {cid} {}", ips[0].address.addr()),
-            Err(e) if e.cni_code() == 100 => {
+            Err(e) if code_of(&e) == 105 => {
                 println!("FULL {cid}");
                 if count == 0 {
                     std::thread::sleep(Duration::from_millis(1));

@@ -76,7 +76,7 @@ fn alternating_allocations_follow_one_order_with_no_duplicate_and_no_leak() {
             match network::add(&cfg, &cid, "eth0") {
                 Ok(r) => Some(r.ips[0].address.addr().to_string()),
                 Err(e) => {
-                    assert_eq!(e.cni_code(), 100, "{e}");
+                    assert_eq!(code_of(&e), 105, "{e}");
                     None
                 }
             }
@@ -162,7 +162,7 @@ fn reference_reads_our_store_and_we_read_its_store() {
     let held = network::check(&cfg, "theirs", "eth0").unwrap();
     assert_eq!(held, vec![theirs[0].parse::<IpAddr>().unwrap()]);
     let e = network::add(&cfg, "theirs", "eth0").unwrap_err();
-    assert_eq!(e.cni_code(), 104);
+    assert_eq!(code_of(&e), 109);
     assert_ne!(mine, theirs);
 
     // A requested address taken by the other side is refused on both sides.
@@ -170,8 +170,8 @@ fn reference_reads_our_store_and_we_read_its_store() {
     assert!(!ok);
     let cfg_req = config::parse(conf.as_bytes(), &format!("IP={}", theirs[0])).unwrap();
     assert_eq!(
-        network::add(&cfg_req, "x2", "eth0").unwrap_err().cni_code(),
-        101
+        code_of(&network::add(&cfg_req, "x2", "eth0").unwrap_err()),
+        106
     );
 
     // Legacy files (container ID only) written by old plugins are released by container ID.

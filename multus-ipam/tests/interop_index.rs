@@ -77,7 +77,7 @@ fn reference_changes_between_two_runs_are_seen_and_only_what_changed_is_read() {
     // Only the two new files were read; the other 19 were only lstat'ed.
     assert_eq!((s.files_read, s.files_statted), (2, 19), "{s:?}");
     assert_eq!(n.check("r2", "eth0").unwrap(), vec![r2]);
-    assert_eq!(n.check("a3", "eth0").unwrap_err().cni_code(), 3);
+    assert_eq!(code_of(&n.check("a3", "eth0").unwrap_err()), 3);
     assert_eq!(listed(&mut n), full_scan(data));
     // The next run trusts the rebuilt index again, and continues the reference's order.
     let (next, s) = ours_add(data, "a20");
@@ -97,7 +97,7 @@ fn reference_changes_between_two_runs_are_seen_and_only_what_changed_is_read() {
         }
         let mut n = open(data);
         assert_eq!(listed(&mut n), full_scan(data), "after DEL {cid}");
-        assert_eq!(n.check(cid, "eth0").unwrap_err().cni_code(), 3);
+        assert_eq!(code_of(&n.check(cid, "eth0").unwrap_err()), 3);
     }
     assert!(lock_is_free(&data.join(NET)));
 }
@@ -130,21 +130,6 @@ fn same_name_recreated_by_the_reference_for_another_container_is_not_ours_to_rel
     assert_eq!(listed(&mut open(data)), full_scan(data));
 }
 
-/// Rewrites a reservation file in place (same inode: what a re-created file with a reused inode
-/// number looks like) for another attachment.
-fn rewrite_in_place(path: &Path, content: &str) {
-    use std::io::Write;
-    let ino = std::fs::metadata(path).unwrap().ino();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.write_all(content.as_bytes()).unwrap();
-    drop(f);
-    assert_eq!(std::fs::metadata(path).unwrap().ino(), ino);
-}
-
 #[test]
 fn same_inode_new_holder_is_read_before_release_and_seen_after_a_directory_change() {
     let tmp = tempfile::tempdir().unwrap();
@@ -157,7 +142,7 @@ fn same_inode_new_holder_is_read_before_release_and_seen_after_a_directory_chang
     theirs("ADD", data, "r", "");
     let mut n = open(data);
     assert_eq!(n.check("b", "eth0").unwrap(), vec![x]);
-    assert_eq!(n.check("a", "eth0").unwrap_err().cni_code(), 3);
+    assert_eq!(code_of(&n.check("a", "eth0").unwrap_err()), 3);
     let s = n.index_stats();
     assert_eq!(
         (s.scans, s.files_read),

@@ -113,9 +113,9 @@ proptest! {
                     let (cid, ifn) = key(c, i);
                     let r = nets[h].allocate(&cid, &ifn, &[]);
                     if model.contains_key(&(cid.clone(), ifn.clone())) {
-                        prop_assert_eq!(r.unwrap_err().cni_code(), 104);
+                        prop_assert_eq!(common::code_of(&r.unwrap_err()), 109);
                     } else if model.len() == 13 {
-                        prop_assert_eq!(r.unwrap_err().cni_code(), 100);
+                        prop_assert_eq!(common::code_of(&r.unwrap_err()), 105);
                     } else {
                         let ip = r.unwrap()[0].address.addr();
                         prop_assert!(!model.values().any(|v| *v == ip), "{} handed out twice", ip);
@@ -126,13 +126,13 @@ proptest! {
                     let (cid, ifn) = key(c, i);
                     let ip: IpAddr = format!("10.90.0.{host}").parse().unwrap();
                     let r = nets[h].allocate(&cid, &ifn, &[ip]);
-                    let code = r.as_ref().err().map(|e| e.cni_code());
+                    let code = r.as_ref().err().map(common::code_of);
                     if host == 0 || host == 15 {
-                        prop_assert_eq!(code, Some(103));
+                        prop_assert_eq!(code, Some(108));
                     } else if host == 1 {
-                        prop_assert_eq!(code, Some(102));
+                        prop_assert_eq!(code, Some(107));
                     } else if model.values().any(|v| *v == ip) {
-                        prop_assert_eq!(code, Some(101));
+                        prop_assert_eq!(code, Some(106));
                     } else {
                         // A requested address skips the duplicate check, as in the reference.
                         prop_assert_eq!(code, None);

@@ -27,6 +27,16 @@ fn label(net: &NetworkConfig, plugin: &PluginConf) -> String {
     }
 }
 
+/// Logs the keys a built-in delegate (and its built-in IPAM) would ignore in `conf`.
+fn warn_unimplemented_keys(ctx: &Context, conf: &PluginConf, delegate: &dyn super::Delegate) {
+    super::known_keys::warn_unimplemented(delegate, conf);
+    if let Some(ipam) = crate::cni::keys::ipam_type(conf) {
+        if let Ok(d) = ctx.registry.resolve(ipam, &ctx.cni_path) {
+            super::known_keys::warn_unimplemented(d.as_ref(), conf);
+        }
+    }
+}
+
 /// ADD: runs every plugin in order and returns the last result (in the network's version).
 pub async fn add(
     ctx: &Context,
@@ -38,6 +48,7 @@ pub async fn add(
         let conf = invocation(net, plugin, runtime_config, prev.as_ref())?;
         let delegate = ctx.registry.resolve(plugin.plugin_type(), &ctx.cni_path)?;
         tracing::debug!(delegate = %delegate.describe(), ifname = %ctx.ifname, "ADD");
+        warn_unimplemented_keys(ctx, &conf, delegate.as_ref());
         let r = delegate
             .add(ctx, &conf)
             .await

@@ -7,10 +7,12 @@
 
 pub mod chain;
 pub mod external;
+pub mod known_keys;
 pub mod observe;
 pub mod registry;
 
 pub use external::ExternalPlugin;
+pub use known_keys::KnownKeys;
 pub use registry::Registry;
 
 use crate::cni::{CniArgs, CniError, CniResult, Command, PluginConf};
@@ -146,5 +148,12 @@ pub trait Delegate: Send + Sync {
     /// GC: release what belongs to attachments not in the config's `cni.dev/valid-attachments`.
     async fn gc(&self, _ctx: &Context, _conf: &PluginConf) -> Result<(), CniError> {
         Ok(())
+    }
+
+    /// The config keys this delegate implements, when it is a built-in one standing in for a node's plugin
+    /// binary: a key of the config that it does not implement is logged on ADD, never silently ignored.
+    /// `None` (the default, and every plugin binary): nothing is checked.
+    fn known_keys(&self) -> Option<KnownKeys> {
+        None
     }
 }

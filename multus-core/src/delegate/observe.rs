@@ -48,6 +48,10 @@ impl Delegate for Observed {
         self.inner.describe()
     }
 
+    fn known_keys(&self) -> Option<super::known_keys::KnownKeys> {
+        self.inner.known_keys()
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let t = Instant::now();
         let r = self.inner.add(ctx, conf).await;

@@ -149,6 +149,15 @@ impl Delegate for Ipvlan {
         "built-in ipvlan".into()
     }
 
+    fn known_keys(&self) -> Option<crate::delegate::KnownKeys> {
+        Some(crate::delegate::KnownKeys::Plugin(&[&[
+            "master",
+            "mode",
+            "mtu",
+            "linkInContainer",
+        ]]))
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let c = IpvlanConf::parse(conf)?;
         let ips = c.ip_source()?;

@@ -156,6 +156,16 @@ impl Delegate for Macvlan {
         "built-in macvlan".into()
     }
 
+    fn known_keys(&self) -> Option<crate::delegate::KnownKeys> {
+        Some(crate::delegate::KnownKeys::Plugin(&[&[
+            "master",
+            "mode",
+            "mtu",
+            "mac",
+            "linkInContainer",
+        ]]))
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let c = MacvlanConf::parse(conf, &ctx.args)?;
         sublink::add(ctx, conf, &c.spec(), c.ip_source(), c.dns.clone()).await

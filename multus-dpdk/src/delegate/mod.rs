@@ -264,6 +264,14 @@ impl Delegate for Dpdk {
         "built-in dpdk".into()
     }
 
+    fn known_keys(&self) -> Option<multus_core::delegate::KnownKeys> {
+        // sriov's VF settings apply to a VF bound for DPDK too.
+        Some(multus_core::delegate::KnownKeys::Plugin(&[
+            multus_sriov::config::SRIOV_KEYS,
+            &["allowNoIommu"],
+        ]))
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         add::add(self, ctx, conf).await
     }

@@ -219,6 +219,24 @@ fn keys(conf: &PluginConf) -> Keys<'_> {
     Keys::of(conf).plugin("sriov")
 }
 
+/// The keys sriov-cni reads that this delegate implements (besides the CNI spec's and Multus' own).
+pub const SRIOV_KEYS: &[&str] = &[
+    "master",
+    "pfName",
+    "vlan",
+    "vlanQoS",
+    "vlanProto",
+    "mac",
+    "spoofchk",
+    "trust",
+    "link_state",
+    "min_tx_rate",
+    "max_tx_rate",
+    "logLevel",
+    "logFile",
+    "dataDir",
+];
+
 const ON_OFF: &[(&str, bool)] = &[("on", true), ("off", false)];
 const LINK_STATES: &[(&str, LinkState)] = &[
     ("auto", LinkState::Auto),

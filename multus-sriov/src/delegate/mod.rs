@@ -79,6 +79,12 @@ impl Delegate for Sriov {
         "built-in sriov".into()
     }
 
+    fn known_keys(&self) -> Option<multus_core::delegate::KnownKeys> {
+        Some(multus_core::delegate::KnownKeys::Plugin(&[
+            crate::config::SRIOV_KEYS,
+        ]))
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         add::Add::new(self, ctx, conf)?.run().await
     }

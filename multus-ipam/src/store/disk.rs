@@ -1,179 +1,24 @@
-//! The reservation store: the [`Store`] trait and the on-disk store of the reference plugin.
-//!
-//! Layout under `<dataDir>/<network name>/`, byte for byte as the reference writes it:
-//! - `<ip>` (Go's `net.IP.String()`, e.g. `10.1.2.3`, `2001:db8::2`) holding
-//!   `<containerID>\r\n<ifname>`, no trailing newline, mode 0644, created whole (`O_TMPFILE` + `linkat`, which
-//!   refuses an existing name like `O_CREAT|O_EXCL`)
-//!   so an existing reservation is never overwritten;
-//! - `last_reserved_ip.<range set index>` holding the address text, no newline; only a hint
-//!   of where the next walk starts (a torn one is ignored, as the reference ignores it);
-//! - `lock`, empty, mode 0750, locked with `flock(LOCK_EX)` around every operation (the reference
-//!   uses the same lock, so both plugins can run on one directory at once). A killed process's
-//!   `flock` goes away with it.
-//!
-//! Nothing else is written there: the index that spares a fresh process reading every file lives
-//! in `<dataDir>/.multus-index/` ([`crate::index`]). The directory's mtime is moved 1 ns back
-//! after each change (see there); the reference never looks at it.
-//!
-//! Durability: like the reference (which calls no `fsync`), files are not synced by default;
-//! [`Durability::Fsync`] syncs each written file and the directory.
+//! [`DiskStore`]: one network's directory with its lock and its index; [`LockedDisk`]: the store
+//! while its lock is held, which keeps the index in step with every change it makes and every file
+//! it reads.
 
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use multus_core::cni::names;
+
+use super::files::{create_whole, write_in_place};
+use super::{
+    attachment_key, Durability, Held, Holder, Reservation, Store, LAST_IP_PREFIX, LOCK_FILE,
+};
 use crate::index::{
     holder_hash, key_hash, mark, read_entry, Corrupt, Entry, Index, IndexFile, IndexMode,
     IndexPaths, IndexStats, SaveHow, Stamp,
 };
 use crate::{IpamError, Result};
-
-/// Prefix of the files holding the last reserved address of each range set.
-pub const LAST_IP_PREFIX: &str = "last_reserved_ip.";
-/// Name of the lock file.
-pub const LOCK_FILE: &str = "lock";
-
-/// Who holds a reservation, as read from its file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Holder {
-    /// `<containerID>\r\n<ifname>`: the current format.
-    Attachment {
-        /// Container ID.
-        container_id: String,
-        /// Interface name.
-        ifname: String,
-    },
-    /// Only a container ID: the format of plugins before 0.7 (matched on container ID alone).
-    Legacy(String),
-    /// Empty, not UTF-8 or not a regular file: reserved, owned by no attachment, reclaimed by GC.
-    Unknown,
-}
-
-impl Holder {
-    /// Parses a reservation file's content. Surrounding whitespace is ignored, as the reference
-    /// trims it before comparing.
-    pub fn parse(content: &[u8]) -> Holder {
-        let Ok(s) = std::str::from_utf8(content) else {
-            return Holder::Unknown;
-        };
-        let s = s.trim();
-        if s.is_empty() {
-            return Holder::Unknown;
-        }
-        match s.split_once("\r\n") {
-            Some((id, ifname)) => Holder::Attachment {
-                container_id: id.to_string(),
-                ifname: ifname.to_string(),
-            },
-            None => Holder::Legacy(s.to_string()),
-        }
-    }
-
-    /// The key the reference compares a trimmed file content against, if any.
-    pub(crate) fn key(&self) -> Option<String> {
-        match self {
-            Holder::Attachment {
-                container_id,
-                ifname,
-            } => Some(attachment_key(container_id, ifname)),
-            Holder::Legacy(id) => Some(id.clone()),
-            Holder::Unknown => None,
-        }
-    }
-}
-
-/// The reservation file content (and match key) for an attachment.
-pub fn attachment_key(container_id: &str, ifname: &str) -> String {
-    format!("{}\r\n{}", container_id.trim(), ifname)
-}
-
-/// One reserved address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reservation {
-    /// The address.
-    pub ip: IpAddr,
-    /// Its holder.
-    pub holder: Holder,
-}
-
-/// Addresses held by one attachment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Held {
-    /// Files holding `<containerID>\r\n<ifname>`.
-    pub exact: Vec<IpAddr>,
-    /// Files holding only `<containerID>` (legacy format).
-    pub legacy: Vec<IpAddr>,
-}
-
-/// A reservation store for one network, while its lock is held. Every method is called with
-/// the lock held; implementations need no locking of their own.
-pub trait Store {
-    /// Reserves `ip` for the attachment; `false` if it is already reserved (never overwrites).
-    fn reserve(&mut self, ip: IpAddr, container_id: &str, ifname: &str) -> Result<bool>;
-    /// Releases `ip`; `false` if it was not reserved.
-    fn release(&mut self, ip: IpAddr) -> Result<bool>;
-    /// The addresses held by an attachment.
-    fn held_by(&mut self, container_id: &str, ifname: &str) -> Result<Held>;
-    /// Every reservation, ordered by address.
-    fn reservations(&mut self) -> Result<Vec<Reservation>>;
-    /// Whether `ip` is reserved.
-    fn is_reserved(&mut self, ip: IpAddr) -> Result<bool>;
-    /// The raw content of the last-reserved record of range set `set`, if any.
-    fn last_reserved(&mut self, set: usize) -> Result<Option<Vec<u8>>>;
-    /// Replaces (`Some`) or removes (`None`) the last-reserved record of range set `set`.
-    fn set_last_reserved(&mut self, set: usize, content: Option<&[u8]>) -> Result<()>;
-}
-
-/// Refuses a network name that is empty or would escape the data directory.
-pub fn validate_network_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(IpamError::InvalidNetworkName(name.to_string()));
-    }
-    Ok(())
-}
-
-/// Checks a container ID against the CNI spec: an alphanumeric first character, then
-/// alphanumerics, `_`, `.` or `-`. (This also keeps it out of paths and the file format.)
-pub fn validate_container_id(id: &str) -> Result<()> {
-    let mut bytes = id.bytes();
-    let ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(IpamError::InvalidContainerId(id.to_string()))
-    }
-}
-
-/// Checks an interface name against the CNI spec: 1 to 15 bytes, not `.` or `..`, no `/`, `:`,
-/// NUL or whitespace.
-pub fn validate_ifname(ifname: &str) -> Result<()> {
-    let ok = !ifname.is_empty()
-        && ifname.len() <= 15
-        && ifname != "."
-        && ifname != ".."
-        && !ifname
-            .chars()
-            .any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(IpamError::InvalidIfName(ifname.to_string()))
-    }
-}
-
-/// How hard the disk store pushes writes to stable storage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Durability {
-    /// Like the reference plugin: no `fsync`. A power loss can lose recent writes (a crash of the
-    /// process cannot).
-    #[default]
-    Reference,
-    /// `fsync` every written file and the directory after every change.
-    Fsync,
-}
 
 /// One network's reservations, as the store knows them between operations.
 #[derive(Debug)]
@@ -209,7 +54,7 @@ pub struct DiskStore {
 impl DiskStore {
     /// Opens (creating if needed, mode 0755) `<data_dir>/<network>` and its lock file.
     pub fn open(data_dir: &Path, network: &str) -> Result<DiskStore> {
-        validate_network_name(network)?;
+        names::network_name(network).map_err(IpamError::InvalidNetworkName)?;
         let dir = data_dir.join(network);
         fs::DirBuilder::new()
             .recursive(true)
@@ -288,6 +133,7 @@ impl DiskStore {
         let locked = LockedDisk {
             store: self,
             full_scan: false,
+            scanned: false,
         };
         let now = Stamp::of(&locked.store.dir)
             .map_err(|e| IpamError::io("stat", &locked.store.dir, e))?;
@@ -310,6 +156,9 @@ pub struct LockedDisk<'a> {
     store: &'a mut DiskStore,
     /// The persisted index turned out corrupt: rebuild from the directory alone.
     full_scan: bool,
+    /// Every file was looked at under this lock (a scan or a verification): the index is as
+    /// up to date as a verification could make it.
+    scanned: bool,
 }
 
 impl Drop for LockedDisk<'_> {
@@ -347,13 +196,14 @@ impl LockedDisk<'_> {
                     }
                 }
                 other => {
-                    let base = other.map(|(index, _, _)| index);
-                    let (index, counts) = Index::scan(&s.dir, &s.network, base, now)
+                    let mut base = other.map(|(index, _, _)| index);
+                    let (index, counts) = Index::scan(&s.dir, &s.network, base.as_mut(), now)
                         .map_err(|e| IpamError::io("read directory", &s.dir, e))?;
                     s.stats.scans += 1;
                     s.stats.incremental_scans += u64::from(counts.incremental);
                     s.stats.files_read += counts.read;
                     s.stats.files_statted += counts.statted;
+                    self.scanned = true;
                     Cache { index, file: None }
                 }
             };
@@ -425,6 +275,21 @@ impl LockedDisk<'_> {
         }
     }
 
+    /// For an address the index holds as possibly an orphan: whether its file is one (an empty
+    /// regular file, looked at now, under the lock); otherwise the index learns what the file is.
+    fn orphan_on_disk(&mut self, ip: IpAddr) -> Result<bool> {
+        let path = self.path(&ip.to_string());
+        match fs::symlink_metadata(&path) {
+            Ok(md) if md.is_file() && md.len() == 0 => Ok(true),
+            Ok(_) => self.read_reservation(ip).map(|_| false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.note_remove(ip);
+                Ok(false)
+            }
+            Err(e) => Err(IpamError::io("stat", &path, e)),
+        }
+    }
+
     /// After the operation, with the lock still held: marks the directory's stamp and saves the
     /// index if anything changed. Never fails: a failure only leaves an index that the next
     /// operation will not trust.
@@ -491,106 +356,6 @@ impl LockedDisk<'_> {
         File::create(&p).map_err(|e| IpamError::io("create", &p, e))?;
         fs::remove_file(&p).map_err(|e| IpamError::io("remove", &p, e))?;
         Ok(())
-    }
-}
-
-/// Creates `path` holding `content` and returns the new file's metadata, or `Ok(None)` when it already exists
-/// (never overwriting it).
-/// The file appears whole: it is written as an unnamed `O_TMPFILE` in the directory and then linked under its
-/// name (`linkat`, which fails on an existing name just as `O_EXCL` does), so a process killed at any point
-/// leaves either no file or a complete one, never an empty reservation that DEL could not match. File systems
-/// without `O_TMPFILE` get `O_CREAT|O_EXCL` and a write, as the reference plugin does.
-fn create_whole(
-    path: &Path,
-    content: &[u8],
-    fsync: bool,
-) -> std::result::Result<Option<Metadata>, (&'static str, std::io::Error)> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o644)
-        .open(dir)
-    {
-        Ok(mut f) => {
-            f.write_all(content).map_err(|e| ("write", e))?;
-            if fsync {
-                f.sync_all().map_err(|e| ("fsync", e))?;
-            }
-            if !link_tmpfile(&f, path).map_err(|e| ("link", e))? {
-                return Ok(None);
-            }
-            // After the link, which changed its ctime: the stamp the name will show.
-            f.metadata().map(Some).map_err(|e| ("stat", e))
-        }
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-            ) =>
-        {
-            create_exclusive(path, content, fsync)
-        }
-        Err(e) => Err(("create", e)),
-    }
-}
-
-/// Gives an `O_TMPFILE` file its name; `Ok(false)` when the name is taken.
-fn link_tmpfile(f: &File, path: &Path) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
-        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
-    let to = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
-    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.kind() == ErrorKind::AlreadyExists {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-/// `O_CREAT|O_EXCL` and a write; on a failed write the file is removed again.
-fn create_exclusive(
-    path: &Path,
-    content: &[u8],
-    fsync: bool,
-) -> std::result::Result<Option<Metadata>, (&'static str, std::io::Error)> {
-    let mut f = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(None),
-        Err(e) => return Err(("create", e)),
-    };
-    let written = f
-        .write_all(content)
-        .and_then(|()| if fsync { f.sync_all() } else { Ok(()) })
-        .and_then(|()| f.metadata());
-    match written {
-        Ok(md) => Ok(Some(md)),
-        Err(e) => {
-            drop(f);
-            let _ = fs::remove_file(path);
-            Err(("write", e))
-        }
     }
 }
 
@@ -670,6 +435,62 @@ impl Store for LockedDisk<'_> {
         self.ix(|ix| ix.contains(ip))
     }
 
+    fn is_orphan(&mut self, ip: IpAddr) -> Result<bool> {
+        match self.ix(|ix| ix.get(ip))? {
+            Some(e) if e.maybe_orphan() => self.orphan_on_disk(ip),
+            _ => Ok(false),
+        }
+    }
+
+    fn reclaim(&mut self, ip: IpAddr) -> Result<bool> {
+        if !self.is_orphan(ip)? {
+            return Ok(false);
+        }
+        let path = self.path(&ip.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::info!(%ip, dir = %self.store.dir.display(),
+                "reclaimed an empty reservation file (its writer died between creating and writing it)"),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(IpamError::io("remove", &path, e)),
+        }
+        self.note_remove(ip);
+        Ok(true)
+    }
+
+    fn verify(&mut self) -> Result<bool> {
+        self.index()?;
+        if self.scanned {
+            return Ok(false);
+        }
+        self.scanned = true;
+        // No name can be missing from the index or extra in it (the directory's stamp is the
+        // index's): only the files' own stamps can differ.
+        let all = self.ix(|ix| ix.all())?;
+        let total = all.len();
+        let dir = &self.store.dir;
+        let dir = File::open(dir).map_err(|e| IpamError::io("open", dir, e))?;
+        let mut changed = Vec::new();
+        for (ip, e) in all {
+            match Entry::of_name(&dir, ip, e.key) {
+                Ok(Some(now)) if now == e => {}
+                _ => changed.push(ip),
+            }
+        }
+        let s = &mut self.store.stats;
+        s.verifications += 1;
+        s.files_statted += (total - changed.len()) as u64;
+        s.files_read += changed.len() as u64;
+        for ip in &changed {
+            self.read_reservation(*ip)?;
+        }
+        if changed.is_empty() {
+            return Ok(false);
+        }
+        tracing::info!(dir = %self.store.dir.display(), changed = changed.len(),
+            "host-local reservation files changed without a change of their directory; re-read");
+        Ok(true)
+    }
+
     fn last_reserved(&mut self, set: usize) -> Result<Option<Vec<u8>>> {
         let path = self.path(&format!("{LAST_IP_PREFIX}{set}"));
         match fs::read(&path) {
@@ -688,92 +509,10 @@ impl Store for LockedDisk<'_> {
                 Err(e) => return Err(IpamError::io("remove", &path, e)),
             },
             Some(c) => {
-                // Rewritten in place (write at offset 0, then cut to length), not via a
-                // temporary file and rename: on ext4 a rename over an existing file forces the
-                // new file's data out (auto_da_alloc), which costs more than the whole
-                // allocation. The record is only where the next walk starts: a crash between the
-                // two steps can leave a wrong or unparsable address, which makes the next walk
-                // start elsewhere (unparsable: at the first range's start, as the reference does
-                // with its own truncate-and-write), never hand out a reserved address.
-                let f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o644)
-                    .open(&path)
-                    .map_err(|e| IpamError::io("open", &path, e))?;
-                f.write_all_at(c, 0)
-                    .and_then(|()| f.set_len(c.len() as u64))
-                    .and_then(|()| {
-                        if self.store.durability == Durability::Fsync {
-                            f.sync_all()
-                        } else {
-                            Ok(())
-                        }
-                    })
-                    .map_err(|e| IpamError::io("write", &path, e))?;
+                let fsync = self.store.durability == Durability::Fsync;
+                write_in_place(&path, c, fsync).map_err(|e| IpamError::io("write", &path, e))?;
             }
         }
         self.sync_dir()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn holder_parsing() {
-        assert_eq!(
-            Holder::parse(b"c1\r\neth0"),
-            Holder::Attachment {
-                container_id: "c1".into(),
-                ifname: "eth0".into()
-            }
-        );
-        assert_eq!(
-            Holder::parse(b" c1\r\neth0\n"),
-            Holder::Attachment {
-                container_id: "c1".into(),
-                ifname: "eth0".into()
-            }
-        );
-        assert_eq!(Holder::parse(b"c1"), Holder::Legacy("c1".into()));
-        assert_eq!(Holder::parse(b""), Holder::Unknown);
-        assert_eq!(Holder::parse(b"\xff\xfe"), Holder::Unknown);
-    }
-
-    #[test]
-    fn names() {
-        for bad in ["", ".", "..", "../x", "a/b", "a\0b"] {
-            assert_eq!(
-                validate_network_name(bad).unwrap_err().cni_code(),
-                7,
-                "{bad:?}"
-            );
-        }
-        assert!(validate_network_name("my net.1").is_ok());
-        for bad in ["", "-a", "a/b", "../a", "a\0", "a b", "a\r\nb"] {
-            assert_eq!(
-                validate_container_id(bad).unwrap_err().cni_code(),
-                4,
-                "{bad:?}"
-            );
-        }
-        assert!(validate_container_id("a_b.c-D9").is_ok());
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "a:b",
-            "a b",
-            "0123456789abcdef",
-            "a\r\n",
-        ] {
-            assert_eq!(validate_ifname(bad).unwrap_err().cni_code(), 4, "{bad:?}");
-        }
-        assert!(validate_ifname("eth0").is_ok());
-        assert!(validate_ifname("0123456789abcde").is_ok());
     }
 }
