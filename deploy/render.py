@@ -2,11 +2,13 @@
 """Renders the Multus (Rust) manifests from data values.
 
     python3 deploy/render.py [--values my-values.yaml] > multus.yaml
+    python3 deploy/render.py --thick [--values ...] [--thick-values my-thick.yaml] > multus-thick.yaml
 
 The defaults are deploy/values.yaml; a --values file overrides them key by key. The merged values are checked
 against deploy/values.schema.json before anything is printed. Output: the NetworkAttachmentDefinition CRD, the
 ServiceAccount, ClusterRole and ClusterRoleBinding, and the DaemonSet whose container runs `multus install
---watch` on every node.
+--watch` on every node. With --thick: the thick variant instead (deploy/thick.py: a multus-daemon per node, the
+shim copied to the host, probes, a metrics port).
 """
 import argparse
 import copy
@@ -120,14 +122,21 @@ def manifests(v):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--values", help="a YAML file overriding deploy/values.yaml")
+    p.add_argument("--thick", action="store_true", help="the thick variant (multus-daemon + multus-shim)")
+    p.add_argument("--thick-values", help="a YAML file overriding deploy/values-thick.yaml (with --thick)")
     a = p.parse_args(argv)
     try:
         values = load_values(a.values)
+        if a.thick:
+            import thick
+            docs = thick.manifests(values, thick.load_thick_values(a.thick_values, merge))
     except jsonschema.ValidationError as e:
         path = ".".join(str(x) for x in e.absolute_path) or "(top)"
         print(f"render.py: invalid value at {path}: {e.message}", file=sys.stderr)
         return 1
-    sys.stdout.write(yaml.safe_dump_all(manifests(values), sort_keys=False))
+    if not a.thick:
+        docs = manifests(values)
+    sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
     return 0
 
 

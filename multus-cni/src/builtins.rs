@@ -1,14 +1,19 @@
 //! The built-in delegates of this binary, and the registry that resolves everything else to plugin binaries.
 
+use multus_core::delegate::external::ExecOptions;
+use multus_core::delegate::observe::DelegateObserver;
 use multus_core::delegate::Registry;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A registry with every built-in delegate, searching `bin_dirs` (then `CNI_PATH`) for other types.
 pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     let mut r = Registry::new();
-    r.set_bin_dirs(bin_dirs).set_timeout(timeout);
+    r.set_bin_dirs(bin_dirs)
+        .set_timeout(timeout)
+        .set_exec(EXEC.get().cloned().unwrap_or_default())
+        .set_observer(OBSERVER.get().cloned());
     // Built-in delegates are registered here as their crates provide them.
     r.register("macvlan", Arc::new(multus_core::plugins::Macvlan));
     r.register("ipvlan", Arc::new(multus_core::plugins::Ipvlan));
@@ -21,6 +26,23 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     // Binds the attachment's PCI device to vfio-pci for a DPDK application, gives it back on DEL.
     r.register("dpdk", Arc::new(multus_dpdk::Dpdk::system()));
     r
+}
+
+static EXEC: OnceLock<ExecOptions> = OnceLock::new();
+static OBSERVER: OnceLock<Arc<dyn DelegateObserver>> = OnceLock::new();
+
+/// Makes every registry of this process report its delegates' verbs to `observer` (the thick daemon's
+/// delegate latency metrics), set once at its start. Returns false when it was set already.
+pub fn set_delegate_observer(observer: Arc<dyn DelegateObserver>) -> bool {
+    OBSERVER.set(observer).is_ok()
+}
+
+/// Makes every registry of this process start plugin binaries this way: the thick daemon's `chrootDir`
+/// (upstream's server-wide `ChrootExec`) and killing them with the daemon, set once at its start.
+/// Built-in delegates are not affected; the thin binary never sets it. Returns false when it was set
+/// already.
+pub fn set_exec_options(exec: ExecOptions) -> bool {
+    EXEC.set(exec).is_ok()
 }
 
 /// Leaves the node's binary to run `types` (`"*"`: every type) instead of the built-in delegates, as a

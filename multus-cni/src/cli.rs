@@ -32,6 +32,16 @@ enum Cmd {
     /// from the reference bridge plugin and net1 from the macvlan NAD, through the meta-plugin's own code;
     /// prints the network-status annotation and the pod's net1, then takes it all down (--keep leaves it).
     Demo(multus_cni::demo::DemoOpts),
+    /// The thick plugin's shim: forward the CNI call (CNI_* variables, config on stdin) to the node's
+    /// multus-daemon over <daemonSocketDir>/multus.sock and print its answer (what `multus-shim` runs).
+    Shim,
+    /// Run the thick plugin's per-node daemon: executes `multus-daemon` (next to this binary, else on PATH)
+    /// with these arguments. The daemon is a binary of its own so that this one stays small.
+    Daemon {
+        /// Arguments for multus-daemon (e.g. --config /etc/cni/net.d/multus.d/daemon-config.json).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// List this node's SR-IOV PFs and VFs (and devices on vfio-pci): PCI address, vendor and device names,
     /// driver, netdev, IOMMU group, and the attachment holding each (SR-IOV allocation or DPDK binding).
     Devices(multus_cni::devices::DevicesOpts),
@@ -113,6 +123,8 @@ pub fn main() -> i32 {
         Some(Cmd::Uninstall(o)) => multus_cni::install::uninstall(&o),
         Some(Cmd::Demo(o)) => multus_cni::demo::run(&o),
         Some(Cmd::Devices(o)) => multus_cni::devices::run(&o),
+        Some(Cmd::Shim) => multus_cni::shim::main(),
+        Some(Cmd::Daemon { args }) => exec_daemon(&args),
         Some(Cmd::Builtins) => {
             for t in multus_cni::builtins::standalone_types() {
                 println!("{t}");
@@ -120,6 +132,22 @@ pub fn main() -> i32 {
             0
         }
     }
+}
+
+/// Replaces this process with `multus-daemon` (beside this binary, else on `PATH`); returns only on failure.
+fn exec_daemon(args: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("multus-daemon")))
+        .filter(|p| p.is_file());
+    let program = beside.unwrap_or_else(|| "multus-daemon".into());
+    let err = std::process::Command::new(&program).args(args).exec();
+    eprintln!(
+        "multus daemon: cannot run {}: {err} (the daemon is the multus-daemon binary of the thick image)",
+        program.display()
+    );
+    127
 }
 
 #[cfg(test)]

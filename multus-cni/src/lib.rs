@@ -28,6 +28,7 @@
 //!
 //! - [`meta`]: the meta-plugin (ADD/DEL/CHECK/STATUS/GC), one flow for both modes.
 //! - [`builtins`]: the registry of built-in delegates (macvlan, ipvlan, host-local, sriov, dpdk).
+//! - [`shim`]: the thick plugin's shim (`multus-shim`) and the wire format it shares with `multus-daemon`.
 //! - [`install`], [`demo`], [`devices`]: what the `multus` command line runs.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -38,3 +39,4 @@ pub mod devices;
 pub mod install;
 pub mod logging;
 pub mod meta;
+pub mod shim;

@@ -3,6 +3,8 @@
 //! - Started as `multus` with `CNI_COMMAND` set: the Multus meta-plugin ([`multus_cni::meta`]).
 //! - Started under the name of a built-in delegate (`host-local`, `macvlan`, `ipvlan`, ...): that plugin
 //!   alone, a drop-in for the reference binary of the same name.
+//! - Started as `multus-shim` (or as `multus shim`): the thick plugin's shim ([`multus_cni::shim`]), which
+//!   forwards the call to the node's `multus-daemon`.
 //! - Started as `multus` without `CNI_COMMAND`: the command line ([`cli`]).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -65,6 +67,9 @@ fn rust_main() -> ! {
 }
 
 fn dispatch(name: &str) -> i32 {
+    if name == "multus-shim" || std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
+        return multus_cni::shim::main();
+    }
     if name != "multus" && builtins::standalone_types().iter().any(|t| t == name) {
         return standalone(name);
     }

@@ -58,9 +58,23 @@ pub struct ClientConfig {
     server_name: ServerName<'static>,
     tls: Arc<rustls::ClientConfig>,
     token: Option<String>,
+    /// Where the token was read from (a service account's projected token, a kubeconfig's `tokenFile`):
+    /// read again when it changes, since the kubelet rotates it and a long-running client (the thick
+    /// daemon) would otherwise be refused once the first one expires.
+    token_file: Option<(PathBuf, Arc<std::sync::Mutex<TokenCache>>)>,
     /// The limit on one request (connect included).
     pub request_timeout: Duration,
+    /// Write pod annotations with one JSON merge PATCH of `pods/{name}/status` carrying the pod's UID (no
+    /// read first), falling back to GET + PUT when the server refuses the PATCH (403, 405, 415). The thick
+    /// daemon sets it (RBAC `patch` on `pods/status`); the thin plugin keeps upstream's GET + PUT.
+    pub status_patch: bool,
+    /// Told about every request: its verb (`GET`, `PUT`, `PATCH`, `POST`, `LIST`, `WATCH`) and the HTTP
+    /// status, or `None` when no answer came (the daemon's API request metrics).
+    pub observer: Option<ApiObserver>,
 }
+
+/// See [`ClientConfig::observer`].
+pub type ApiObserver = Arc<dyn Fn(&str, Option<u16>) + Send + Sync>;
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,6 +209,14 @@ struct Creds {
     ca_pem: Vec<u8>,
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
     token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+/// The token as last read from its file, and that file's modification time then.
+#[derive(Debug, Default)]
+struct TokenCache {
+    token: String,
+    modified: Option<std::time::SystemTime>,
 }
 
 fn tls_config(creds: &Creds, origin: &Path) -> Result<Arc<rustls::ClientConfig>, CniError> {
@@ -249,6 +271,26 @@ fn find_named<'a>(list: &'a Value, name: &str, inner: &str) -> Option<&'a Value>
 }
 
 impl ClientConfig {
+    /// The bearer token now: from its file when that changed since it was last read (one `stat` per
+    /// request), else as read before.
+    fn bearer(&self) -> Option<String> {
+        let Some((file, cache)) = &self.token_file else {
+            return self.token.clone();
+        };
+        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+        if modified.is_some() && modified != c.modified {
+            match std::fs::read(file) {
+                Ok(b) if !b.is_empty() => {
+                    c.token = String::from_utf8_lossy(&b).trim().to_string();
+                    c.modified = modified;
+                }
+                _ => {}
+            }
+        }
+        Some(c.token.clone())
+    }
+
     /// Reads a kubeconfig file (YAML or JSON), using its `current-context` (else its only context).
     pub fn from_kubeconfig(path: &Path) -> Result<ClientConfig, CniError> {
         let bytes = multus_core::fs::read_input(path).map_err(|e| {
@@ -336,10 +378,16 @@ impl ClientConfig {
             ),
             (None, None) => None,
         };
+        let token_file = match (user["token"].as_str(), user["tokenFile"].as_str()) {
+            (None, Some(f)) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
+            (None, Some(f)) => Some(base.join(f)),
+            _ => None,
+        };
         let creds = Creds {
             ca_pem,
             client_cert,
             token,
+            token_file,
         };
         Self::build(server, &creds, path)
     }
@@ -368,6 +416,7 @@ impl ClientConfig {
             ca_pem: read("ca.crt")?,
             client_cert: None,
             token: Some(String::from_utf8_lossy(&read("token")?).trim().to_string()),
+            token_file: Some(sa_dir.join("token")),
         };
         Self::build(&server, &creds, sa_dir)
     }
@@ -383,14 +432,24 @@ impl ClientConfig {
             server_name,
             tls: tls_config(creds, origin)?,
             token: creds.token.clone(),
+            token_file: creds.token_file.clone().map(|f| {
+                let modified = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+                let cache = TokenCache {
+                    token: creds.token.clone().unwrap_or_default(),
+                    modified,
+                };
+                (f, Arc::new(std::sync::Mutex::new(cache)))
+            }),
             request_timeout: Duration::from_secs(10),
+            status_patch: false,
+            observer: None,
         })
     }
 }
 
 /// An API client: one TLS connection, opened on first use and reused.
 pub struct Client {
-    cfg: ClientConfig,
+    pub(crate) cfg: ClientConfig,
     conn: Option<SendRequest<Full<Bytes>>>,
     connects: u32,
 }
@@ -428,7 +487,17 @@ impl Client {
         self.connects
     }
 
-    async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, ApiError> {
+    /// Bounds each request from now on to at most `limit`.
+    pub fn limit_request_timeout(&mut self, limit: Duration) {
+        self.cfg.request_timeout = self.cfg.request_timeout.min(limit);
+    }
+
+    /// Sets the limit on one request.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.cfg.request_timeout = timeout;
+    }
+
+    pub(crate) async fn connect(&mut self) -> Result<SendRequest<Full<Bytes>>, ApiError> {
         let t = |e: &dyn std::fmt::Display| {
             ApiError::Transport(format!("{}:{}: {e}", self.cfg.host, self.cfg.port))
         };
@@ -452,6 +521,37 @@ impl Client {
         Ok(sender)
     }
 
+    /// A request with the host, token and content type (a JSON merge patch for PATCH).
+    pub(crate) fn build_request(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        body: &Option<Vec<u8>>,
+    ) -> Result<hyper::Request<Full<Bytes>>, ApiError> {
+        let mut req = hyper::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(
+                hyper::header::HOST,
+                format!("{}:{}", self.cfg.host, self.cfg.port),
+            )
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(hyper::header::USER_AGENT, "multus-rs");
+        if let Some(t) = self.cfg.bearer() {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            let ct = if method == hyper::Method::PATCH {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            req = req.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        req.body(Full::new(Bytes::from(body.clone().unwrap_or_default())))
+            .map_err(|e| ApiError::Transport(format!("building request {path}: {e}")))
+    }
+
     async fn send_once(
         &mut self,
         method: &hyper::Method,
@@ -466,24 +566,7 @@ impl Client {
             .ready()
             .await
             .map_err(|e| ApiError::Transport(e.to_string()))?;
-        let mut req = hyper::Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(
-                hyper::header::HOST,
-                format!("{}:{}", self.cfg.host, self.cfg.port),
-            )
-            .header(hyper::header::ACCEPT, "application/json")
-            .header(hyper::header::USER_AGENT, "multus-rs");
-        if let Some(t) = &self.cfg.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.clone().unwrap_or_default())))
-            .map_err(|e| ApiError::Transport(format!("building request {path}: {e}")))?;
+        let req = self.build_request(method, path, body)?;
         let resp = sender
             .send_request(req)
             .await
@@ -499,6 +582,13 @@ impl Client {
         Ok((code, bytes))
     }
 
+    /// Reports a request to the observer, if any.
+    pub(crate) fn observe(&self, verb: &str, status: Option<u16>) {
+        if let Some(o) = &self.cfg.observer {
+            o(verb, status);
+        }
+    }
+
     /// One request; a broken kept-alive connection is reopened once. Returns the body of a 2xx answer.
     async fn request(
         &mut self,
@@ -506,6 +596,19 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Value, ApiError> {
+        let verb = method.as_str().to_string();
+        let bytes = self.request_as(&verb, method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(format!("{path}: {e}")))
+    }
+
+    /// One request reported as `verb`; the body of a 2xx answer.
+    async fn request_as(
+        &mut self,
+        verb: &str,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ApiError> {
         let timeout = self.cfg.request_timeout;
         let mut attempt = 0;
         let (code, bytes) = loop {
@@ -526,10 +629,12 @@ impl Client {
                 }
                 Err(e) => {
                     self.conn = None;
+                    self.observe(verb, None);
                     return Err(e);
                 }
             }
         };
+        self.observe(verb, Some(code));
         if !(200..300).contains(&code) {
             return Err(ApiError::Status {
                 code,
@@ -537,7 +642,14 @@ impl Client {
                 message: status_message(&bytes),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode(format!("{path}: {e}")))
+        Ok(bytes)
+    }
+
+    /// LIST: GET a collection path (with its query) once; the raw body of a 2xx answer (so that a large
+    /// list is decoded straight into what the caller keeps).
+    pub async fn list(&mut self, path: &str) -> Result<Bytes, ApiError> {
+        self.request_as("LIST", hyper::Method::GET, path, None)
+            .await
     }
 
     /// GET a pod once.
@@ -596,7 +708,8 @@ impl Client {
         .await
     }
 
-    /// Sets one annotation of a pod through `pods/{name}/status`, as upstream does: GET, change, PUT with
+    /// Sets one annotation of a pod through `pods/{name}/status`, as upstream does (with
+    /// [`ClientConfig::status_patch`], one merge PATCH first): GET, change, PUT with
     /// the pod's resourceVersion; a 409 conflict starts over with a fresh GET (at most `attempts` times).
     /// When `uid` is given, a pod with another UID (a new pod of the same name) is left alone.
     pub async fn set_pod_annotation(
@@ -609,6 +722,23 @@ impl Client {
         attempts: u32,
     ) -> Result<(), ApiError> {
         let path = format!("{}/status", pod_path(namespace, name));
+        if self.cfg.status_patch {
+            let mut meta = serde_json::json!({"annotations": {key: value}});
+            if let Some(uid) = uid.filter(|u| !u.is_empty()) {
+                // A precondition: the server refuses to change a pod's UID, so another pod of the name fails.
+                meta["uid"] = Value::String(uid.to_string());
+            }
+            let body = serde_json::json!({ "metadata": meta })
+                .to_string()
+                .into_bytes();
+            match self.request(hyper::Method::PATCH, &path, Some(body)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(e.status(), Some(403 | 405 | 415)) => {
+                    tracing::debug!("{path}: PATCH refused ({e}); GET + PUT instead");
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut last = None;
         for _ in 0..attempts.max(1) {
             let mut pod = self.get_pod_raw(namespace, name).await?;

@@ -4,11 +4,13 @@
 //! do not pull in TLS and an API client:
 //!
 //! - [`annotation`]: the pod's `k8s.v1.cni.cncf.io/networks` annotation in both forms;
+//! - [`cache`]: the [`cache::PodCache`] an ADD reads the pod and its NADs from before the API (thick mode);
 //! - [`nad`]: NetworkAttachmentDefinitions to network configs, device IDs from the kubelet checkpoint;
 //! - [`plan`]: pure planning of a pod's ordered attachments (interface names, runtime config, isolation);
 //! - [`default_route`]: the `default-route` request planned against the attachments' results;
 //! - [`source`]: where pods and NADs come from (the API, or local manifests for `multus demo`);
 //! - [`status`]: the `k8s.v1.cni.cncf.io/network-status` entries built from CNI results;
+//! - [`watch`]: LIST and WATCH on the client (the thick daemon's watch cache);
 //! - [`client`]: a minimal API client (kubeconfig or in-cluster service account, one reused TLS
 //!   connection) for the four REST calls Multus makes;
 //! - `test_server` (feature `test-server`): a loopback HTTPS API server stand-in for tests.
@@ -46,6 +48,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod annotation;
+pub mod cache;
 pub mod client;
 pub mod default_route;
 pub mod nad;
@@ -54,3 +57,4 @@ pub mod source;
 pub mod status;
 #[cfg(feature = "test-server")]
 pub mod test_server;
+pub mod watch;

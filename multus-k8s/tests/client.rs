@@ -195,3 +195,37 @@ fn pod_get_retry_is_bounded_and_configurable() {
     let cni = e.to_cni("pod default/late");
     assert_eq!(cni.code.code(), 11, "{cni}");
 }
+
+/// A `tokenFile` that the kubelet rotates is read again when it changes: a long-running client (the thick
+/// daemon) keeps being let in with the new token, and a wrong one is refused at the next request.
+#[test]
+fn a_rotated_token_file_is_read_again() {
+    let server = TestApiServer::start().unwrap();
+    server.add_pod("default", "p", "u", &[]);
+    let d = tempfile::tempdir().unwrap();
+    let kc = server
+        .write_kubeconfig(d.path(), KubeconfigAuth::Token)
+        .unwrap();
+    let tok = d.path().join("token");
+    std::fs::write(&tok, format!("{}\n", server.token())).unwrap();
+    let text = std::fs::read_to_string(&kc).unwrap();
+    let text = text.replace(&format!("token: {}", server.token()), "tokenFile: token");
+    std::fs::write(&kc, text).unwrap();
+    let mut c = Client::new(ClientConfig::from_kubeconfig(&kc).unwrap());
+    let rotate = |t: &str, secs: u64| {
+        std::fs::write(&tok, t).unwrap();
+        let f = std::fs::File::options().write(true).open(&tok).unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(secs))
+            .unwrap();
+    };
+    rt().block_on(async {
+        assert!(c.get_pod_raw("default", "p").await.is_ok());
+        rotate("expired-token", 5);
+        assert_eq!(
+            c.get_pod_raw("default", "p").await.unwrap_err().status(),
+            Some(401)
+        );
+        rotate(server.token(), 10);
+        assert!(c.get_pod_raw("default", "p").await.is_ok());
+    });
+}

@@ -117,8 +117,14 @@ pub fn retiring_config(
         serde_json::from_slice(installed).map_err(|e| RetireError::NotMultus(e.to_string()))?;
     let m = multus_object(&mut doc)
         .ok_or_else(|| RetireError::NotMultus("no Multus plugin object".into()))?;
-    if m.get("type").and_then(Value::as_str) != Some("multus") {
-        return Err(RetireError::NotMultus("its type is not \"multus\"".into()));
+    match m.get("type").and_then(Value::as_str) {
+        Some("multus") => {}
+        // The thick plugin's config (the daemon's `00-multus.conf`): with the daemon gone, the thin meta-plugin
+        // (the same binary as the shim, installed beside it) serves the retiring config.
+        Some("multus-shim") => {
+            m.insert("type".into(), Value::String("multus".into()));
+        }
+        _ => return Err(RetireError::NotMultus("its type is not \"multus\"".into())),
     }
     for k in [
         "kubeconfig",
@@ -353,5 +359,23 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         drop(held);
         assert!(ConfDirLock::take(d.path(), Duration::from_millis(30)).is_ok());
+    }
+
+    #[test]
+    fn a_thick_config_retires_to_the_thin_meta_plugin() {
+        let thick = json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus-shim",
+            "clusterNetwork":"/host/etc/cni/net.d/10-podnet.conf","daemonSocketDir":"/run/multus"});
+        let primary = json!({"cniVersion":"1.0.0","name":"podnet","type":"bridge"});
+        let r = retiring_config(
+            thick.to_string().as_bytes(),
+            Path::new("/etc/cni/net.d/00-multus.conf"),
+            Some(primary.clone()),
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(v["type"], "multus");
+        assert_eq!(v["delegates"], json!([primary]));
+        assert!(v.get("clusterNetwork").is_none());
+        assert!(is_retiring(&r));
     }
 }

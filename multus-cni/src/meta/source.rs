@@ -4,16 +4,20 @@
 //! - [`PodSource::None`]: the kubeconfig-less mode (upstream's `delegates`): no pod, no NADs; the plan is
 //!   the config's networks alone.
 //! - [`PodSource::Api`]: the API server of the `kubeconfig` (the client is made at its first use, so a DEL
-//!   that needs nothing from the API never fails on a missing or broken kubeconfig).
+//!   that needs nothing from the API never fails on a missing or broken kubeconfig); with a
+//!   [`PodCache`] (the thick daemon's watch cache) pods and NADs are read from it first, and from the API
+//!   only when it has no answer (pod not seen yet or with another UID, NAD not held).
 //! - [`PodSource::Files`]: local manifests (`multus demo`), through the same code as the API.
 
 use super::conf::MultusConf;
 use multus_core::cni::{CniEnv, CniError};
+use multus_k8s::cache::PodCache;
 use multus_k8s::client::{Client, ClientConfig, Event, EventPod, RetryPolicy};
 use multus_k8s::plan::Pod as PodObject;
 use multus_k8s::source::{FileSource, Source};
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The pod an invocation is for, from `CNI_ARGS`.
@@ -52,6 +56,8 @@ pub enum PodSource {
         request_timeout: Duration,
         /// The client, once made.
         client: Option<Box<Client>>,
+        /// Read before the API for pods and NADs (the thick daemon's watch cache).
+        cache: Option<Arc<dyn PodCache>>,
     },
     /// Local manifests.
     Files(FileSource),
@@ -65,6 +71,7 @@ impl PodSource {
                 kubeconfig: PathBuf::from(k),
                 request_timeout: conf.api_request_timeout,
                 client: None,
+                cache: None,
             },
             None => PodSource::None,
         }
@@ -104,7 +111,12 @@ impl PodSource {
                 kubeconfig,
                 request_timeout,
                 client,
+                cache,
             } => {
+                let cached = cache.as_ref().and_then(|c| c.pod(&p.namespace, &p.name));
+                if let Some(pod) = cached.filter(|c| p.uid.is_empty() || c.uid == p.uid) {
+                    return Ok(Some(pod));
+                }
                 Self::client(kubeconfig, *request_timeout, client)?
                     .pod(&p.namespace, &p.name, retry)
                     .await
@@ -123,7 +135,11 @@ impl PodSource {
                 kubeconfig,
                 request_timeout,
                 client,
+                cache,
             } => {
+                if let Some(nad) = cache.as_ref().and_then(|c| c.nad(namespace, name)) {
+                    return Ok(nad);
+                }
                 Self::client(kubeconfig, *request_timeout, client)?
                     .nad(namespace, name)
                     .await
@@ -149,6 +165,7 @@ impl PodSource {
                 kubeconfig,
                 request_timeout,
                 client,
+                ..
             } => {
                 Self::client(kubeconfig, *request_timeout, client)?
                     .set_annotation(&p.namespace, &p.name, uid, key, value)
@@ -162,11 +179,15 @@ impl PodSource {
     pub fn limit_requests(&mut self, limit: Duration) {
         if let PodSource::Api {
             request_timeout,
-            client: None,
+            client,
             ..
         } = self
         {
             *request_timeout = (*request_timeout).min(limit);
+            // A client given made (the daemon's pooled ones) takes the limit too.
+            if let Some(c) = client {
+                c.limit_request_timeout(limit);
+            }
         }
     }
 
@@ -190,6 +211,7 @@ impl PodSource {
                 kubeconfig,
                 request_timeout,
                 client,
+                ..
             } => match Self::client(kubeconfig, *request_timeout, client) {
                 Ok(c) => Source::post_event(c, &pod, &event).await,
                 Err(e) => Err(e),

@@ -1,5 +1,6 @@
 //! Running a plugin binary exactly as a container runtime does: `CNI_*` environment, the config on stdin,
-//! a result or a CNI error on stdout, stderr into our log, and a timeout.
+//! a result or a CNI error on stdout, stderr into our log, and a timeout; optionally chrooted (the thick
+//! daemon's `chrootDir`, as upstream's `ChrootExec`), its path then being the one inside the chroot.
 
 use super::{Context, Delegate};
 use crate::cni::{CniError, CniResult, Command, ErrorCode, PluginConf};
@@ -9,11 +10,22 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// How plugin binaries are started, beyond what a runtime does (set for the whole registry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Run chrooted here (the thick daemon's `chrootDir`); the binary's path is the one inside.
+    pub chroot: Option<PathBuf>,
+    /// Kill the plugin (SIGKILL) when the thread that started it ends, e.g. when the long-running daemon
+    /// dies mid-ADD: an orphaned plugin would otherwise finish its ADD after the DEL that follows.
+    pub die_with_parent: bool,
+}
+
 /// A plugin binary on disk.
 #[derive(Debug, Clone)]
 pub struct ExternalPlugin {
     path: PathBuf,
     timeout: Duration,
+    exec: ExecOptions,
 }
 
 /// What one run of a plugin binary gave back.
@@ -25,7 +37,17 @@ struct Output {
 impl ExternalPlugin {
     /// A plugin at `path`, killed after `timeout`.
     pub fn new(path: PathBuf, timeout: Duration) -> Self {
-        ExternalPlugin { path, timeout }
+        ExternalPlugin {
+            path,
+            timeout,
+            exec: ExecOptions::default(),
+        }
+    }
+
+    /// Starts the binary with these options.
+    pub fn with_exec(mut self, exec: ExecOptions) -> Self {
+        self.exec = exec;
+        self
     }
 
     /// The binary's path.
@@ -83,6 +105,31 @@ impl ExternalPlugin {
             .kill_on_drop(true)
             // Its own process group, so that a timeout kills whatever the plugin started too.
             .process_group(0);
+        if self.exec.chroot.is_some() || self.exec.die_with_parent {
+            let root = match &self.exec.chroot {
+                Some(r) => Some(
+                    std::ffi::CString::new(r.as_os_str().as_encoded_bytes())
+                        .map_err(|_| CniError::invalid_config("chrootDir holds a NUL byte"))?,
+                ),
+                None => None,
+            };
+            let die = self.exec.die_with_parent;
+            // SAFETY: between fork and exec only async-signal-safe calls (prctl, chroot, chdir) on memory
+            // prepared before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if die && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if let Some(root) = &root {
+                        if libc_chroot(root) != 0 || libc_chdir_root() != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| CniError::io(format!("cannot run plugin {}: {e}", self.path.display())))?;
@@ -167,6 +214,16 @@ impl ExternalPlugin {
         }
         Err(CniError::new(ErrorCode::DelegateFailed, msg).with_details(snippet(&stdout)))
     }
+}
+
+fn libc_chroot(root: &std::ffi::CStr) -> i32 {
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::chroot(root.as_ptr()) }
+}
+
+fn libc_chdir_root() -> i32 {
+    // SAFETY: a constant NUL-terminated path.
+    unsafe { libc::chdir(c"/".as_ptr()) }
 }
 
 /// A printable start of some bytes, for error details.

@@ -8,6 +8,7 @@
 pub mod chain;
 pub mod external;
 pub mod known_keys;
+pub mod observe;
 pub mod registry;
 
 pub use external::ExternalPlugin;

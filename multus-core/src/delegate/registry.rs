@@ -1,6 +1,9 @@
 //! Resolving a plugin `type` to a delegate: built-in first, then a binary in `binDir`, then in `CNI_PATH`.
+//! With a chroot directory (the thick daemon's `chrootDir`: the host's root as mounted in its container),
+//! binaries are looked up and run inside it, so the plugins of the host run with the host's files.
 
-use super::external::ExternalPlugin;
+use super::external::{ExecOptions, ExternalPlugin};
+use super::observe::{DelegateObserver, Observed};
 use super::Delegate;
 use crate::cni::CniError;
 use std::collections::BTreeMap;
@@ -16,6 +19,8 @@ pub struct Registry {
     builtins: BTreeMap<String, Arc<dyn Delegate>>,
     bin_dirs: Vec<PathBuf>,
     timeout: Duration,
+    exec: ExecOptions,
+    observer: Option<Arc<dyn DelegateObserver>>,
 }
 
 impl Default for Registry {
@@ -30,6 +35,7 @@ impl std::fmt::Debug for Registry {
             .field("builtins", &self.builtins.keys().collect::<Vec<_>>())
             .field("bin_dirs", &self.bin_dirs)
             .field("timeout", &self.timeout)
+            .field("exec", &self.exec)
             .finish()
     }
 }
@@ -51,6 +57,8 @@ impl Registry {
             builtins: BTreeMap::new(),
             bin_dirs: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            exec: ExecOptions::default(),
+            observer: None,
         }
     }
 
@@ -78,6 +86,24 @@ impl Registry {
         self
     }
 
+    /// How plugin binaries are started: chrooted (their paths, `binDir` and `CNI_PATH`, are then taken
+    /// inside the chroot), killed with their parent.
+    pub fn set_exec(&mut self, exec: ExecOptions) -> &mut Self {
+        self.exec = exec;
+        self
+    }
+
+    /// Reports every verb of the delegates resolved from now on to `observer` ([`Observed`]).
+    pub fn set_observer(&mut self, observer: Option<Arc<dyn DelegateObserver>>) -> &mut Self {
+        self.observer = observer;
+        self
+    }
+
+    /// The directory plugin binaries run chrooted into.
+    pub fn chroot(&self) -> Option<&Path> {
+        self.exec.chroot.as_deref()
+    }
+
     /// The timeout of one external plugin run.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -93,7 +119,8 @@ impl Registry {
         self.builtins.keys().map(String::as_str).collect()
     }
 
-    /// Finds a plugin binary in `binDir`s then `cni_path`.
+    /// Finds a plugin binary in `binDir`s then `cni_path` (inside the chroot directory, when set; the path
+    /// returned is the one seen from inside).
     pub fn find_binary(
         &self,
         plugin_type: &str,
@@ -108,7 +135,11 @@ impl Registry {
             .collect();
         for d in &dirs {
             let p = d.join(plugin_type);
-            if is_executable(&p) {
+            let seen = match &self.exec.chroot {
+                Some(root) => root.join(p.strip_prefix("/").unwrap_or(&p)),
+                None => p.clone(),
+            };
+            if is_executable(&seen) {
                 return Ok(p);
             }
         }
@@ -125,11 +156,17 @@ impl Registry {
         cni_path: &[PathBuf],
     ) -> Result<Arc<dyn Delegate>, CniError> {
         validate_plugin_type(plugin_type)?;
-        if let Some(d) = self.builtins.get(plugin_type) {
-            return Ok(d.clone());
-        }
-        let path = self.find_binary(plugin_type, cni_path)?;
-        Ok(Arc::new(ExternalPlugin::new(path, self.timeout)))
+        let d: Arc<dyn Delegate> = match self.builtins.get(plugin_type) {
+            Some(d) => d.clone(),
+            None => {
+                let path = self.find_binary(plugin_type, cni_path)?;
+                Arc::new(ExternalPlugin::new(path, self.timeout).with_exec(self.exec.clone()))
+            }
+        };
+        Ok(match &self.observer {
+            Some(o) => Arc::new(Observed::new(d, plugin_type, o.clone())),
+            None => d,
+        })
     }
 }
 
@@ -178,5 +215,27 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code.code(), 7);
         assert!(e.msg.contains("noexec"));
+    }
+
+    #[test]
+    fn finds_binaries_inside_the_chroot() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("opt/cni/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("plug"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(bin.join("plug"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut r = Registry::new();
+        r.set_bin_dirs(vec!["/opt/cni/bin".into()]);
+        assert!(r.find_binary("plug", &[]).is_err());
+        r.set_exec(ExecOptions {
+            chroot: Some(root.path().to_path_buf()),
+            die_with_parent: false,
+        });
+        // The path as the plugin sees it from inside the chroot.
+        assert_eq!(
+            r.find_binary("plug", &[]).unwrap(),
+            PathBuf::from("/opt/cni/bin/plug")
+        );
     }
 }

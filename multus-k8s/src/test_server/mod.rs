@@ -9,6 +9,14 @@
 //! - `GET /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}` (404, or 403 for
 //!   NADs marked forbidden).
 //!
+//! - `PATCH /api/v1/namespaces/{ns}/pods/{name}/status` (JSON merge patch of the annotations; a
+//!   `metadata.uid` that is not the pod's is refused with 409, as a UID precondition);
+//! - `GET /api/v1/pods` and `GET /apis/k8s.cni.cncf.io/v1/network-attachment-definitions`: LIST and WATCH
+//!   ([`watch`]: `spec.nodeName` field selector, pages, resumption, bookmarks, 410 Gone, timeouts).
+//!
+//! Pods made by [`TestApiServer::add_pod`] run on [`TEST_NODE`]. [`TestApiServer::set_down`] takes the
+//! server down and up again on the same address (connections dropped, open watches ended).
+//!
 //! Every request must carry the bearer token or come over a connection that presented the client
 //! certificate (else 401). [`TestApiServer::write_kubeconfig`] writes a kubeconfig that reaches it.
 //!
@@ -35,6 +43,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+mod watch;
+use watch::Kind;
+
+/// The node the pods of [`TestApiServer::add_pod`] run on (`spec.nodeName`).
+pub const TEST_NODE: &str = "test-node";
+
+/// The body of every answer (whole, or a watch's stream).
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
 /// How the kubeconfig written by [`TestApiServer::write_kubeconfig`] authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KubeconfigAuth {
@@ -56,6 +73,11 @@ struct State {
     connections: u32,
     rv: u64,
     events: Vec<Value>,
+    history: std::collections::VecDeque<watch::Change>,
+    watchers: Vec<watch::Watcher>,
+    next_watch: u64,
+    expired_below: u64,
+    down: bool,
 }
 
 /// The running server; stopped on drop.
@@ -78,16 +100,16 @@ fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn status_body(code: u16, reason: &str, message: &str) -> Response<Full<Bytes>> {
+fn status_body(code: u16, reason: &str, message: &str) -> Response<Body> {
     let body = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
                       "message":message,"reason":reason,"code":code});
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r
 }
 
-fn ok_body(v: &Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+fn ok_body(v: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())).boxed_unsync());
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
@@ -95,51 +117,72 @@ fn ok_body(v: &Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// The certificates made at start and the TLS acceptor serving with them.
+struct Certs {
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all generated now.
+fn make_certs() -> Result<Certs, String> {
+    let ca_key = rcgen::KeyPair::generate().map_err(e2s)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "multus-k8s test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(e2s)?;
+    let server_key = rcgen::KeyPair::generate().map_err(e2s)?;
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .map_err(e2s)?
+        .signed_by(&server_key, &ca)
+        .map_err(e2s)?;
+    let client_key = rcgen::KeyPair::generate().map_err(e2s)?;
+    let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
+    cp.distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:test");
+    cp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = cp.signed_by(&client_key, &ca).map_err(e2s)?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).map_err(e2s)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(e2s)?;
+    let key = PrivateKeyDer::from_pem_slice(server_key.serialize_pem().as_bytes()).map_err(e2s)?;
+    let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(e2s)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(e2s)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    Ok(Certs {
+        acceptor,
+        ca_pem: ca.pem(),
+        client_cert_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    })
+}
+
 impl TestApiServer {
     /// Generates the certificates and starts serving on a free port of 127.0.0.1.
     pub fn start() -> Result<TestApiServer, String> {
-        let ca_key = rcgen::KeyPair::generate().map_err(e2s)?;
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "multus-k8s test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(e2s)?;
-        let server_key = rcgen::KeyPair::generate().map_err(e2s)?;
-        let server_cert =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-                .map_err(e2s)?
-                .signed_by(&server_key, &ca)
-                .map_err(e2s)?;
-        let client_key = rcgen::KeyPair::generate().map_err(e2s)?;
-        let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e2s)?;
-        cp.distinguished_name
-            .push(rcgen::DnType::CommonName, "system:node:test");
-        cp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let client_cert = cp.signed_by(&client_key, &ca).map_err(e2s)?;
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.der().clone()).map_err(e2s)?;
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()
-        .map_err(e2s)?;
-        let key =
-            PrivateKeyDer::from_pem_slice(server_key.serialize_pem().as_bytes()).map_err(e2s)?;
-        let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(e2s)?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(e2s)?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-
+        let Certs {
+            acceptor,
+            ca_pem,
+            client_cert_pem,
+            client_key_pem,
+        } = make_certs()?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(e2s)?;
         listener.set_nonblocking(true).map_err(e2s)?;
         let addr = listener.local_addr().map_err(e2s)?;
@@ -166,6 +209,9 @@ impl TestApiServer {
                             _ = &mut stop_rx => break,
                             acc = listener.accept() => {
                                 let Ok((tcp, _)) = acc else { continue };
+                                if lock(&st).down {
+                                    continue;
+                                }
                                 let _ = tcp.set_nodelay(true);
                                 lock(&st).connections += 1;
                                 let acceptor = acceptor.clone();
@@ -177,7 +223,7 @@ impl TestApiServer {
                                     let svc = hyper::service::service_fn(move |req| {
                                         let st = st.clone();
                                         let tok = tok.clone();
-                                        async move { Ok::<_, std::convert::Infallible>(handle(&st, &tok, has_cert, req).await) }
+                                        async move { Ok::<_, std::convert::Infallible>(handle(st, &tok, has_cert, req).await) }
                                     });
                                     let _ = hyper::server::conn::http1::Builder::new()
                                         .serve_connection(TokioIo::new(tls), svc)
@@ -191,9 +237,9 @@ impl TestApiServer {
             .map_err(e2s)?;
         Ok(TestApiServer {
             addr,
-            ca_pem: ca.pem(),
-            client_cert_pem: client_cert.pem(),
-            client_key_pem: client_key.serialize_pem(),
+            ca_pem,
+            client_cert_pem,
+            client_key_pem,
             token,
             state,
             stop: Some(stop_tx),
@@ -257,12 +303,24 @@ impl TestApiServer {
         Ok(path)
     }
 
-    /// Creates (or replaces) a pod; returns it.
+    /// Creates (or replaces) a pod on [`TEST_NODE`]; returns it.
     pub fn add_pod(
         &self,
         namespace: &str,
         name: &str,
         uid: &str,
+        annotations: &[(&str, &str)],
+    ) -> Value {
+        self.add_pod_on_node(namespace, name, uid, TEST_NODE, annotations)
+    }
+
+    /// Creates (or replaces) a pod on `node`; returns it.
+    pub fn add_pod_on_node(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
         annotations: &[(&str, &str)],
     ) -> Value {
         let mut st = lock(&self.state);
@@ -273,16 +331,21 @@ impl TestApiServer {
             .collect();
         let pod = json!({"apiVersion":"v1","kind":"Pod",
             "metadata":{"name":name,"namespace":namespace,"uid":uid,"resourceVersion":st.rv.to_string(),"annotations":ann},
-            "spec":{"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Pending"}});
-        st.pods.insert((namespace.into(), name.into()), pod.clone());
+            "spec":{"nodeName":node,"containers":[{"name":"c","image":"busybox"}]},"status":{"phase":"Pending"}});
+        let old = st.pods.insert((namespace.into(), name.into()), pod.clone());
+        let typ = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        watch::record(&mut st, Kind::Pod, typ, &pod);
         pod
     }
 
     /// Deletes a pod.
     pub fn delete_pod(&self, namespace: &str, name: &str) {
-        lock(&self.state)
-            .pods
-            .remove(&(namespace.into(), name.into()));
+        let mut st = lock(&self.state);
+        if let Some(mut pod) = st.pods.remove(&(namespace.into(), name.into())) {
+            st.rv += 1;
+            pod["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
+            watch::record(&mut st, Kind::Pod, "DELETED", &pod);
+        }
     }
 
     /// A pod as stored.
@@ -306,18 +369,56 @@ impl TestApiServer {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
             .collect();
+        let mut st = lock(&self.state);
+        st.rv += 1;
         let nad = json!({"apiVersion":"k8s.cni.cncf.io/v1","kind":"NetworkAttachmentDefinition",
-            "metadata":{"name":name,"namespace":namespace,"annotations":ann},"spec":{"config":config}});
-        lock(&self.state)
-            .nads
-            .insert((namespace.into(), name.into()), nad);
+            "metadata":{"name":name,"namespace":namespace,"annotations":ann,"resourceVersion":st.rv.to_string()},
+            "spec":{"config":config}});
+        let old = st.nads.insert((namespace.into(), name.into()), nad.clone());
+        let typ = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        watch::record(&mut st, Kind::Nad, typ, &nad);
     }
 
     /// Deletes a NAD.
     pub fn delete_nad(&self, namespace: &str, name: &str) {
-        lock(&self.state)
-            .nads
-            .remove(&(namespace.into(), name.into()));
+        let mut st = lock(&self.state);
+        if let Some(mut nad) = st.nads.remove(&(namespace.into(), name.into())) {
+            st.rv += 1;
+            nad["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
+            watch::record(&mut st, Kind::Nad, "DELETED", &nad);
+        }
+    }
+
+    /// Takes the server down (`true`: new connections are dropped, requests on open ones get 503, open
+    /// watches end) or up again on the same address.
+    pub fn set_down(&self, down: bool) {
+        let mut st = lock(&self.state);
+        st.down = down;
+        if down {
+            watch::close_all(&mut st);
+        }
+    }
+
+    /// Ends every open watch and forgets the history: a watch resumed from any resourceVersion up to now
+    /// gets 410 Gone (what an etcd compaction does to a reflector), so the watcher must LIST again.
+    pub fn expire_watches(&self) {
+        let mut st = lock(&self.state);
+        st.expired_below = st.rv + 1;
+        st.history.clear();
+        watch::close_all(&mut st);
+    }
+
+    /// Sends a BOOKMARK at the current resourceVersion to every watch that allows bookmarks; returns it.
+    pub fn bookmark(&self) -> u64 {
+        let mut st = lock(&self.state);
+        st.rv += 1;
+        watch::bookmark(&mut st);
+        st.rv
+    }
+
+    /// How many watches are open.
+    pub fn open_watches(&self) -> usize {
+        lock(&self.state).watchers.len()
     }
 
     /// Makes GETs of this NAD answer 403 (RBAC refusal).
@@ -362,13 +463,19 @@ impl Drop for TestApiServer {
 }
 
 async fn handle(
-    st: &Mutex<State>,
+    shared: Arc<Mutex<State>>,
     token: &str,
     has_cert: bool,
     req: Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
+    let st = &*shared;
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let raw_query = req.uri().query().map(str::to_string);
+    let patch_type_ok = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/merge-patch+json");
     let authorized = has_cert
         || req
             .headers()
@@ -379,18 +486,81 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let resp = if authorized {
-        route(st, &method, &path, &body)
-    } else {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let resp = if lock(st).down {
+        status_body(503, "ServiceUnavailable", "the API server is down (test)")
+    } else if !authorized {
         status_body(401, "Unauthorized", "Unauthorized")
+    } else if method == Method::PATCH && !patch_type_ok {
+        status_body(
+            415,
+            "UnsupportedMediaType",
+            "only application/merge-patch+json",
+        )
+    } else {
+        let q = watch::query(raw_query.as_deref());
+        match (&method, parts.as_slice()) {
+            (&Method::GET, ["api", "v1", "pods"]) => watch::collection(&shared, Kind::Pod, &q),
+            (&Method::GET, ["apis", "k8s.cni.cncf.io", "v1", "network-attachment-definitions"]) => {
+                watch::collection(&shared, Kind::Nad, &q)
+            }
+            _ => route(st, &method, &path, &body),
+        }
+    };
+    let shown = match &raw_query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     };
     lock(st)
         .log
-        .push(format!("{method} {path} -> {}", resp.status().as_u16()));
+        .push(format!("{method} {shown} -> {}", resp.status().as_u16()));
     resp
 }
 
-fn route(st: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+/// A JSON merge patch of a pod's annotations through `pods/{name}/status`, with its UID as a precondition.
+fn patch_status(st: &mut State, ns: &str, name: &str, body: &[u8]) -> Response<Body> {
+    let key = (ns.to_string(), name.to_string());
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return status_body(400, "BadRequest", "body is not JSON");
+    };
+    let Some(cur) = st.pods.get(&key).cloned() else {
+        return status_body(404, "NotFound", &format!("pods \"{name}\" not found"));
+    };
+    if let Some(uid) = patch["metadata"]["uid"].as_str() {
+        if cur["metadata"]["uid"].as_str() != Some(uid) {
+            return status_body(
+                409,
+                "Conflict",
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    cur["metadata"]["uid"]
+                ),
+            );
+        }
+    }
+    let mut updated = cur;
+    if !updated["metadata"]["annotations"].is_object() {
+        updated["metadata"]["annotations"] = json!({});
+    }
+    if let (Some(changes), Some(ann)) = (
+        patch["metadata"]["annotations"].as_object(),
+        updated["metadata"]["annotations"].as_object_mut(),
+    ) {
+        for (k, v) in changes {
+            match v {
+                Value::Null => ann.remove(k),
+                v => ann.insert(k.clone(), v.clone()),
+            };
+        }
+    }
+    st.rv += 1;
+    updated["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
+    st.pods.insert(key, updated.clone());
+    watch::record(st, Kind::Pod, "MODIFIED", &updated);
+    ok_body(&updated)
+}
+
+fn route(st: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let mut st = lock(st);
     match (method, parts.as_slice()) {
@@ -426,7 +596,11 @@ fn route(st: &Mutex<State>, method: &Method, path: &str, body: &[u8]) -> Respons
             updated["status"] = new["status"].clone();
             updated["metadata"]["resourceVersion"] = Value::String(st.rv.to_string());
             st.pods.insert(key, updated.clone());
+            watch::record(&mut st, Kind::Pod, "MODIFIED", &updated);
             ok_body(&updated)
+        }
+        (&Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name, "status"]) => {
+            patch_status(&mut st, ns, name, body)
         }
         (&Method::POST, ["api", "v1", "namespaces", ns, "events"]) => {
             let Ok(ev) = serde_json::from_slice::<Value>(body) else {
