@@ -43,6 +43,13 @@ impl PodArgs {
     }
 }
 
+/// What a request goes to.
+enum Backend<'a> {
+    None,
+    Files(&'a mut FileSource),
+    Api(&'a mut Client),
+}
+
 /// Where pods and NADs come from.
 #[derive(Debug)]
 pub enum PodSource {
@@ -82,68 +89,68 @@ impl PodSource {
         !matches!(self, PodSource::None)
     }
 
-    fn client<'s>(
-        kubeconfig: &std::path::Path,
-        timeout: Duration,
-        slot: &'s mut Option<Box<Client>>,
-    ) -> Result<&'s mut Client, CniError> {
-        if slot.is_none() {
-            let mut cfg = ClientConfig::from_kubeconfig(kubeconfig)
-                .map_err(|e| e.context("multus config: \"kubeconfig\""))?;
-            cfg.request_timeout = timeout;
-            *slot = Some(Box::new(Client::new(cfg)));
+    /// The source to ask, the API client made at its first use.
+    fn backend(&mut self) -> Result<Backend<'_>, CniError> {
+        Ok(match self {
+            PodSource::None => Backend::None,
+            PodSource::Files(f) => Backend::Files(f),
+            PodSource::Api {
+                kubeconfig,
+                request_timeout,
+                client,
+                ..
+            } => {
+                if client.is_none() {
+                    let mut cfg = ClientConfig::from_kubeconfig(kubeconfig)
+                        .map_err(|e| e.context("multus config: \"kubeconfig\""))?;
+                    cfg.request_timeout = *request_timeout;
+                    *client = Some(Box::new(Client::new(cfg)));
+                }
+                match client.as_deref_mut() {
+                    Some(c) => Backend::Api(c),
+                    None => return Err(CniError::io("no API client")),
+                }
+            }
+        })
+    }
+
+    /// The watch cache in front of the API, if any.
+    fn cache(&self) -> Option<&Arc<dyn PodCache>> {
+        match self {
+            PodSource::Api { cache, .. } => cache.as_ref(),
+            _ => None,
         }
-        slot.as_deref_mut()
-            .ok_or_else(|| CniError::io("no API client"))
     }
 
     /// The pod (retrying within `retry` while the API is unreachable); `Ok(None)` when there is no such
-    /// pod, or no pod source.
+    /// pod, or no pod source. The watch cache answers first when it has the pod with the UID asked for.
     pub async fn pod(
         &mut self,
         p: &PodArgs,
         retry: RetryPolicy,
     ) -> Result<Option<PodObject>, CniError> {
-        match self {
-            PodSource::None => Ok(None),
-            PodSource::Files(f) => f.pod(&p.namespace, &p.name, retry).await,
-            PodSource::Api {
-                kubeconfig,
-                request_timeout,
-                client,
-                cache,
-            } => {
-                let cached = cache.as_ref().and_then(|c| c.pod(&p.namespace, &p.name));
-                if let Some(pod) = cached.filter(|c| p.uid.is_empty() || c.uid == p.uid) {
-                    return Ok(Some(pod));
-                }
-                Self::client(kubeconfig, *request_timeout, client)?
-                    .pod(&p.namespace, &p.name, retry)
-                    .await
-            }
+        let cached = self.cache().and_then(|c| c.pod(&p.namespace, &p.name));
+        if let Some(pod) = cached.filter(|c| p.uid.is_empty() || c.uid == p.uid) {
+            return Ok(Some(pod));
+        }
+        match self.backend()? {
+            Backend::None => Ok(None),
+            Backend::Files(f) => f.pod(&p.namespace, &p.name, retry).await,
+            Backend::Api(c) => c.pod(&p.namespace, &p.name, retry).await,
         }
     }
 
-    /// A NAD (the raw object).
+    /// A NAD (the raw object); the watch cache answers first.
     pub async fn nad(&mut self, namespace: &str, name: &str) -> Result<Value, CniError> {
-        match self {
-            PodSource::None => Err(CniError::invalid_config(format!(
+        if let Some(nad) = self.cache().and_then(|c| c.nad(namespace, name)) {
+            return Ok(nad);
+        }
+        match self.backend()? {
+            Backend::None => Err(CniError::invalid_config(format!(
                 "NetworkAttachmentDefinition {namespace}/{name}: NADs need \"kubeconfig\" in the multus config"
             ))),
-            PodSource::Files(f) => f.nad(namespace, name).await,
-            PodSource::Api {
-                kubeconfig,
-                request_timeout,
-                client,
-                cache,
-            } => {
-                if let Some(nad) = cache.as_ref().and_then(|c| c.nad(namespace, name)) {
-                    return Ok(nad);
-                }
-                Self::client(kubeconfig, *request_timeout, client)?
-                    .nad(namespace, name)
-                    .await
-            }
+            Backend::Files(f) => f.nad(namespace, name).await,
+            Backend::Api(c) => c.nad(namespace, name).await,
         }
     }
 
@@ -155,22 +162,11 @@ impl PodSource {
         value: &str,
     ) -> Result<(), CniError> {
         let uid = Some(p.uid.as_str()).filter(|u| !u.is_empty());
-        match self {
-            PodSource::None => Ok(()),
-            PodSource::Files(f) => {
-                f.set_annotation(&p.namespace, &p.name, uid, key, value)
-                    .await
-            }
-            PodSource::Api {
-                kubeconfig,
-                request_timeout,
-                client,
-                ..
-            } => {
-                Self::client(kubeconfig, *request_timeout, client)?
-                    .set_annotation(&p.namespace, &p.name, uid, key, value)
-                    .await
-            }
+        let (ns, name) = (&p.namespace, &p.name);
+        match self.backend()? {
+            Backend::None => Ok(()),
+            Backend::Files(f) => f.set_annotation(ns, name, uid, key, value).await,
+            Backend::Api(c) => c.set_annotation(ns, name, uid, key, value).await,
         }
     }
 
@@ -204,18 +200,11 @@ impl PodSource {
             reason,
             message,
         };
-        let res = match self {
-            PodSource::None => Ok(()),
-            PodSource::Files(f) => f.post_event(&pod, &event).await,
-            PodSource::Api {
-                kubeconfig,
-                request_timeout,
-                client,
-                ..
-            } => match Self::client(kubeconfig, *request_timeout, client) {
-                Ok(c) => Source::post_event(c, &pod, &event).await,
-                Err(e) => Err(e),
-            },
+        let res = match self.backend() {
+            Ok(Backend::None) => Ok(()),
+            Ok(Backend::Files(f)) => f.post_event(&pod, &event).await,
+            Ok(Backend::Api(c)) => Source::post_event(c, &pod, &event).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = res {
             tracing::warn!("could not post the {reason} event: {e}");
