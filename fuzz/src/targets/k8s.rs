@@ -61,11 +61,10 @@ pub const KUBELET_CHECKPOINT: Target = Target {
     check: kubelet_checkpoint,
 };
 
-/// An empty directory standing for `confDir`: a fuzzed config never makes the targets read host files.
+/// A directory that does not exist, standing for `confDir`: a fuzzed config never makes the targets read host
+/// files, and a fuzz run leaves nothing behind (a file looked up there is simply not found).
 fn empty_dir() -> PathBuf {
-    let d = std::env::temp_dir().join("multus-fuzz-empty");
-    let _ = std::fs::create_dir_all(&d);
-    d
+    std::env::temp_dir().join("multus-fuzz-no-such-dir")
 }
 
 /// A network name that would be read as a path is replaced (the fuzzer is not to read the host's files).
