@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
+DEFAULT_CACHE_DIR = "/var/lib/cni/multus"  # Multus' cniDir when the config names none
 
 
 def merge(base, over):
@@ -57,7 +58,15 @@ def install_args(v):
         args.append(f"--cni-version={cni['version']}")
     if cni.get("primaryConfig"):
         args.append(f"--primary-config={cni['primaryConfig']}")
+    if cni.get("cacheDir", DEFAULT_CACHE_DIR) != DEFAULT_CACHE_DIR:
+        args.append(f"--multus-cni-dir={cni['cacheDir']}")
     return args
+
+
+def cache_mount_path(v):
+    """Where the host's attachment cache is seen in the container: /host/<cacheDir>, the first place `multus
+    uninstall` looks, so it removes the config when nothing is cached and retires it otherwise."""
+    return "/host" + v["cni"].get("cacheDir", DEFAULT_CACHE_DIR)
 
 
 def manifests(v):
@@ -106,11 +115,14 @@ def manifests(v):
                         "volumeMounts": [
                             {"name": "cni", "mountPath": "/host/etc/cni/net.d"},
                             {"name": "cnibin", "mountPath": "/host/opt/cni/bin"},
+                            {"name": "cache", "mountPath": cache_mount_path(v)},
                         ],
                     }],
                     "volumes": [
                         {"name": "cni", "hostPath": {"path": v["cni"]["confDir"], "type": "DirectoryOrCreate"}},
                         {"name": "cnibin", "hostPath": {"path": v["cni"]["binDir"], "type": "DirectoryOrCreate"}},
+                        {"name": "cache", "hostPath": {"path": v["cni"].get("cacheDir", DEFAULT_CACHE_DIR),
+                                                       "type": "DirectoryOrCreate"}},
                     ],
                 },
             },

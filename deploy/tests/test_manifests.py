@@ -72,6 +72,7 @@ def test_the_install_arguments_are_ones_the_binary_accepts():
     ("multus:\n  logLevel: loud\n", "multus.logLevel"),
     ("cni:\n  confDir: relative/dir\n", "cni.confDir"),
     ("cni:\n  version: 0.2.0\n", "cni.version"),
+    ("cni:\n  cacheDir: relative\n", "cni.cacheDir"),
     ("namespace: Kube_System\n", "namespace"),
     ("multus:\n  globalNamespaces: 'a,,b'\n", "multus.globalNamespaces"),
     ("unknown: 1\n", "(top)"),
@@ -93,3 +94,22 @@ def test_the_demo_examples_are_valid():
     jsonschema.validate(nad, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
     assert nad["kind"] == crd["spec"]["names"]["kind"]
     assert nad["apiVersion"] == f"{crd['spec']['group']}/v1"
+
+
+def test_the_attachment_cache_is_mounted_where_uninstall_looks(tmp_path):
+    """`multus uninstall` looks for the cache at /host/<cniDir>: without the mount it cannot tell that nothing is
+    cached and always leaves a retiring config (README, "Removing Multus without leaks")."""
+    ds = rendered()[4]
+    pod = ds["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}
+    assert volumes["cache"] == "/var/lib/cni/multus"
+    assert mounts["cache"] == "/host/var/lib/cni/multus"
+    assert not any(a.startswith("--multus-cni-dir=") for a in pod["containers"][0]["args"])
+    over = tmp_path / "v.yaml"
+    over.write_text("cni:\n  cacheDir: /srv/multus-cache\n")
+    pod = rendered(over)[4]["spec"]["template"]["spec"]
+    assert {v["name"]: v["hostPath"]["path"] for v in pod["volumes"]}["cache"] == "/srv/multus-cache"
+    assert {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}["cache"] == \
+        "/host/srv/multus-cache"
+    assert "--multus-cni-dir=/srv/multus-cache" in pod["containers"][0]["args"]
