@@ -11,7 +11,7 @@
 //!
 //! Usage: `cargo run --release -p multus-cni --example k8s_meta_bench -- path/to/release/multus [runs]`
 
-use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};

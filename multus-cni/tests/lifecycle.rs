@@ -10,7 +10,7 @@ mod support;
 
 use multus_core::cni::{CniArgs, CniResult, Command as Verb, NetworkConfig};
 use multus_core::delegate::{chain, Context, Registry};
-use multus_k8s::test_server::TestApiServer;
+use multus_testsupport::api_server::TestApiServer;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::sync::Arc;

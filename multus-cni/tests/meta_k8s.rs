@@ -1,10 +1,10 @@
 //! The meta-plugin's Kubernetes mode through the built binary, as root in real network namespaces, against
-//! the loopback HTTPS API server stand-in (`multus_k8s::test_server`) reached through a kubeconfig: the
+//! the loopback HTTPS API server stand-in (`multus_testsupport::api_server`) reached through a kubeconfig: the
 //! reference bridge plugin is the cluster network (eth0), NADs give reference macvlan interfaces.
 
 mod support;
 
-use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -6,7 +6,7 @@
 
 mod support;
 
-use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

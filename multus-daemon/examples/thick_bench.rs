@@ -14,7 +14,7 @@
 //! `cargo build --release -p multus-cni --bin multus && cargo build --release -p multus-daemon --example thick_bench`
 //! then `thick_bench --multus target/release/multus --daemon target/release/multus-daemon seed 40`.
 
-use multus_k8s::test_server::{KubeconfigAuth, TestApiServer, TEST_NODE};
+use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer, TEST_NODE};
 use multus_testsupport::{HostLink, Netns};
 use serde_json::{json, Value};
 use std::io::{Read, Write};

@@ -13,7 +13,6 @@
 //! - [`watch`]: LIST and WATCH on the client (the thick daemon's watch cache);
 //! - [`client`]: a minimal API client (kubeconfig or in-cluster service account, one reused TLS
 //!   connection) for the four REST calls Multus makes;
-//! - `test_server` (feature `test-server`): a loopback HTTPS API server stand-in for tests.
 //!
 //! ```
 //! use multus_k8s::annotation::parse_networks;
@@ -55,6 +54,4 @@ pub mod nad;
 pub mod plan;
 pub mod source;
 pub mod status;
-#[cfg(feature = "test-server")]
-pub mod test_server;
 pub mod watch;

@@ -3,7 +3,7 @@
 
 use multus_k8s::annotation::NETWORK_STATUS_ANNOTATION;
 use multus_k8s::client::{Client, ClientConfig, RetryPolicy};
-use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 use std::time::{Duration, Instant};
 
 fn client(server: &TestApiServer, auth: KubeconfigAuth) -> (Client, tempfile::TempDir) {

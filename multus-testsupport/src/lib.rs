@@ -1,6 +1,9 @@
 //! What the tests of every multus crate share (a dev-dependency only): the root check, real network
-//! namespaces and links that clean up after themselves, and running a CNI plugin binary exactly as a
-//! container runtime does. One copy for the whole workspace.
+//! namespaces and links that clean up after themselves, running a CNI plugin binary exactly as a
+//! container runtime does, and [`api_server`], an HTTPS stand-in for the Kubernetes API server. One copy
+//! for the whole workspace. (The fake sysfs trees stay in `multus-sriov`, feature `fake-sysfs`: they are
+//! built on that crate's `Sysfs` and `PciAddress` and serve its own unit tests, which a dev crate depending
+//! on it could not.)
 //!
 //! ```no_run
 //! use multus_testsupport::{HostLink, Netns};
@@ -12,6 +15,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod api_server;
 mod netns;
 mod plugin;
 

@@ -4,7 +4,7 @@
 //! namespaces.
 #![allow(dead_code)]
 
-use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 pub use multus_testsupport::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -117,7 +117,7 @@ impl Node {
             "cniVersion": "1.0.0", "logLevel": "debug", "logFile": node.path("daemon.log"), "logToStderr": false,
             "socketDir": node.path("run"), "daemonSocketDir": node.path("run"),
             "cniConfigDir": net_d, "multusAutoconfigDir": net_d,
-            "kubeconfig": kc, "nodeName": multus_k8s::test_server::TEST_NODE,
+            "kubeconfig": kc, "nodeName": multus_testsupport::api_server::TEST_NODE,
             "metricsPort": node.metrics_port, "metricsBindAddress": "127.0.0.1",
             "binDir": format!("{}:/usr/lib/cni", node.path("bin").display()), "cniDir": node.path("cache"),
             "daemonConnectTimeout": 3, "cleanupConfigOnExit": true, "drainTimeout": 20,

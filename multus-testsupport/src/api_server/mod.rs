@@ -22,7 +22,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), String> {
-//! use multus_k8s::test_server::{KubeconfigAuth, TestApiServer};
+//! use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 //! let server = TestApiServer::start()?;
 //! server.add_nad("default", "macvlan-conf", r#"{"cniVersion":"0.3.1","type":"macvlan"}"#, &[]);
 //! let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
