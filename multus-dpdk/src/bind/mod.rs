@@ -364,20 +364,7 @@ impl Binder {
             if let Some(d) = &current {
                 self.op(format!("unbinding from {d}"), pci, self.ops.unbind(pci, d))?;
             }
-            self.op(
-                "setting driver_override to vfio-pci on",
-                pci,
-                self.ops.set_override(pci, Some(VFIO_PCI_DRIVER)),
-            )?;
-            let probed = self.op("probing vfio-pci for", pci, self.ops.probe(pci));
-            // The override goes whatever the probe did: a later probe must find the device's own driver.
-            let cleared = self.op(
-                "clearing driver_override of",
-                pci,
-                self.ops.set_override(pci, None),
-            );
-            probed?;
-            cleared?;
+            self.probe_with_override(pci, VFIO_PCI_DRIVER)?;
             self.finish_bind(plan)
         };
         match steps() {
@@ -433,6 +420,24 @@ impl Binder {
         Ok(Bound { group, dev })
     }
 
+    /// Binds `pci` to `driver` the kernel's way: `driver_override`, `drivers_probe`, then the override cleared
+    /// whatever the probe did (a later probe must find the device's own driver).
+    fn probe_with_override(&self, pci: PciAddress, driver: &str) -> Result<()> {
+        self.op(
+            format!("setting driver_override to {driver} on"),
+            pci,
+            self.ops.set_override(pci, Some(driver)),
+        )?;
+        let probed = self.op(format!("probing {driver} for"), pci, self.ops.probe(pci));
+        let cleared = self.op(
+            "clearing driver_override of",
+            pci,
+            self.ops.set_override(pci, None),
+        );
+        probed?;
+        cleared
+    }
+
     /// Polls `cond` until it holds or the timeout passes.
     fn wait(&self, mut cond: impl FnMut() -> bool) -> bool {
         let start = Instant::now();
@@ -468,19 +473,7 @@ impl Binder {
                 self.ops.set_override(pci, None),
             );
         };
-        self.op(
-            format!("setting driver_override to {want} on"),
-            pci,
-            self.ops.set_override(pci, Some(want)),
-        )?;
-        let probed = self.op(format!("probing {want} for"), pci, self.ops.probe(pci));
-        let cleared = self.op(
-            "clearing driver_override of",
-            pci,
-            self.ops.set_override(pci, None),
-        );
-        probed?;
-        cleared?;
+        self.probe_with_override(pci, want)?;
         let found = self.sysfs.driver(pci)?;
         if found.as_ref() != Some(want) {
             return Err(BindError::NotBound {
