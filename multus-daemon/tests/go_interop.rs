@@ -1,0 +1,454 @@
+//! Thick-mode protocol interop with upstream Go Multus v4.2.2, through the real binaries (feature
+//! `go-interop`; run by `tests/interop/go-multus.sh`, which builds upstream's `multus-shim` and
+//! `multus-daemon`, and our `interop-apiproxy`, naming them in `GO_MULTUS_SHIM`, `GO_MULTUS_DAEMON` and
+//! `GO_MULTUS_APIPROXY`):
+//!
+//! - upstream's `multus-shim` (run as the runtime runs a CNI plugin) against our daemon: ADD, CHECK, DEL;
+//! - our shim against upstream's `multus-daemon` (in-cluster API settings pointing at the HTTPS API
+//!   stand-in, in a mount namespace of its own so that the host's `/var/run/secrets` is never touched):
+//!   ADD, DEL;
+//! - upstream's shim with no daemon: what it answers, within a bound.
+//!
+//! The node is the thick tests' (`support::Node`): the user guide's pod, eth0 from the reference bridge +
+//! host-local, net1 from the NAD `macvlan-conf` (reference macvlan + host-local), in real namespaces.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// A CNI call through a shim: longer than anything a working call takes, short of a hang.
+const CALL_BOUND: Duration = Duration::from_secs(100);
+
+/// An upstream binary named by the environment; a clear panic when it is not (never a silent skip).
+fn go_bin(var: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "{var} is not set: these tests run upstream's Go Multus v4.2.2 binaries; \
+             run `bash tests/interop/go-multus.sh`, which builds them and names them in \
+             GO_MULTUS_SHIM, GO_MULTUS_DAEMON and GO_MULTUS_APIPROXY"
+        )
+    });
+    assert!(
+        path.is_file(),
+        "{var}={} is not a file: run `bash tests/interop/go-multus.sh`",
+        path.display()
+    );
+    path
+}
+
+/// The runtime's CNI variables for `pod`.
+fn cni_vars(command: &str, pod: &TestPod) -> Vec<(&'static str, String)> {
+    vec![
+        ("CNI_COMMAND", command.to_string()),
+        ("CNI_CONTAINERID", pod.cid.clone()),
+        ("CNI_IFNAME", "eth0".to_string()),
+        ("CNI_PATH", "/usr/lib/cni".to_string()),
+        ("CNI_ARGS", pod.args()),
+        ("CNI_NETNS", pod.ns.path().display().to_string()),
+    ]
+}
+
+/// Runs a shim binary for `pod` as the runtime does (bounded: a hang panics).
+fn run_shim(bin: &Path, command: &str, pod: &TestPod, conf: &Value) -> Run {
+    let vars = cni_vars(command, pod);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_plugin_within(bin, &vars, conf.to_string().as_bytes(), CALL_BOUND)
+}
+
+/// Files (not directories) under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Checks an ADD's result against what is in the pod's netns and on the API. The result is the cluster
+/// network's (Multus answers the primary delegate's result, upstream's `multus.CmdAdd` as ours): eth0 in
+/// the pod with its IP. net1 (macvlan from `default/macvlan-conf`) is reported in the network-status: both
+/// interfaces are read back with `ip -j` in the pod's netns, with the IPs and MAC the status names.
+fn assert_attached(node: &Node, pod: &TestPod, result: &Value, cni_version: &str) {
+    assert_eq!(result["cniVersion"], cni_version, "{result}");
+    let ifaces = result["interfaces"].as_array().expect("interfaces");
+    let netns = pod.ns.path().display().to_string();
+    let ips = result["ips"].as_array().expect("ips");
+    assert_eq!(ips.len(), 1, "{result}");
+    let eth0 = &ifaces[ips[0]["interface"].as_u64().expect("ips[].interface") as usize];
+    assert_eq!(eth0["name"], "eth0", "{result}");
+    assert_eq!(eth0["sandbox"], netns.as_str(), "{result}");
+    let eth0_ip = ips[0]["address"].as_str().unwrap().to_string();
+    assert!(
+        eth0_ip.starts_with(&format!("10.{}.", node.subnet)) && eth0_ip.ends_with("/16"),
+        "{result}"
+    );
+    assert_eq!(
+        ips[0]["gateway"],
+        format!("10.{}.0.1", node.subnet).as_str(),
+        "{result}"
+    );
+    // The network-status on the API.
+    let status = node
+        .api
+        .network_status(&pod.namespace, &pod.name)
+        .expect("network-status written");
+    let list = status.as_array().expect("a list");
+    assert_eq!(list.len(), 2, "{status}");
+    let bare = |cidr: &str| cidr.split('/').next().unwrap().to_string();
+    assert_eq!(list[0]["name"], "podnet", "{status}");
+    assert_eq!(list[0]["interface"], "eth0", "{status}");
+    assert_eq!(list[0]["default"], true, "{status}");
+    assert_eq!(list[0]["ips"], json!([bare(&eth0_ip)]), "{status}");
+    assert_eq!(list[0]["mac"], eth0["mac"], "{status}");
+    assert_eq!(list[1]["name"], "default/macvlan-conf", "{status}");
+    assert_eq!(list[1]["interface"], "net1", "{status}");
+    let net1_ip = list[1]["ips"][0].as_str().expect("net1's IP").to_string();
+    assert!(net1_ip.starts_with("192.168.1.2"), "{status}");
+    // Read back in the pod's netns.
+    for (ifname, kind, ip, mac) in [
+        ("eth0", "veth", eth0_ip.clone(), &list[0]["mac"]),
+        ("net1", "macvlan", format!("{net1_ip}/24"), &list[1]["mac"]),
+    ] {
+        let link = pod
+            .ns
+            .link(ifname)
+            .unwrap_or_else(|| panic!("no {ifname} in the pod: {:?}", pod.ns.link_names()));
+        assert_eq!(link["linkinfo"]["info_kind"], kind, "{link}");
+        assert!(
+            link["flags"].as_array().unwrap().contains(&json!("UP")),
+            "{link}"
+        );
+        assert_eq!(&link["address"], mac, "{link}");
+        assert_eq!(pod.ns.addrs(ifname), vec![ip]);
+    }
+}
+
+/// After DEL: only `lo` in the pod, no IP reserved, nothing in the daemon's cache directory.
+fn assert_released(node: &Node, pod: &TestPod, cache: &Path) {
+    assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
+    assert!(
+        reservations(&node.path("ipam")).is_empty(),
+        "{:?}",
+        reservations(&node.path("ipam"))
+    );
+    assert!(
+        files_under(cache).is_empty(),
+        "left in the cache: {:?}",
+        files_under(cache)
+    );
+}
+
+/// (a) Upstream's `multus-shim` -> our `multus daemon`: its readiness probe (`POST /healthz` with the
+/// body `null`), its request (the whole environment, the config base64) and our answer (`{"Result":..}`,
+/// an empty body for CHECK and DEL) work: ADD attaches both networks, CHECK passes, DEL releases all.
+#[test]
+fn upstream_shim_to_our_daemon_add_check_del() {
+    let go_shim = go_bin("GO_MULTUS_SHIM");
+    let mut node = Node::new();
+    node.start_daemon();
+    let conf = node.multus_conf();
+    let pod = TestPod::new(&node, Some("macvlan-conf"));
+    node.wait_for("the pod in the cache", || {
+        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
+    });
+
+    let r = run_shim(&go_shim, "ADD", &pod, &conf);
+    let result = r.ok();
+    assert_attached(&node, &pod, &result, "1.0.0");
+    assert_eq!(
+        node.metric("multus_cni_requests_total{verb=\"ADD\",code=\"0\"}"),
+        1.0
+    );
+
+    // CHECK (upstream's shim supports it): success, an empty answer; it reached our daemon.
+    let r = run_shim(&go_shim, "CHECK", &pod, &conf);
+    assert_eq!(r.ok(), Value::Null, "{}", r.stderr);
+    assert_eq!(
+        node.metric("multus_cni_requests_total{verb=\"CHECK\",code=\"0\"}"),
+        1.0,
+        "{}",
+        node.log()
+    );
+
+    // DEL: upstream's shim answers success whatever happens, so what counts is what is left.
+    let r = run_shim(&go_shim, "DEL", &pod, &conf);
+    assert_eq!(r.ok(), Value::Null, "{}", r.stderr);
+    assert_eq!(
+        node.metric("multus_cni_requests_total{verb=\"DEL\",code=\"0\"}"),
+        1.0,
+        "{}",
+        node.log()
+    );
+    assert_released(&node, &pod, &node.path("cache"));
+    let status = node.api.network_status(&pod.namespace, &pod.name);
+    assert!(
+        status.as_ref().is_none_or(|s| s == &json!([])),
+        "network-status after DEL: {status:?}"
+    );
+    assert_eq!(node.stop_daemon(), 0);
+}
+
+/// A child process of the test that dies with it (`PR_SET_PDEATHSIG`), killed when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Proc(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program())),
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Upstream's `multus-daemon`, started as its DaemonSet starts it, on this node: its API client from the
+/// in-cluster settings, seen only in a mount namespace of its own. The API is the HTTPS stand-in behind
+/// `interop-apiproxy` (tests/interop/apiproxy): upstream's client-go writes protobuf bodies
+/// (pkg/k8sclient/kubeconfig.go, `GetK8sClient`), which the proxy turns into the JSON the stand-in reads.
+struct GoDaemon {
+    daemon: Proc,
+    _proxy: Proc,
+    log: PathBuf,
+    stderr: PathBuf,
+    proxy_log: PathBuf,
+}
+
+impl GoDaemon {
+    /// Upstream's daemon-config.json (deployments/multus-daemonset-thick.yml, without `chrootDir`), pointed
+    /// at the node's directories; started in `unshare -m` where a temporary directory holding `netns/` and
+    /// `secrets/kubernetes.io/serviceaccount/{token,ca.crt}` is bind-mounted over /run (the host's netns
+    /// mounts bound back into it), so that in-cluster config finds the stand-in and the host's /run stays
+    /// untouched. Waits until `/healthz` answers on the socket and `00-multus.conf` is written.
+    fn start(node: &Node) -> GoDaemon {
+        let bin = go_bin("GO_MULTUS_DAEMON");
+        let root = node.path("go-root");
+        let run = root.join("run");
+        let sa = run.join("secrets/kubernetes.io/serviceaccount");
+        std::fs::create_dir_all(&sa).unwrap();
+        std::fs::create_dir_all(run.join("netns")).unwrap();
+        std::fs::create_dir_all(root.join("hostnetns")).unwrap();
+        std::fs::write(sa.join("token"), node.api.token()).unwrap();
+        std::fs::write(sa.join("namespace"), "kube-system").unwrap();
+
+        let proxy_log = node.path("go-apiproxy.log");
+        let proxy = Proc::spawn(
+            Command::new(go_bin("GO_MULTUS_APIPROXY"))
+                .arg("-upstream")
+                .arg(node.api.url())
+                .arg("-upstream-ca")
+                .arg(node.path("kube/ca.pem"))
+                .arg("-ca-out")
+                .arg(sa.join("ca.crt"))
+                .arg("-addr-out")
+                .arg(root.join("proxy-addr"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&proxy_log).unwrap()),
+        );
+        let t = Instant::now();
+        let addr = loop {
+            if let Ok(a) = std::fs::read_to_string(root.join("proxy-addr")) {
+                break a;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "interop-apiproxy did not start: {}",
+                std::fs::read_to_string(&proxy_log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (host, port) = addr.trim().rsplit_once(':').expect("host:port");
+
+        let log = node.path("go-daemon.log");
+        let config = json!({
+            "cniVersion": "1.0.0",
+            "logLevel": "debug",
+            "logFile": log,
+            "logToStderr": false,
+            "cniConfigDir": node.path("net.d"),
+            "multusAutoconfigDir": node.path("net.d"),
+            "multusConfigFile": "auto",
+            "socketDir": node.path("run"),
+            "daemonSocketDir": node.path("run"),
+            "binDir": "/usr/lib/cni",
+            "cniDir": node.path("go-cache"),
+        });
+        let cfg = node.path("go-daemon-config.json");
+        std::fs::write(&cfg, config.to_string()).unwrap();
+        let script = r#"set -e
+            [ -d /run/netns ] && mount --rbind /run/netns "$ROOT/hostnetns"
+            mount --bind "$ROOT/run" /run
+            mount --rbind "$ROOT/hostnetns" /run/netns
+            exec "$BIN" -config "$CFG""#;
+        let stderr = node.path("go-daemon.stderr");
+        let daemon = Proc::spawn(
+            Command::new("unshare")
+                .args(["-m", "--propagation", "slave", "sh", "-c", script])
+                .env("ROOT", &root)
+                .env("BIN", &bin)
+                .env("CFG", &cfg)
+                .env("KUBERNETES_SERVICE_HOST", host)
+                .env("KUBERNETES_SERVICE_PORT", port)
+                .env(
+                    "MULTUS_NODE_NAME",
+                    multus_testsupport::api_server::TEST_NODE,
+                )
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&stderr).unwrap()),
+        );
+        let mut d = GoDaemon {
+            daemon,
+            _proxy: proxy,
+            log,
+            stderr,
+            proxy_log,
+        };
+        let t = Instant::now();
+        while node.socket_get("/healthz").map(|(s, _)| s) != Some(200)
+            || !node.path("net.d/00-multus.conf").exists()
+        {
+            if let Some(st) = d.daemon.0.try_wait().unwrap() {
+                panic!("upstream's daemon exited with {st}: {}", d.output());
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "upstream's daemon is not ready after 60 s: {}",
+                d.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "\n--- its log:\n{}\n--- its stderr:\n{}\n--- interop-apiproxy:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+            self.proxy_log()
+        )
+    }
+
+    fn proxy_log(&self) -> String {
+        std::fs::read_to_string(&self.proxy_log).unwrap_or_default()
+    }
+}
+
+/// (b) Our `multus shim` -> upstream's `multus-daemon`: ADD and DEL of the guide's pod, with the config
+/// upstream's daemon generated (`type: multus-shim`, its `daemonSocketDir`).
+#[test]
+fn our_shim_to_upstream_daemon_add_del() {
+    let node = Node::new();
+    // The pod's netns exists before the daemon starts (its mount namespace sees the host's netns mounts).
+    let pod = TestPod::new(&node, Some("macvlan-conf"));
+    // Our shim first: building it must not count against the daemon's bounds.
+    let shim = node.shim_bin();
+    let go = GoDaemon::start(&node);
+    let conf = node.multus_conf();
+    assert_eq!(conf["type"], "multus-shim", "{conf}");
+    assert_eq!(
+        conf["daemonSocketDir"],
+        node.path("run").display().to_string(),
+        "{conf}"
+    );
+
+    let r = run_shim(&shim, "ADD", &pod, &conf);
+    assert_eq!(
+        r.status,
+        0,
+        "our shim -> upstream's daemon ADD failed: {}\nstderr: {}{}",
+        r.stdout,
+        r.stderr,
+        go.output()
+    );
+    assert_attached(&node, &pod, &r.json(), "1.0.0");
+    // Upstream's daemon wrote the status itself: its protobuf PUT, as JSON on the stand-in.
+    let put = format!(
+        "PUT /api/v1/namespaces/{}/pods/{}/status",
+        pod.namespace, pod.name
+    );
+    assert!(
+        node.api
+            .requests()
+            .iter()
+            .any(|r| r.starts_with(&format!("{put}?")) && r.ends_with(" -> 200")),
+        "{:?}",
+        node.api.requests()
+    );
+    assert!(
+        go.proxy_log()
+            .contains(&format!("{}: Pod body, protobuf -> JSON", &put[4..])),
+        "{}",
+        go.proxy_log()
+    );
+
+    let r = run_shim(&shim, "DEL", &pod, &conf);
+    assert_eq!(
+        r.status,
+        0,
+        "DEL: {}\nstderr: {}{}",
+        r.stdout,
+        r.stderr,
+        go.output()
+    );
+    assert_released(&node, &pod, &node.path("go-cache"));
+    // Upstream's DEL writes no status (its multus.CmdDel never calls SetNetworkStatus): what ADD wrote stays
+    // until the pod is gone. Ours empties it; either is fine for a pod being deleted.
+    let status = node.api.network_status(&pod.namespace, &pod.name);
+    assert_eq!(
+        status.as_ref().and_then(Value::as_array).map(Vec::len),
+        Some(2),
+        "network-status after upstream's DEL: {status:?}"
+    );
+}
+
+/// (c) Upstream's shim with no daemon: ADD polls `/healthz` (every 100 ms, for 60 s: upstream's
+/// `api.WaitUntilAPIReady`) and then fails with a CNI error; DEL (`api.CheckAPIReadyNow`, no wait) answers
+/// success at once, though nothing was undone. Recorded here as upstream's behaviour, not ours.
+#[test]
+fn upstream_shim_without_a_daemon() {
+    let go_shim = go_bin("GO_MULTUS_SHIM");
+    let node = Node::new();
+    let pod = TestPod::unlisted(None);
+    let conf = json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus-shim",
+                      "daemonSocketDir": node.path("run")});
+
+    let r = run_shim(&go_shim, "DEL", &pod, &conf);
+    assert_eq!((r.status, r.stdout.trim()), (0, ""), "DEL: {}", r.stderr);
+
+    let t = Instant::now();
+    let r = run_shim(&go_shim, "ADD", &pod, &conf);
+    let took = t.elapsed();
+    let e = r.err();
+    eprintln!("upstream's shim, ADD with no daemon, after {took:?}: {e}");
+    let msg = e["msg"].as_str().unwrap();
+    assert!(msg.contains("CmdAdd (shim)"), "{e}");
+}
