@@ -70,6 +70,37 @@ impl ExternalPlugin {
         stdin: &[u8],
     ) -> Result<Output, CniError> {
         let name = self.name();
+        let child = self
+            .command(ctx, command)?
+            .spawn()
+            .map_err(|e| CniError::io(format!("cannot run plugin {}: {e}", self.path.display())))?;
+        let Some((status, stdout, stderr)) = run_bounded(child, stdin, self.timeout).await else {
+            return Err(CniError::new(
+                ErrorCode::DelegateTimeout,
+                format!(
+                    "plugin {name} did not finish {command} within {:?} and was killed",
+                    self.timeout
+                ),
+            ));
+        };
+        let stderr_text = String::from_utf8_lossy(&stderr);
+        for line in stderr_text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(plugin = %name, command = %command, "{line}");
+        }
+        let status = status.map_err(|e| CniError::io(format!("waiting for plugin {name}: {e}")))?;
+        if status.success() {
+            return Ok(Output { stdout });
+        }
+        Err(failure(&name, status, &stdout, &stderr_text))
+    }
+
+    /// The plugin's command: the CNI variables of `command` (the runtime's own removed), `CNI_PATH`, pipes, its
+    /// own process group, and `chrootDir` / die-with-parent applied between fork and exec.
+    fn command(
+        &self,
+        ctx: &Context,
+        command: Command,
+    ) -> Result<tokio::process::Command, CniError> {
         let mut cmd = tokio::process::Command::new(&self.path);
         cmd.env("CNI_COMMAND", command.as_str());
         for k in [
@@ -130,90 +161,91 @@ impl ExternalPlugin {
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| CniError::io(format!("cannot run plugin {}: {e}", self.path.display())))?;
-        let pgid = child.id();
-        let mut child_in = child.stdin.take();
-        let mut child_out = child.stdout.take();
-        let mut child_err = child.stderr.take();
-        let input = stdin.to_vec();
-        let run = async move {
-            let write = async {
-                if let Some(mut w) = child_in.take() {
-                    // A plugin may exit without reading its stdin (VERSION); a broken pipe is not an error.
-                    let _ = w.write_all(&input).await;
-                    let _ = w.shutdown().await;
-                }
-            };
-            let read_out = async {
-                let mut buf = Vec::new();
-                if let Some(r) = child_out.as_mut() {
-                    let _ = r.read_to_end(&mut buf).await;
-                }
-                buf
-            };
-            let read_err = async {
-                let mut buf = Vec::new();
-                if let Some(r) = child_err.as_mut() {
-                    let _ = r.read_to_end(&mut buf).await;
-                }
-                buf
-            };
-            let ((), out, err) = tokio::join!(write, read_out, read_err);
-            let status = child.wait().await;
-            (status, out, err)
-        };
-        let (status, stdout, stderr) = match tokio::time::timeout(self.timeout, run).await {
-            Ok(r) => r,
-            Err(_) => {
-                if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                return Err(CniError::new(
-                    ErrorCode::DelegateTimeout,
-                    format!(
-                        "plugin {name} did not finish {command} within {:?} and was killed",
-                        self.timeout
-                    ),
-                ));
-            }
-        };
-        let stderr_text = String::from_utf8_lossy(&stderr);
-        for line in stderr_text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(plugin = %name, command = %command, "{line}");
-        }
-        let status = status.map_err(|e| CniError::io(format!("waiting for plugin {name}: {e}")))?;
-        if status.success() {
-            return Ok(Output { stdout });
-        }
-        if let Some(mut e) = CniError::from_json(&stdout) {
-            if e.msg.is_empty() {
-                e.msg = format!("plugin {name} failed");
-            }
-            return Err(e);
-        }
-        let how = match status.code() {
-            Some(c) => format!("exited with status {c}"),
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                format!("was killed by signal {}", status.signal().unwrap_or(0))
-            }
-        };
-        let mut msg = format!("plugin {name} {how} without a CNI error");
-        let tail = stderr_text.trim();
-        if !tail.is_empty() {
-            let start = tail.len().saturating_sub(400);
-            let start = (start..tail.len())
-                .find(|&i| tail.is_char_boundary(i))
-                .unwrap_or(tail.len());
-            msg.push_str(&format!("; stderr: {}", &tail[start..]));
-        }
-        Err(CniError::new(ErrorCode::DelegateFailed, msg).with_details(snippet(&stdout)))
+        Ok(cmd)
     }
+}
+
+/// What a finished plugin gave back: its exit status, stdout and stderr.
+type Finished = (std::io::Result<std::process::ExitStatus>, Vec<u8>, Vec<u8>);
+
+/// Feeds `stdin` to the plugin and collects its output until it exits, within `timeout`; past it, kills the
+/// plugin's whole process group and returns `None`.
+async fn run_bounded(
+    mut child: tokio::process::Child,
+    stdin: &[u8],
+    timeout: std::time::Duration,
+) -> Option<Finished> {
+    let pgid = child.id();
+    let mut child_in = child.stdin.take();
+    let mut child_out = child.stdout.take();
+    let mut child_err = child.stderr.take();
+    let input = stdin.to_vec();
+    let run = async move {
+        let write = async {
+            if let Some(mut w) = child_in.take() {
+                // A plugin may exit without reading its stdin (VERSION); a broken pipe is not an error.
+                let _ = w.write_all(&input).await;
+                let _ = w.shutdown().await;
+            }
+        };
+        let read_out = async {
+            let mut buf = Vec::new();
+            if let Some(r) = child_out.as_mut() {
+                let _ = r.read_to_end(&mut buf).await;
+            }
+            buf
+        };
+        let read_err = async {
+            let mut buf = Vec::new();
+            if let Some(r) = child_err.as_mut() {
+                let _ = r.read_to_end(&mut buf).await;
+            }
+            buf
+        };
+        let ((), out, err) = tokio::join!(write, read_out, read_err);
+        let status = child.wait().await;
+        (status, out, err)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(r) => Some(r),
+        Err(_) => {
+            if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            None
+        }
+    }
+}
+
+/// The CNI error of a plugin that exited non-zero: its own CNI error from stdout, else code 100 naming how it
+/// ended, with the tail of its stderr.
+fn failure(name: &str, status: std::process::ExitStatus, stdout: &[u8], stderr: &str) -> CniError {
+    if let Some(mut e) = CniError::from_json(stdout) {
+        if e.msg.is_empty() {
+            e.msg = format!("plugin {name} failed");
+        }
+        return e;
+    }
+    let how = match status.code() {
+        Some(c) => format!("exited with status {c}"),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            format!("was killed by signal {}", status.signal().unwrap_or(0))
+        }
+    };
+    let mut msg = format!("plugin {name} {how} without a CNI error");
+    let tail = stderr.trim();
+    if !tail.is_empty() {
+        let start = tail.len().saturating_sub(400);
+        let start = (start..tail.len())
+            .find(|&i| tail.is_char_boundary(i))
+            .unwrap_or(tail.len());
+        msg.push_str(&format!("; stderr: {}", &tail[start..]));
+    }
+    CniError::new(ErrorCode::DelegateFailed, msg).with_details(snippet(stdout))
 }
 
 fn libc_chroot(root: &std::ffi::CStr) -> i32 {
