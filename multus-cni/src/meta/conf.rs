@@ -1,5 +1,6 @@
 //! The Multus configuration (`00-multus.conf`): the keys upstream Multus reads, with its defaults.
 
+use multus_core::cni::keys::Keys;
 use multus_core::cni::{AttachmentRef, CniError, NetworkConfig, PluginConf, Version};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -90,14 +91,14 @@ pub struct MultusConf {
     pub prefer_node_binary: Vec<String>,
 }
 
+/// The Multus config's keys, read with the one typed-key toolkit: an error names "multus config", the key
+/// and the value.
+fn keys(m: &Map<String, Value>) -> Keys<'_> {
+    Keys::new(m).plugin("multus config")
+}
+
 fn str_key(m: &Map<String, Value>, k: &str) -> Result<Option<String>, CniError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
-        Some(_) => Err(CniError::invalid_config(format!(
-            "multus config: \"{k}\" must be a string"
-        ))),
-    }
+    Ok(keys(m).string(k)?.map(str::to_string))
 }
 
 fn secs_key(m: &Map<String, Value>, k: &str, default: f64) -> Result<Duration, CniError> {
@@ -105,19 +106,19 @@ fn secs_key(m: &Map<String, Value>, k: &str, default: f64) -> Result<Duration, C
         None | Some(Value::Null) => Ok(Duration::from_secs_f64(default)),
         Some(v) => match v.as_f64() {
             Some(s) if (0.0..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
-            _ => Err(CniError::invalid_config(format!(
-                "multus config: \"{k}\" must be a number of seconds between 0 and 3600"
-            ))),
+            _ => Err(keys(m).invalid(k, v, "must be a number of seconds between 0 and 3600")),
         },
     }
 }
 
 /// A list of names given as a JSON list of strings or as one comma-separated string.
 fn names_key(m: &Map<String, Value>, k: &str, default: &[&str]) -> Result<Vec<String>, CniError> {
-    let bad = || {
-        CniError::invalid_config(format!(
-            "multus config: \"{k}\" must be a list of strings or a comma-separated string"
-        ))
+    let bad = |v: &Value| {
+        keys(m).invalid(
+            k,
+            v,
+            "must be a list of strings or a comma-separated string",
+        )
     };
     match m.get(k) {
         None | Some(Value::Null) => Ok(default.iter().map(|s| s.to_string()).collect()),
@@ -127,44 +128,92 @@ fn names_key(m: &Map<String, Value>, k: &str, default: &[&str]) -> Result<Vec<St
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect()),
-        Some(Value::Array(a)) => a
+        Some(v @ Value::Array(a)) => a
             .iter()
-            .map(|v| v.as_str().map(|s| s.trim().to_string()).ok_or_else(bad))
+            .map(|x| {
+                x.as_str()
+                    .map(|s| s.trim().to_string())
+                    .ok_or_else(|| bad(v))
+            })
             .collect(),
-        Some(_) => Err(bad()),
+        Some(v) => Err(bad(v)),
     }
 }
 
 fn obj_key(m: &Map<String, Value>, k: &str) -> Result<Map<String, Value>, CniError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(o)) => Ok(o.clone()),
-        Some(_) => Err(CniError::invalid_config(format!(
-            "multus config: \"{k}\" must be an object"
-        ))),
-    }
+    Ok(keys(m).object(k)?.cloned().unwrap_or_default())
 }
 
 fn bool_key(m: &Map<String, Value>, k: &str, default: bool) -> Result<bool, CniError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(CniError::invalid_config(format!(
-            "multus config: \"{k}\" must be true or false"
-        ))),
-    }
+    Ok(keys(m).bool(k)?.unwrap_or(default))
 }
 
 /// `retiring`: `{"configFile": "<path>"}`.
 fn retiring(m: &Map<String, Value>) -> Result<Option<PathBuf>, CniError> {
-    match m.get("retiring") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(str_key(o, "configFile")
-            .map_err(|e| e.context("\"retiring\""))?
-            .map(PathBuf::from)),
-        Some(_) => Err(CniError::invalid_config(
+    if !keys(m).is_set("retiring") {
+        return Ok(None);
+    }
+    match keys(m).nested("retiring")?.string("configFile")? {
+        Some(path) => Ok(Some(PathBuf::from(path))),
+        None => Err(CniError::invalid_config(
             "multus config: \"retiring\" must be an object with \"configFile\"",
         )),
+    }
+}
+
+/// `delegates`: each a network config; one without a version gets Multus' declared one.
+fn delegates_key(
+    m: &Map<String, Value>,
+    declared_version: Option<&str>,
+) -> Result<Vec<NetworkConfig>, CniError> {
+    let list = match m.get("delegates") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(v) => return Err(keys(m).invalid("delegates", v, "must be a list")),
+    };
+    let mut delegates = Vec::with_capacity(list.len());
+    for (i, d) in list.iter().enumerate() {
+        let mut d = d.clone();
+        if let (Value::Object(o), Some(own)) = (&mut d, declared_version) {
+            // A delegate without a version runs with Multus' own; when Multus has none either,
+            // it stays without one and is read as 0.1.0 (as upstream runs it through libcni).
+            if matches!(o.get("cniVersion"), None | Some(Value::Null))
+                || o.get("cniVersion").and_then(Value::as_str) == Some("")
+            {
+                o.insert("cniVersion".into(), Value::String(own.to_string()));
+            }
+        }
+        let net = NetworkConfig::from_value(d)
+            .map_err(|e| e.context(format!("multus config: delegates[{i}]")))?;
+        delegates.push(net);
+    }
+    Ok(delegates)
+}
+
+/// `binDir`: a `:`-separated list, default [`DEFAULT_BIN_DIR`].
+fn bin_dirs_key(m: &Map<String, Value>) -> Result<Vec<PathBuf>, CniError> {
+    Ok(match str_key(m, "binDir")? {
+        Some(s) => s
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => vec![PathBuf::from(DEFAULT_BIN_DIR)],
+    })
+}
+
+/// `delegateTimeout`: seconds in (0, 3600], default 60.
+fn delegate_timeout_key(m: &Map<String, Value>) -> Result<Duration, CniError> {
+    match m.get("delegateTimeout") {
+        None | Some(Value::Null) => Ok(Duration::from_secs(60)),
+        Some(v) => match v.as_f64() {
+            Some(s) if s > 0.0 && s <= 3600.0 => Ok(Duration::from_secs_f64(s)),
+            _ => Err(keys(m).invalid(
+                "delegateTimeout",
+                v,
+                "must be a number of seconds above 0, at most 3600",
+            )),
+        },
     }
 }
 
@@ -185,32 +234,7 @@ impl MultusConf {
         Version::parse_supported(&cni_version).map_err(|e| e.context("multus config"))?;
         let name = str_key(&m, "name")?.unwrap_or_else(|| "multus-cni-network".to_string());
         let kubeconfig = str_key(&m, "kubeconfig")?;
-        let mut delegates = Vec::new();
-        match m.get("delegates") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(list)) => {
-                for (i, d) in list.iter().enumerate() {
-                    let mut d = d.clone();
-                    if let (Value::Object(o), Some(own)) = (&mut d, &declared_version) {
-                        // A delegate without a version runs with Multus' own; when Multus has none either,
-                        // it stays without one and is read as 0.1.0 (as upstream runs it through libcni).
-                        if matches!(o.get("cniVersion"), None | Some(Value::Null))
-                            || o.get("cniVersion").and_then(Value::as_str) == Some("")
-                        {
-                            o.insert("cniVersion".into(), Value::String(own.clone()));
-                        }
-                    }
-                    let net = NetworkConfig::from_value(d)
-                        .map_err(|e| e.context(format!("multus config: delegates[{i}]")))?;
-                    delegates.push(net);
-                }
-            }
-            Some(_) => {
-                return Err(CniError::invalid_config(
-                    "multus config: \"delegates\" must be a list",
-                ))
-            }
-        }
+        let delegates = delegates_key(&m, declared_version.as_deref())?;
         let cluster_network = str_key(&m, "clusterNetwork")?;
         if kubeconfig.is_some() && delegates.is_empty() && cluster_network.is_none() {
             return Err(CniError::invalid_config(
@@ -222,34 +246,6 @@ impl MultusConf {
                 "multus config: \"delegates\" must hold at least one network when there is no \"kubeconfig\"",
             ));
         }
-        let bin_dirs = match str_key(&m, "binDir")? {
-            Some(s) => s
-                .split(':')
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .collect(),
-            None => vec![PathBuf::from(DEFAULT_BIN_DIR)],
-        };
-        let runtime_config = match m.get("runtimeConfig") {
-            Some(Value::Object(o)) => o.clone(),
-            None | Some(Value::Null) => Map::new(),
-            Some(_) => {
-                return Err(CniError::invalid_config(
-                    "multus config: \"runtimeConfig\" must be an object",
-                ))
-            }
-        };
-        let delegate_timeout = match m.get("delegateTimeout") {
-            None | Some(Value::Null) => Duration::from_secs(60),
-            Some(v) => match v.as_f64() {
-                Some(s) if s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
-                _ => {
-                    return Err(CniError::invalid_config(
-                        "multus config: \"delegateTimeout\" must be a number of seconds between 0 and 3600",
-                    ))
-                }
-            },
-        };
         let mut gc_view = m.clone();
         gc_view.insert("type".into(), Value::String("multus".into()));
         let valid_attachments = PluginConf::from_value(Value::Object(gc_view))
@@ -286,7 +282,7 @@ impl MultusConf {
             cni_dir: str_key(&m, "cniDir")?
                 .map(PathBuf::from)
                 .unwrap_or_else(|| DEFAULT_CNI_DIR.into()),
-            bin_dirs,
+            bin_dirs: bin_dirs_key(&m)?,
             conf_dir: str_key(&m, "confDir")?
                 .map(PathBuf::from)
                 .unwrap_or_else(|| DEFAULT_CONF_DIR.into()),
@@ -294,9 +290,9 @@ impl MultusConf {
             log_file: str_key(&m, "logFile")?.map(PathBuf::from),
             log_to_stderr: bool_key(&m, "logToStderr", true)?,
             readiness_indicator_file: str_key(&m, "readinessindicatorfile")?.map(PathBuf::from),
-            runtime_config,
+            runtime_config: obj_key(&m, "runtimeConfig")?,
             retry_delete_on_error: bool_key(&m, "retryDeleteOnError", false)?,
-            delegate_timeout,
+            delegate_timeout: delegate_timeout_key(&m)?,
             retiring: retiring(&m)?,
             auxiliary_cni_chain_name: str_key(&m, "auxiliaryCNIChainName")?,
             prefer_node_binary: names_key(&m, "preferNodeBinary", &[])?,
