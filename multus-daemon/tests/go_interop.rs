@@ -452,3 +452,48 @@ fn upstream_shim_without_a_daemon() {
     let msg = e["msg"].as_str().unwrap();
     assert!(msg.contains("CmdAdd (shim)"), "{e}");
 }
+
+/// A failing ADD both ways (the pod names a NAD that does not exist): the daemons answer 400 with different
+/// bodies (ours: the CNI error object; upstream's `http.Error`: text/plain), and each shim turns the other's
+/// into a CNI error on stdout with exit 1; nothing is left in the pod. What each shim makes of it is
+/// recorded here: upstream's shim always says code 999 with the body quoted in `msg`; ours says 100 for a
+/// body that is not a CNI error, with the text in `msg`.
+#[test]
+fn a_failing_add_is_a_cni_error_both_ways() {
+    let go_shim = go_bin("GO_MULTUS_SHIM");
+    // Upstream's shim -> our daemon.
+    let mut node = Node::new();
+    node.start_daemon();
+    let conf = node.multus_conf();
+    let pod = TestPod::new(&node, Some("no-such-nad"));
+    let e = run_shim(&go_shim, "ADD", &pod, &conf).err();
+    eprintln!("upstream's shim, our daemon's 400: {e}");
+    assert_eq!(e["code"], 999, "{e}");
+    let msg = e["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("CmdAdd (shim): CNI request failed with status 400: '{"),
+        "{e}"
+    );
+    assert!(msg.contains("no-such-nad"), "{e}");
+    assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
+    assert!(reservations(&node.path("ipam")).is_empty());
+    drop(pod);
+    assert_eq!(node.stop_daemon(), 0);
+    drop(node);
+
+    // Our shim -> upstream's daemon.
+    let node = Node::new();
+    let pod = TestPod::new(&node, Some("no-such-nad"));
+    let shim = node.shim_bin();
+    let go = GoDaemon::start(&node);
+    let conf = node.multus_conf();
+    let r = run_shim(&shim, "ADD", &pod, &conf);
+    let e = r.err();
+    eprintln!("our shim, upstream's daemon's 400: {e}");
+    assert_eq!(e["code"], 100, "{e}{}", go.output());
+    let msg = e["msg"].as_str().unwrap();
+    assert!(msg.starts_with("the multus daemon answered 400: "), "{e}");
+    assert!(msg.contains("no-such-nad"), "{e}");
+    assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
+    assert!(reservations(&node.path("ipam")).is_empty());
+}
