@@ -324,35 +324,12 @@ fn write_conf(dir: &Path, path: &Path, bytes: &[u8]) -> Result<bool, String> {
 pub fn install_once(opts: &InstallOpts, previous: &Installed) -> Result<Installed, String> {
     let mut now = previous.clone();
     if !opts.skip_multus_binary_copy && !previous.binary_copied {
-        let from = match &opts.multus_bin_file {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?,
-        };
-        let to = opts.cni_bin_dir.join("multus");
-        fs::copy_atomic(&from, &to, 0o755)
-            .map_err(|e| format!("cannot install {} as {}: {e}", from.display(), to.display()))?;
-        eprintln!("multus install: installed {}", to.display());
+        copy_binary(opts)?;
         now.binary_copied = true;
     }
     now.kubeconfig_bytes = write_kubeconfig(opts, &previous.kubeconfig_bytes)?;
-    let dir = &opts.place.cni_conf_dir;
     if opts.place.multus_conf_file != "auto" {
-        // A config of the user's own (upstream's ConfigMap way), copied as it is.
-        let from = PathBuf::from(&opts.place.multus_conf_file);
-        let bytes = std::fs::read(&from)
-            .map_err(|e| format!("cannot read multus-conf-file {}: {e}", from.display()))?;
-        let name = opts.place.conf_names().remove(0);
-        let conf = dir.join(&name);
-        if write_conf(dir, &conf, &bytes)? {
-            eprintln!(
-                "multus install: multus config file {} is copied to {}",
-                from.display(),
-                conf.display()
-            );
-        }
-        now.conf = conf;
-        now.conf_bytes = bytes;
-        return Ok(now);
+        return copy_user_conf(opts, now);
     }
     // The primary config wrapped before is gone: wait for it to come back, as upstream does (with
     // --rename-conf-file, we renamed it ourselves).
@@ -373,15 +350,58 @@ pub fn install_once(opts: &InstallOpts, previous: &Installed) -> Result<Installe
         );
         now.primary_missing = false;
     }
+    wrap_primary(opts, previous, now)
+}
+
+/// Copies this binary (or `--multus-bin-file`) into the CNI bin dir as `multus`.
+fn copy_binary(opts: &InstallOpts) -> Result<(), String> {
+    let from = match &opts.multus_bin_file {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?,
+    };
+    let to = opts.cni_bin_dir.join("multus");
+    fs::copy_atomic(&from, &to, 0o755)
+        .map_err(|e| format!("cannot install {} as {}: {e}", from.display(), to.display()))?;
+    eprintln!("multus install: installed {}", to.display());
+    Ok(())
+}
+
+/// A config of the user's own (`--multus-conf-file=<path>`, upstream's ConfigMap way), copied as it is.
+fn copy_user_conf(opts: &InstallOpts, mut now: Installed) -> Result<Installed, String> {
+    let dir = &opts.place.cni_conf_dir;
+    let from = PathBuf::from(&opts.place.multus_conf_file);
+    let bytes = std::fs::read(&from)
+        .map_err(|e| format!("cannot read multus-conf-file {}: {e}", from.display()))?;
+    let name = opts.place.conf_names().remove(0);
+    let conf = dir.join(&name);
+    if write_conf(dir, &conf, &bytes)? {
+        eprintln!(
+            "multus install: multus config file {} is copied to {}",
+            from.display(),
+            conf.display()
+        );
+    }
+    now.conf = conf;
+    now.conf_bytes = bytes;
+    Ok(now)
+}
+
+/// `--multus-conf-file=auto`: the Multus config generated around the primary network's config (again only
+/// when the primary changed), the only Multus config in the directory; the primary renamed when asked.
+fn wrap_primary(
+    opts: &InstallOpts,
+    previous: &Installed,
+    mut now: Installed,
+) -> Result<Installed, String> {
+    let dir = &opts.place.cni_conf_dir;
     let auto_dir = opts.multus_autoconfig_dir.as_ref().unwrap_or(dir);
     let primary = conf_gen::find_primary(auto_dir, opts.primary_config.as_deref())
         .map_err(|e| e.to_string())?;
     let primary_bytes = std::fs::read(&primary)
         .map_err(|e| format!("cannot read the primary config {}: {e}", primary.display()))?;
     let (name, bytes) = if primary != previous.primary || primary_bytes != previous.primary_bytes {
-        let (name, bytes) = conf_gen::generate(&primary, &primary_bytes, &gen_options(opts))
-            .map_err(|e: GenError| e.to_string())?;
-        (name, bytes)
+        conf_gen::generate(&primary, &primary_bytes, &gen_options(opts))
+            .map_err(|e: GenError| e.to_string())?
     } else {
         let name = previous
             .conf

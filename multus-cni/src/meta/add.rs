@@ -70,26 +70,7 @@ impl Meta<'_> {
                 return Err(e);
             }
         }
-        for at in &attached {
-            // Go Multus' verbose line per delegate.
-            let r = at
-                .result
-                .as_ref()
-                .and_then(|r| r.to_value(&r.cni_version).ok());
-            let arg = |k| self.env.args.get(k).unwrap_or_default();
-            tracing::info!(
-                "{}",
-                crate::logging::add_line(
-                    arg("K8S_POD_NAMESPACE"),
-                    arg("K8S_POD_NAME"),
-                    arg("K8S_POD_UID"),
-                    &at.attachment.name,
-                    at.attachment.network.name(),
-                    &at.attachment.ifname,
-                    &r.unwrap_or_default().to_string()
-                )
-            );
-        }
+        self.log_added(&attached);
         if let Some(p) = &pod_obj {
             self.post_added_events(p, &attached).await;
         }
@@ -108,6 +89,29 @@ impl Meta<'_> {
             }
         }
         super::default_result(&attached, &self.conf.cni_version)
+    }
+
+    /// Go Multus' verbose `Add:` line, one per attached delegate.
+    fn log_added(&self, attached: &[Attached]) {
+        let arg = |k| self.env.args.get(k).unwrap_or_default();
+        for at in attached {
+            let r = at
+                .result
+                .as_ref()
+                .and_then(|r| r.to_value(&r.cni_version).ok());
+            tracing::info!(
+                "{}",
+                crate::logging::add_line(
+                    arg("K8S_POD_NAMESPACE"),
+                    arg("K8S_POD_NAME"),
+                    arg("K8S_POD_UID"),
+                    &at.attachment.name,
+                    at.attachment.network.name(),
+                    &at.attachment.ifname,
+                    &r.unwrap_or_default().to_string()
+                )
+            );
+        }
     }
 
     /// Go Multus' answer for a pod that is gone: its interface in the sandbox, the address 0.0.0.0/0.
