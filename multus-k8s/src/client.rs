@@ -263,6 +263,80 @@ fn tls_config(creds: &Creds, origin: &Path) -> Result<Arc<rustls::ClientConfig>,
     Ok(Arc::new(cfg))
 }
 
+/// A kubeconfig cluster's CA: `certificate-authority-data` (base64) or the `certificate-authority` file.
+fn cluster_ca(
+    cluster: &Value,
+    cluster_name: &str,
+    base: &Path,
+    path: &Path,
+) -> Result<Vec<u8>, CniError> {
+    match (
+        cluster["certificate-authority-data"].as_str(),
+        cluster["certificate-authority"].as_str(),
+    ) {
+        (Some(d), _) => {
+            b64(d).map_err(|e| cfg_err(path, format!("certificate-authority-data: {e}")))
+        }
+        (None, Some(f)) => read_file(base, path, f, "certificate-authority"),
+        (None, None) => Err(cfg_err(
+            path,
+            format!("cluster {cluster_name:?} has no certificate-authority(-data)"),
+        )),
+    }
+}
+
+/// A kubeconfig user's credentials (client certificate and key, token or token file) with the cluster's CA.
+fn user_creds(
+    user: &Value,
+    user_name: &str,
+    base: &Path,
+    path: &Path,
+    ca_pem: Vec<u8>,
+) -> Result<Creds, CniError> {
+    let pem = |data: &str, file: &str| -> Result<Option<Vec<u8>>, CniError> {
+        match (user[data].as_str(), user[file].as_str()) {
+            (Some(d), _) => b64(d)
+                .map(Some)
+                .map_err(|e| cfg_err(path, format!("{data}: {e}"))),
+            (None, Some(f)) => read_file(base, path, f, file).map(Some),
+            (None, None) => Ok(None),
+        }
+    };
+    let client_cert = match (
+        pem("client-certificate-data", "client-certificate")?,
+        pem("client-key-data", "client-key")?,
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(cfg_err(
+                path,
+                format!("user {user_name:?}: a client certificate needs both certificate and key"),
+            ))
+        }
+    };
+    let token = match (user["token"].as_str(), user["tokenFile"].as_str()) {
+        (Some(t), _) => Some(t.to_string()),
+        (None, Some(f)) => Some(
+            String::from_utf8_lossy(&read_file(base, path, f, "tokenFile")?)
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let token_file = match (user["token"].as_str(), user["tokenFile"].as_str()) {
+        (None, Some(f)) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
+        (None, Some(f)) => Some(base.join(f)),
+        _ => None,
+    };
+    Ok(Creds {
+        ca_pem,
+        client_cert,
+        token,
+        token_file,
+    })
+}
+
 fn find_named<'a>(list: &'a Value, name: &str, inner: &str) -> Option<&'a Value> {
     list.as_array()?
         .iter()
@@ -330,65 +404,8 @@ impl ClientConfig {
                 "insecure-skip-tls-verify is not supported: give certificate-authority(-data)",
             ));
         }
-        let ca_pem = match (
-            cluster["certificate-authority-data"].as_str(),
-            cluster["certificate-authority"].as_str(),
-        ) {
-            (Some(d), _) => {
-                b64(d).map_err(|e| cfg_err(path, format!("certificate-authority-data: {e}")))?
-            }
-            (None, Some(f)) => read_file(base, path, f, "certificate-authority")?,
-            (None, None) => {
-                return Err(cfg_err(
-                    path,
-                    format!("cluster {cluster_name:?} has no certificate-authority(-data)"),
-                ))
-            }
-        };
-        let pem = |data: &str, file: &str| -> Result<Option<Vec<u8>>, CniError> {
-            match (user[data].as_str(), user[file].as_str()) {
-                (Some(d), _) => b64(d)
-                    .map(Some)
-                    .map_err(|e| cfg_err(path, format!("{data}: {e}"))),
-                (None, Some(f)) => read_file(base, path, f, file).map(Some),
-                (None, None) => Ok(None),
-            }
-        };
-        let client_cert = match (
-            pem("client-certificate-data", "client-certificate")?,
-            pem("client-key-data", "client-key")?,
-        ) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => {
-                return Err(cfg_err(
-                    path,
-                    format!(
-                        "user {user_name:?}: a client certificate needs both certificate and key"
-                    ),
-                ))
-            }
-        };
-        let token = match (user["token"].as_str(), user["tokenFile"].as_str()) {
-            (Some(t), _) => Some(t.to_string()),
-            (None, Some(f)) => Some(
-                String::from_utf8_lossy(&read_file(base, path, f, "tokenFile")?)
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        let token_file = match (user["token"].as_str(), user["tokenFile"].as_str()) {
-            (None, Some(f)) if Path::new(f).is_absolute() => Some(PathBuf::from(f)),
-            (None, Some(f)) => Some(base.join(f)),
-            _ => None,
-        };
-        let creds = Creds {
-            ca_pem,
-            client_cert,
-            token,
-            token_file,
-        };
+        let ca_pem = cluster_ca(cluster, cluster_name, base, path)?;
+        let creds = user_creds(user, user_name, base, path, ca_pem)?;
         Self::build(server, &creds, path)
     }
 
