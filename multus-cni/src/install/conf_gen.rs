@@ -110,6 +110,48 @@ fn capabilities(primary: &Map<String, Value>) -> Map<String, Value> {
     caps
 }
 
+/// The Multus plugin's own keys, from the install options and the primary's capabilities (without
+/// `delegates`).
+fn plugin_keys(primary: &Map<String, Value>, opts: &GenOptions) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), json!("multus"));
+    let caps = capabilities(primary);
+    if !caps.is_empty() {
+        m.insert("capabilities".into(), Value::Object(caps));
+    }
+    if let Some(k) = &opts.kubeconfig {
+        m.insert("kubeconfig".into(), json!(k));
+    }
+    if opts.namespace_isolation {
+        m.insert("namespaceIsolation".into(), json!(true));
+    }
+    if let Some(g) = &opts.global_namespaces {
+        m.insert("globalNamespaces".into(), json!(g));
+    }
+    if let Some(l) = &opts.log_level {
+        m.insert("logLevel".into(), json!(l));
+    }
+    if let Some(f) = &opts.log_file {
+        m.insert("logFile".into(), json!(f));
+    }
+    if let Some(s) = opts.log_to_stderr {
+        m.insert("logToStderr".into(), json!(s));
+    }
+    if let Some(r) = &opts.readiness_indicator_file {
+        m.insert("readinessindicatorfile".into(), json!(r));
+    }
+    if let Some(b) = &opts.additional_bin_dir {
+        m.insert("binDir".into(), json!(b));
+    }
+    if let Some(c) = &opts.cni_dir {
+        m.insert("cniDir".into(), json!(c));
+    }
+    if !opts.prefer_node_binary.is_empty() {
+        m.insert("preferNodeBinary".into(), json!(opts.prefer_node_binary));
+    }
+    m
+}
+
 /// Generates the Multus config around `primary` (the bytes of the primary config file). Returns the file
 /// name to write (`00-multus.conf`, or `00-multus.conflist` for cniVersion 1.0.0 and later) and its bytes.
 pub fn generate(
@@ -151,42 +193,7 @@ pub fn generate(
             .to_string(),
     };
     multus_core::cni::Version::parse_supported(&version).map_err(|e| malformed(e.msg))?;
-    let mut m = Map::new();
-    m.insert("type".into(), json!("multus"));
-    let caps = capabilities(&primary);
-    if !caps.is_empty() {
-        m.insert("capabilities".into(), Value::Object(caps));
-    }
-    if let Some(k) = &opts.kubeconfig {
-        m.insert("kubeconfig".into(), json!(k));
-    }
-    if opts.namespace_isolation {
-        m.insert("namespaceIsolation".into(), json!(true));
-    }
-    if let Some(g) = &opts.global_namespaces {
-        m.insert("globalNamespaces".into(), json!(g));
-    }
-    if let Some(l) = &opts.log_level {
-        m.insert("logLevel".into(), json!(l));
-    }
-    if let Some(f) = &opts.log_file {
-        m.insert("logFile".into(), json!(f));
-    }
-    if let Some(s) = opts.log_to_stderr {
-        m.insert("logToStderr".into(), json!(s));
-    }
-    if let Some(r) = &opts.readiness_indicator_file {
-        m.insert("readinessindicatorfile".into(), json!(r));
-    }
-    if let Some(b) = &opts.additional_bin_dir {
-        m.insert("binDir".into(), json!(b));
-    }
-    if let Some(c) = &opts.cni_dir {
-        m.insert("cniDir".into(), json!(c));
-    }
-    if !opts.prefer_node_binary.is_empty() {
-        m.insert("preferNodeBinary".into(), json!(opts.prefer_node_binary));
-    }
+    let mut m = plugin_keys(&primary, opts);
     m.insert("delegates".into(), json!([Value::Object(primary)]));
     let is_1x = multus_core::cni::Version::parse(&version)
         .map(|v| v.is_1x())
