@@ -194,42 +194,11 @@ fn isolation_allows(cfg: &PlanConfig, pod_ns: &str, nad_ns: &str) -> bool {
 /// else `clusterNetwork`, else `delegates[0]`), then `defaultNetworks` (or the other `delegates`) unless
 /// the pod is in a system namespace, then the networks annotation.
 pub fn requests(pod: &Pod, cfg: &PlanConfig) -> Result<Vec<Request>, CniError> {
-    let mut out = Vec::new();
-    let default = if let Some(a) = pod
-        .annotations
-        .get(annotation::DEFAULT_NETWORK_ANNOTATION)
-        .filter(|a| !a.trim().is_empty())
-    {
-        let sel = annotation::parse_default_network(a, &cfg.multus_namespace)?;
-        if sel.namespace != cfg.multus_namespace
-            && !isolation_allows(cfg, &pod.namespace, &sel.namespace)
-        {
-            return Err(CniError::invalid_config(format!(
-                "pod annotation {}: NAD {} is in another namespace than the pod ({}) and namespaceIsolation is on",
-                annotation::DEFAULT_NETWORK_ANNOTATION,
-                sel.qualified_name(),
-                pod.namespace
-            )));
-        }
-        NetworkSource::Nad {
-            namespace: sel.namespace,
-            name: sel.name,
-        }
-    } else if let Some(c) = &cfg.cluster_network {
-        resolve_named(c, &cfg.conf_dir, &cfg.multus_namespace)
-            .map_err(|e| e.context("multus config: \"clusterNetwork\""))?
-    } else if let Some(d) = cfg.delegates.first() {
-        NetworkSource::Local(d.clone())
-    } else {
-        return Err(CniError::invalid_config(
-            "multus config: no default network: give \"clusterNetwork\" or \"delegates\"",
-        ));
-    };
-    out.push(Request {
-        source: default,
+    let mut out = vec![Request {
+        source: default_network(pod, cfg)?,
         selection: None,
         is_default: true,
-    });
+    }];
     if !cfg.system_namespaces.iter().any(|s| s == &pod.namespace) {
         if cfg.cluster_network.is_some() {
             for (i, n) in cfg.default_networks.iter().enumerate() {
@@ -284,6 +253,41 @@ pub fn requests(pod: &Pod, cfg: &PlanConfig) -> Result<Vec<Request>, CniError> {
         });
     }
     Ok(out)
+}
+
+/// The pod's default network: its `v1.multus-cni.io/default-network` annotation, else `clusterNetwork`, else
+/// `delegates[0]`.
+fn default_network(pod: &Pod, cfg: &PlanConfig) -> Result<NetworkSource, CniError> {
+    if let Some(a) = pod
+        .annotations
+        .get(annotation::DEFAULT_NETWORK_ANNOTATION)
+        .filter(|a| !a.trim().is_empty())
+    {
+        let sel = annotation::parse_default_network(a, &cfg.multus_namespace)?;
+        if sel.namespace != cfg.multus_namespace
+            && !isolation_allows(cfg, &pod.namespace, &sel.namespace)
+        {
+            return Err(CniError::invalid_config(format!(
+                "pod annotation {}: NAD {} is in another namespace than the pod ({}) and namespaceIsolation is on",
+                annotation::DEFAULT_NETWORK_ANNOTATION,
+                sel.qualified_name(),
+                pod.namespace
+            )));
+        }
+        Ok(NetworkSource::Nad {
+            namespace: sel.namespace,
+            name: sel.name,
+        })
+    } else if let Some(c) = &cfg.cluster_network {
+        resolve_named(c, &cfg.conf_dir, &cfg.multus_namespace)
+            .map_err(|e| e.context("multus config: \"clusterNetwork\""))
+    } else if let Some(d) = cfg.delegates.first() {
+        Ok(NetworkSource::Local(d.clone()))
+    } else {
+        Err(CniError::invalid_config(
+            "multus config: no default network: give \"clusterNetwork\" or \"delegates\"",
+        ))
+    }
 }
 
 /// The outcome of [`build`].
@@ -371,6 +375,33 @@ fn set_cni_args(net: &mut NetworkConfig, args: &Map<String, Value>) -> Result<()
     })
 }
 
+/// The device of one network: the one the selection names, else the next of its NAD's resource (with that
+/// resource's name, for device-info), else none.
+fn device_for(
+    requested: Option<String>,
+    resource: Option<String>,
+    devices: &mut DevicePool,
+    what: &str,
+) -> (Option<String>, Option<String>) {
+    if requested.is_some() {
+        return (requested, None);
+    }
+    let Some(r) = resource else {
+        return (None, None);
+    };
+    match devices.take(&r) {
+        Some(d) => (Some(d), Some(r)),
+        None => {
+            // As Go Multus: a resource with no device (left) for the pod is no reason to fail it.
+            tracing::warn!(
+                "{what}: no device of resource {r:?} is left for the pod (does it request the resource in its \
+                 containers' limits?); going on without one"
+            );
+            (None, None)
+        }
+    }
+}
+
 /// Builds the attachments from the requests and the fetched NADs (keyed by (namespace, name)).
 /// `ifname` is `CNI_IFNAME` (the default network's interface).
 pub fn build(
@@ -414,23 +445,12 @@ pub fn build(
         } else {
             Map::new()
         };
-        let (device, device_resource) = match sel.and_then(|s| s.device_id.clone()) {
-            Some(d) => (Some(d), None),
-            None => match &resource {
-                // As Go Multus: a resource with no device (left) for the pod is no reason to fail it.
-                Some(r) => match devices.take(r) {
-                    Some(d) => (Some(d), Some(r.clone())),
-                    None => {
-                        tracing::warn!(
-                            "{what}: no device of resource {r:?} is left for the pod (does it request the \
-                             resource in its containers' limits?); going on without one"
-                        );
-                        (None, None)
-                    }
-                },
-                None => (None, None),
-            },
-        };
+        let (device, device_resource) = device_for(
+            sel.and_then(|s| s.device_id.clone()),
+            resource,
+            devices,
+            &what,
+        );
         if let Some(d) = &device {
             nad::inject_device_id(&mut network, d)?;
             rc.insert("deviceID".into(), Value::String(d.clone()));
