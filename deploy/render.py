@@ -41,7 +41,10 @@ def load_values(path=None):
 
 def install_args(v):
     m, cni = v["multus"], v["cni"]
+    # --cni-conf-dir-host: the config dir as the host sees it, which a retiring config names as its own path (the
+    # meta-plugin removes that file once nothing is cached)
     args = ["install", "--watch", "--cni-conf-dir=/host/etc/cni/net.d", "--cni-bin-dir=/host/opt/cni/bin",
+            f"--cni-conf-dir-host={cni['confDir']}",
             f"--multus-kubeconfig-file-host={cni['confDir']}/multus.d/multus.kubeconfig"]
     if m.get("cleanupConfigOnExit", True):
         args.append("--cleanup-config-on-exit")

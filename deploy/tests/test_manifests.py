@@ -42,11 +42,14 @@ def test_a_nad_of_the_user_guide_is_valid_against_the_crd_schema():
 def test_values_reach_the_install_arguments(tmp_path):
     over = tmp_path / "v.yaml"
     over.write_text("multus:\n  namespaceIsolation: true\n  globalNamespaces: default,kube-system\n"
-                    "  logLevel: debug\ncni:\n  version: 1.0.0\n  primaryConfig: 10-antrea.conflist\n")
+                    "  logLevel: debug\ncni:\n  version: 1.0.0\n  primaryConfig: 10-antrea.conflist\n"
+                    "  confDir: /var/lib/rancher/k3s/agent/etc/cni/net.d\n")
     ds = rendered(over)[4]
     args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
     for want in ["--namespace-isolation", "--global-namespaces=default,kube-system", "--multus-log-level=debug",
-                 "--cni-version=1.0.0", "--primary-config=10-antrea.conflist", "--cleanup-config-on-exit", "--watch"]:
+                 "--cni-version=1.0.0", "--primary-config=10-antrea.conflist", "--cleanup-config-on-exit", "--watch",
+                 # a retiring config names its path on the host, so the host's confDir must reach install
+                 "--cni-conf-dir-host=/var/lib/rancher/k3s/agent/etc/cni/net.d"]:
         assert want in args, (want, args)
 
 

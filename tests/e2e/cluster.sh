@@ -6,6 +6,7 @@
 #   tests/e2e/cluster.sh up      start it (binaries from tests/e2e/setup.sh); prints nothing but logs
 #   tests/e2e/cluster.sh down    stop exactly what `up` started and put the host back as it was
 #   tests/e2e/cluster.sh env     print the variables a shell needs to use it (KUBECONFIG, PATH, ...)
+#   tests/e2e/cluster.sh kubelet-stop | kubelet-start    (a scenario restarts the kubelet)
 #
 # Everything it makes is under $E2E_STATE (/var/tmp/multus-e2e) and /run/multus-e2e: certificates, etcd's data,
 # kubeconfigs, logs, pid files, containerd's root and state, the kubelet's root, the CNI config and binary
@@ -408,6 +409,9 @@ down() {
 case ${1:-} in
     up) up ;;
     down) down ;;
+    # for the scenario that restarts the kubelet mid-way
+    kubelet-stop) stop kubelet ;;
+    kubelet-start) kubelet_up "$(node_ip)" ;;
     env) env_lines ;;
     *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
 esac
