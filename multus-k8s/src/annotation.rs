@@ -19,6 +19,21 @@ pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
 /// The pod annotation replacing the cluster's default network for one pod.
 pub const DEFAULT_NETWORK_ANNOTATION: &str = "v1.multus-cni.io/default-network";
 
+/// Sets annotation `key` to `value` in a pod object (its `metadata.annotations`, made when absent or not an
+/// object). `None` when the pod has no `metadata` object.
+pub fn set_in_pod(pod: &mut Value, key: &str, value: &str) -> Option<()> {
+    let meta = pod.get_mut("metadata")?.as_object_mut()?;
+    let ann = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !ann.is_object() {
+        *ann = Value::Object(Map::new());
+    }
+    ann.as_object_mut()?
+        .insert(key.to_string(), Value::String(value.to_string()));
+    Some(())
+}
+
 /// One element of the networks annotation: a NAD to attach, and what the pod asks of it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NetworkSelection {

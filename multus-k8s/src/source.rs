@@ -22,7 +22,7 @@ use crate::client::{Client, Event, EventPod, RetryPolicy};
 use crate::plan::Pod;
 use multus_core::cni::CniError;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 
@@ -241,20 +241,8 @@ impl Source for FileSource {
                 )));
             }
         }
-        let meta = pod
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-            .ok_or_else(|| CniError::decoding("pod without metadata"))?;
-        let ann = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !ann.is_object() {
-            *ann = Value::Object(Map::new());
-        }
-        if let Some(a) = ann.as_object_mut() {
-            a.insert(key.to_string(), Value::String(value.to_string()));
-        }
-        Ok(())
+        crate::annotation::set_in_pod(pod, key, value)
+            .ok_or_else(|| CniError::decoding("pod without metadata"))
     }
 }
 

@@ -336,17 +336,8 @@ impl Client {
                     });
                 }
             }
-            let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) else {
+            if crate::annotation::set_in_pod(&mut pod, key, value).is_none() {
                 return Err(ApiError::Decode("pod without metadata".into()));
-            };
-            let ann = meta
-                .entry("annotations")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if !ann.is_object() {
-                *ann = Value::Object(Default::default());
-            }
-            if let Some(a) = ann.as_object_mut() {
-                a.insert(key.to_string(), Value::String(value.to_string()));
             }
             let body = serde_json::to_vec(&pod).map_err(|e| ApiError::Decode(e.to_string()))?;
             match self.request(hyper::Method::PUT, &path, Some(body)).await {
