@@ -171,8 +171,11 @@ fn upstream_shim_to_our_daemon_add_check_del() {
         1.0
     );
 
-    // CHECK (upstream's shim supports it): success, an empty answer; it reached our daemon.
-    let r = run_shim(&go_shim, "CHECK", &pod, &conf);
+    // CHECK (upstream's shim supports it), with the ADD's result as `prevResult` as a runtime sends it:
+    // success, an empty answer; it reached our daemon.
+    let mut check_conf = conf.clone();
+    check_conf["prevResult"] = result.clone();
+    let r = run_shim(&go_shim, "CHECK", &pod, &check_conf);
     assert_eq!(r.ok(), Value::Null, "{}", r.stderr);
     assert_eq!(
         node.metric("multus_cni_requests_total{verb=\"CHECK\",code=\"0\"}"),
