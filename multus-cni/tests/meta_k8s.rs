@@ -260,7 +260,7 @@ fn user_example_end_to_end() {
     c.run("CHECK", &c.conf).ok();
     c.api.clear_log();
     c.del().ok();
-    // DEL works from the cache alone; it only clears network-status, as Go Multus does.
+    // DEL works from the cache alone; it only clears network-status (the sandbox still exists).
     assert_eq!(
         c.api.requests(),
         [
@@ -279,6 +279,31 @@ fn user_example_end_to_end() {
     c.assert_clean();
     // DEL again is fine (idempotent).
     c.del().ok();
+}
+
+/// A StatefulSet's pod is deleted and made again under the same name (a new UID) before the old sandbox's
+/// DEL runs (the race for which Go Multus 4.1 stopped clearing network-status): that DEL undoes the old
+/// attachments and leaves the new pod's network-status alone.
+#[test]
+fn del_of_a_replaced_pod_leaves_the_new_pods_status() {
+    let ann = r#"[{"name":"macvlan-conf"}]"#;
+    let c = cluster(Some(ann));
+    c.add().ok();
+    assert_eq!(c.status().len(), 2);
+    let new_status = r#"[{"name":"podnet","interface":"eth0","ips":["10.0.0.9"],"default":true}]"#;
+    c.api.add_pod(
+        &c.pod_ns,
+        &c.pod,
+        "uid-of-the-new-pod",
+        &[(NETWORKS, ann), (NETWORK_STATUS, new_status)],
+    );
+    c.del().ok();
+    assert_eq!(
+        c.api.pod(&c.pod_ns, &c.pod).unwrap()["metadata"]["annotations"][NETWORK_STATUS],
+        new_status,
+        "the old sandbox's DEL changed the new pod's network-status"
+    );
+    c.assert_clean();
 }
 
 #[test]

@@ -56,7 +56,8 @@ impl Meta<'_> {
         Ok(())
     }
 
-    /// As Go Multus: a DEL while the sandbox's netns still exists empties the pod's `network-status`, so a
+    /// As Go Multus 3.x (4.1 stopped for a StatefulSet race that the UID precondition here avoids): a DEL
+    /// while the sandbox's netns still exists empties the pod's `network-status`, with the pod's UID, so a
     /// pod whose sandbox is re-created never shows interfaces that are gone. Bounded (2 s a request) and
     /// best effort: a failure is logged, never failing the DEL.
     async fn clear_network_status(&mut self) {
