@@ -14,18 +14,35 @@
 # Environment (all optional):
 #   GO_MULTUS_CACHE   where source, binaries and GOCACHE live (default /var/cache/multus-go-interop/v4.2.2);
 #                     outside the repository, so a second run builds nothing
-#   GO_MULTUS_MIRROR  the upstream git directory (default /work/.mirror/k8snetworkplumbingwg+multus-cni/repo)
+#   GO_MULTUS_MIRROR  the upstream git directory holding tag v4.2.2 (default: the first of
+#                     <repo>/../.mirror/k8snetworkplumbingwg+multus-cni/repo and
+#                     /work/.mirror/k8snetworkplumbingwg+multus-cni/repo that has the tag)
+#
+# Exit status: 0 passed; 1 failed; 3 not run: no upstream source and no binaries built before on this machine
+# (the source comes only from a local mirror: GitHub is not reachable from these machines).
 #   CARGO_TEST_ARGS   extra arguments after `--` for the test binary (e.g. a test name, --nocapture)
 set -euo pipefail
 
 TAG=v4.2.2
 CACHE=${GO_MULTUS_CACHE:-/var/cache/multus-go-interop/$TAG}
-MIRROR=${GO_MULTUS_MIRROR:-/work/.mirror/k8snetworkplumbingwg+multus-cni/repo}
+MIRROR_NAME=k8snetworkplumbingwg+multus-cni/repo
 GO_PKG=golang-1.23-go
 GOROOT_DIR=/usr/lib/go-1.23
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# The first git directory that holds the tag: GO_MULTUS_MIRROR, then a mirror beside the repository, then
+# /work's. Empty when there is none.
+find_mirror() {
+    local c
+    for c in "${GO_MULTUS_MIRROR:-}" "$REPO/../.mirror/$MIRROR_NAME" "/work/.mirror/$MIRROR_NAME"; do
+        if [ -n "$c" ] && git -C "$c" rev-parse -q --verify "$TAG^{commit}" >/dev/null 2>&1; then
+            printf '%s' "$c"
+            return
+        fi
+    done
+}
 die() {
     printf 'go-multus.sh: %s\n' "$*" >&2
     exit 1
@@ -72,12 +89,19 @@ else
     if [ -f "$SRC/.complete" ]; then
         step "2/4 upstream source $TAG: present in $SRC"
     else
+        MIRROR=$(find_mirror)
+        if [ -z "$MIRROR" ]; then
+            printf 'go-multus.sh: NOT RUN: no git directory with upstream tag %s (GO_MULTUS_MIRROR, %s, %s) and no\n' \
+                "$TAG" "$REPO/../.mirror/$MIRROR_NAME" "/work/.mirror/$MIRROR_NAME" >&2
+            printf 'go-multus.sh: binaries built before in %s\n' "$BIN" >&2
+            exit 3
+        fi
         step "2/4 upstream source $TAG from $MIRROR into $SRC"
-        [ -d "$MIRROR" ] || die "no upstream mirror at $MIRROR"
         rm -rf "$SRC"
         mkdir -p "$SRC"
         git -C "$MIRROR" archive "$TAG" | tar -x -C "$SRC" || die "git archive $TAG failed"
         [ -d "$SRC/vendor" ] || die "$TAG has no vendor/ (cannot build offline)"
+        git -C "$MIRROR" rev-parse "$TAG^{commit}" >"$SRC/.commit"
         # go.mod asks for go 1.23.4; backports has 1.23.5. Lower the go line only if the toolchain is older.
         want=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$SRC/go.mod")
         have=$("$GO" env GOVERSION | sed 's/^go//')
@@ -96,7 +120,7 @@ else
 
     step "3/4 build ${todo[*]} (offline: -mod=vendor, GOTOOLCHAIN=local, GOPROXY=off, CGO_ENABLED=0)"
     mkdir -p "$BIN" "$CACHE/gocache" "$CACHE/gopath"
-    commit=$(git -C "$MIRROR" rev-parse "$TAG^{commit}")
+    commit=$(cat "$SRC/.commit" 2>/dev/null || echo unknown)
     pkg=gopkg.in/k8snetworkplumbingwg/multus-cni.v4/pkg/multus
     ldflags="-X $pkg.version=$TAG -X $pkg.commit=$commit -X $pkg.gitTreeState=clean -X $pkg.releaseStatus=,released"
     start=$(date +%s)
