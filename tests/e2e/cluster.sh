@@ -26,7 +26,8 @@ SERVICE_IP=10.0.0.1        # the `kubernetes` service; no kube-proxy, so one DNA
 POD_CIDR=10.244.0.0/24
 KUBECTL=$E2E_BIN/kubectl
 # Paths outside $S that the cluster's programs create if missing; `down` removes those that `up` found missing.
-HOST_DIRS=(/var/log/pods /var/log/containers /run/containerd /var/lib/cni/multus /var/lib/cni /var/run/netns)
+HOST_DIRS=(/var/log/pods /var/log/containers /run/containerd /var/lib/cni/multus /var/lib/cni/results /var/lib/cni
+    /var/run/netns)
 CGROUP_ROOT=/sys/fs/cgroup
 
 node_ip() { ip -4 route get 1.1.1.1 | sed -n 's/.* src \([0-9.]*\).*/\1/p'; }
@@ -327,7 +328,7 @@ kill_shims() {
     local d pid cmd
     for d in /proc/[0-9]*; do
         pid=${d#/proc/}
-        cmd=$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null) || continue
+        cmd=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) || continue
         case $cmd in
             containerd-shim*" -address $SOCK "* | */containerd-shim*" -address $SOCK "*)
                 log "killing containerd shim $pid"
@@ -370,6 +371,8 @@ restore_host() {
             grep -qxF "$e" "$r/multus-cache-before" || rm -rf "/var/lib/cni/multus/${e:?}"
         done
     fi
+    # containerd's libcni result cache: the entries of our two networks (the primary, Multus)
+    rm -f /var/lib/cni/results/e2e-primary-* /var/lib/cni/results/multus-cni-network-*
     # cgroups the kubelet made, deepest first (empty by now: every container is gone).
     if [ -f "$r/created-cgroups" ]; then
         local c
@@ -381,7 +384,7 @@ restore_host() {
         local d
         while read -r d; do
             case $d in
-                /var/lib/cni | /var/lib/cni/multus | /var/run/netns) rmdir "$d" 2>/dev/null || true ;;
+                /var/lib/cni | /var/lib/cni/multus | /var/lib/cni/results | /var/run/netns) rmdir "$d" 2>/dev/null || true ;;
                 *) rm -rf "$d" ;;
             esac
         done <"$r/created-dirs"

@@ -37,11 +37,14 @@ parse_args() {
     done
 }
 
-# The release binary and our image from it (deploy/image.py reads deploy/Dockerfile's final stage).
-build_image() {
+build_binary() {
     log "cargo build --release -p multus-cni"
     (cd "$REPO" && cargo build --release -q -p multus-cni)
-    mkdir -p "$E2E_STATE"
+}
+
+# Our image from the release binary (deploy/image.py reads deploy/Dockerfile's final stage), into the cluster's
+# state (made by `cluster.sh up`).
+build_image() {
     python3 "$REPO/deploy/image.py" --tag "$IMAGE_REPO:$IMAGE_TAG" --out "$E2E_STATE/multus-image.tar"
     python3 "$REPO/deploy/image.py" --tag "$IMAGE_REPO:$IMAGE_TAG_NEXT" --out "$E2E_STATE/multus-image-next.tar"
 }
@@ -108,11 +111,12 @@ main() {
     parse_args "$@"
     [ "$(id -u)" -eq 0 ] || die "run as root"
     START=$(date +%s)
-    build_image
+    build_binary
     bash "$HERE/setup.sh"
     eval "$(bash "$HERE/cluster.sh" env)"
     trap teardown EXIT
     bash "$HERE/cluster.sh" up
+    build_image
     install_multus
     if [ "$UP_ONLY" = 1 ]; then
         log "--up: cluster up with Multus installed"

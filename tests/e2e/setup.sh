@@ -4,8 +4,8 @@
 #   - packages: etcd-server, containerd, runc, containernetworking-plugins, busybox-static, golang-1.22-go
 #     (bookworm-backports), golang-github-modern-go-reflect2-dev, iptables;
 #   - kubectl from `kubernetes-client`, unpacked into the cache (another package may own /usr/bin/kubectl);
-#   - kube-apiserver, kube-controller-manager, kube-scheduler and kubelet built from `apt-get source kubernetes` (1.20.2) in GOPATH
-#     mode with Go 1.22 (reflect2 1.0.2 swapped in, the OpenAPI definitions generated as `make` would);
+#   - kube-apiserver, kube-controller-manager, kube-scheduler and kubelet built from `apt-get source kubernetes`
+#     (1.20.2) in GOPATH mode with Go 1.22 (reflect2 1.0.2 swapped in, the OpenAPI definitions generated as `make` would);
 #   - the pause and busybox images as docker-archive tarballs (tests/e2e/images.py).
 # Everything is kept under $E2E_CACHE (default /var/cache/multus-e2e/k8s-<version>), outside the repository, with
 # the Go build cache: a second run finds the binaries and rebuilds nothing.
@@ -23,12 +23,14 @@ COMPONENTS=(kubelet kube-controller-manager kube-apiserver kube-scheduler)
 apt_sources() {
     local changed=0
     if ! grep -rqs '^deb .*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/multus-e2e-backports.list
+        echo 'deb http://deb.debian.org/debian bookworm-backports main' \
+            >/etc/apt/sources.list.d/multus-e2e-backports.list
         changed=1
     fi
     if ! grep -rqs '^deb-src .*bookworm main' /etc/apt/sources.list /etc/apt/sources.list.d/; then
         # signed-by as the image's deb822 sources say it (apt refuses two values for one source)
-        echo 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main' \
+        echo 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]' \
+            'http://deb.debian.org/debian bookworm main' \
             >/etc/apt/sources.list.d/multus-e2e-src.list
         changed=1
     fi
@@ -50,11 +52,13 @@ packages() {
     done
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]}"
-        with_policy_rc_d apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+        with_policy_rc_d apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends \
+            "${need[@]}" >/dev/null
     fi
     if ! is_installed golang-1.22-go; then
         log "installing golang-1.22-go (bookworm-backports)"
-        apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends -t bookworm-backports golang-1.22-go >/dev/null
+        apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends -t bookworm-backports \
+            golang-1.22-go >/dev/null
     fi
     python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
 }

@@ -3,7 +3,6 @@ busybox image, the IPAM store under the cluster's state), and the node's view (c
 Multus config). Run through tests/e2e/run.sh, which brings the cluster up and installs Multus first.
 
 Every wait has a bound; nothing is timed."""
-import copy
 import json
 import os
 import pathlib
@@ -197,8 +196,3 @@ def nad(name, namespace="default", **kw):
     doc["metadata"]["namespace"] = namespace
     return doc
 
-
-def pod_copy(pod, name):
-    p = copy.deepcopy(pod)
-    p["metadata"]["name"] = name
-    return p
