@@ -5,8 +5,10 @@
 #      namespaces, veth pairs, bridges and macvlan links, and run Debian's reference CNI plugins as delegates
 #      and as the behaviour to compare against;
 #   3. the VM suite (tests/vm/run.sh): a Debian 6.12 kernel under QEMU with an emulated SR-IOV NIC and IOMMU,
-#      for what this machine's kernel cannot do (ipvlan, vlan, dummy, SR-IOV, vfio).
-# Environment: SKIP_VM=1 skips step 3 (for a quick local loop only; CI never sets it).
+#      for what this machine's kernel cannot do (ipvlan, vlan, dummy, SR-IOV, vfio);
+#   4. the e2e test (tests/e2e/run.sh): a real single-node Kubernetes built from Debian's sources, Multus
+#      installed by our DaemonSet from our image, the user guide and what users do, torn down after.
+# Environment: SKIP_VM=1 skips step 3, SKIP_E2E=1 step 4 (for a quick local loop only; CI sets neither).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '[test] %s\n' "$*" >&2; }
@@ -48,5 +50,14 @@ if [ "${SKIP_VM:-0}" = 1 ]; then
 else
     say "VM suite"
     bash tests/vm/run.sh
+fi
+
+if [ "${SKIP_E2E:-0}" = 1 ]; then
+    say "SKIP_E2E=1: the e2e test (a real cluster) was NOT run"
+else
+    say "e2e test: a real single-node Kubernetes (tests/e2e/run.sh)"
+    e2e_start=$(date +%s)
+    bash tests/e2e/run.sh
+    say "e2e test passed in $(( $(date +%s) - e2e_start )) s"
 fi
 say "all tests passed in $(( $(date +%s) - start )) s"

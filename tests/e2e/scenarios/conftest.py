@@ -19,6 +19,7 @@ MASTER = os.environ.get("E2E_MASTER", "e2e-master")
 NODE = os.environ.get("E2E_NODE", "e2e-node")
 CONF_DIR = STATE / "cni" / "net.d"
 NETWORKS = STATE / "networks"  # the e2e NADs' host-local dataDir (never the host's /var/lib/cni/networks)
+PRIMARY_NETWORKS = STATE / "cni" / "networks"  # the primary network's (cluster.sh)
 CACHE = pathlib.Path("/var/lib/cni/multus")
 IMAGE = "e2e.local/busybox:1"
 MULTUS_MANIFEST = STATE / "multus.yaml"  # what run.sh rendered and applied
@@ -116,10 +117,10 @@ def eventually(what, check, bound=60):
 
 
 # ------------------------------------------------------------------------------------------------ the node's view
-def reservations():
-    """host-local reservations of the e2e NADs: {ip: 'containerID ifname'}."""
+def reservations(store=NETWORKS):
+    """host-local reservations of the e2e NADs (or of the primary network): {ip: 'containerID ifname'}."""
     out = {}
-    for f in NETWORKS.glob("*/*"):
+    for f in store.glob("*/*"):
         if f.name[0].isdigit() and not f.name.startswith("last_reserved_ip"):
             out[f.name] = f.read_text().replace("\r\n", " ")
     return out
@@ -185,6 +186,8 @@ def clean_node():
     yield
     kubectl("delete", "pods", "--all", "-n", "default", "--wait=true", "--timeout=180s", check=False, timeout=300)
     eventually(f"no reservation left (left: {reservations()})", lambda: reservations() == {}, 30)
+    eventually(f"no primary address left (left: {reservations(PRIMARY_NETWORKS)})",
+               lambda: reservations(PRIMARY_NETWORKS) == {}, 30)
     assert cache_entries() == before[1], f"leaked cache entries: {set(cache_entries()) - set(before[1])}"
     # the runtime removes a sandbox's netns a moment after its CNI DEL
     eventually(f"pod netns removed (left: {set(netns()) - set(before[2])})", lambda: netns() == before[2], 30)
