@@ -114,6 +114,10 @@ main() {
     build_binary
     bash "$HERE/setup.sh"
     eval "$(bash "$HERE/cluster.sh" env)"
+    if [ -d "$E2E_STATE/pids" ]; then
+        log "a cluster of an earlier run is still up (--keep, or a killed run): taking it down first"
+        bash "$HERE/cluster.sh" down
+    fi
     trap teardown EXIT
     bash "$HERE/cluster.sh" up
     build_image

@@ -47,7 +47,7 @@ is_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null ||
 packages() {
     local need=() p
     for p in etcd-server containerd runc containernetworking-plugins busybox-static iptables \
-        golang-github-modern-go-reflect2-dev dpkg-dev openssl iproute2 python3-yaml; do
+        golang-github-modern-go-reflect2-dev dpkg-dev openssl iproute2 curl python3-yaml; do
         is_installed "$p" || need+=("$p")
     done
     if [ ${#need[@]} -gt 0 ]; then
