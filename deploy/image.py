@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Builds the Multus (Rust) image without a container engine, from deploy/Dockerfile's final stage.
+"""Builds the Multus (Rust) images without a container engine, from a Dockerfile's final stage.
 
     cargo build --release -p multus-cni
     python3 deploy/image.py --tag e2e.local/multus-rs:dev --out multus-image.tar
     ctr -n k8s.io images import multus-image.tar
+    # the thick image (deploy/Dockerfile.thick)
+    cargo build --release -p multus-cni && cargo build --release -p multus-daemon
+    python3 deploy/image.py --dockerfile deploy/Dockerfile.thick --tag e2e.local/multus-rs:thick --out thick.tar
 
-The Dockerfile is the one definition of the image: its final stage is `FROM scratch` with COPY lines from the
+Each Dockerfile (deploy/Dockerfile, deploy/Dockerfile.thick) is the one definition of its image: its final stage is `FROM scratch` with COPY lines from the
 build stage, ENTRYPOINT and CMD. This script reads that stage and writes the same filesystem and config as a
 docker-archive tarball (what `docker save` writes; `ctr images import` and `docker load` read it), taking each
 COPY source from this machine: the build stage's /src is the repository (its target/ or --target-dir), any other
-path is this Debian machine's own file, which is the build stage's too (both Debian bookworm). Files from
+path is this Debian machine's own file, which is the build stage's too (both Debian bookworm). A directory of the
+repository (e.g. deploy/thick-rootfs/) is copied with its contents, symlinks kept, as Docker copies one. Files from
 target/ are stripped as the build stage's RUN strips them. Anything else in the final stage is refused, so the
 two cannot drift apart silently (deploy/tests/test_image.py).
 """
@@ -29,6 +33,7 @@ import tempfile
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 DOCKERFILE = HERE / "Dockerfile"
+DOCKERFILE_THICK = HERE / "Dockerfile.thick"
 BUILD_SRC = "/src"  # WORKDIR of the Dockerfile's build stage, where the repository is copied
 
 
@@ -79,16 +84,36 @@ def host_source(src, target_dir):
     return pathlib.Path(src)
 
 
-def layer_files(stage, target_dir):
-    """[(path in the image, path on this machine)] for the stage's COPY lines, as Docker places them: several
-    sources or a dest ending in / go into that directory under their own names."""
-    out = []
+def _copies(stage, target_dir):
+    """(files, symlinks) of the stage's COPY lines as Docker places them: several sources or a dest ending in /
+    go into that directory under their own names (a named source that is a symlink is followed); a repository
+    directory's contents go under dest recursively, its symlinks kept as symlinks."""
+    files, links = [], []
     for srcs, dest in stage["copy"]:
         into_dir = dest.endswith("/") or len(srcs) > 1
         for src in srcs:
+            host = host_source(src, target_dir)
+            if src.startswith(BUILD_SRC + "/") and host.is_dir() and not host.is_symlink():
+                for entry in sorted(host.rglob("*")):
+                    image_path = dest.rstrip("/") + "/" + entry.relative_to(host).as_posix()
+                    if entry.is_symlink():
+                        links.append((image_path, os.readlink(entry)))
+                    elif entry.is_file():
+                        files.append((image_path, entry))
+                continue
             target = dest.rstrip("/") + "/" + pathlib.PurePosixPath(src).name if into_dir else dest
-            out.append((target, host_source(src, target_dir)))
-    return out
+            files.append((target, host))
+    return files, links
+
+
+def layer_files(stage, target_dir):
+    """[(path in the image, path on this machine)]: the files the stage's COPY lines put in the image."""
+    return _copies(stage, target_dir)[0]
+
+
+def layer_symlinks(stage, target_dir):
+    """[(path in the image, link target)]: the symlinks of the directories the stage copies."""
+    return _copies(stage, target_dir)[1]
 
 
 def is_built(src, target_dir):
@@ -167,15 +192,19 @@ def main(argv=None):
     except ValueError as e:
         print(f"image.py: {a.dockerfile}: {e}", file=sys.stderr)
         return 1
-    files = layer_files(stage, a.target_dir)
+    files, symlinks = _copies(stage, a.target_dir)
     missing = [str(src) for _, src in files if not src.is_file()]
     if missing:
-        print(f"image.py: missing: {', '.join(missing)} (cargo build --release -p multus-cni?)", file=sys.stderr)
+        print(f"image.py: missing: {', '.join(missing)} (cargo build --release -p multus-cni"
+              f"{' && cargo build --release -p multus-daemon' if 'thick' in a.dockerfile else ''}?)",
+              file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         files = [(dest, stripped(src, tmp) if is_built(src, a.target_dir) else src) for dest, src in files]
-        diff_id = docker_archive(a.out, a.tag, layer_tar(files), stage["entrypoint"], stage["cmd"])
-    print(f"image.py: {a.tag} -> {a.out} (layer {diff_id[:19]}, {len(files)} files)", file=sys.stderr)
+        layer = layer_tar(files, symlinks)
+        diff_id = docker_archive(a.out, a.tag, layer, stage["entrypoint"], stage["cmd"])
+    print(f"image.py: {a.tag} -> {a.out} (layer {diff_id[:19]}, {len(files)} files, {len(symlinks)} symlinks)",
+          file=sys.stderr)
     return 0
 
 
