@@ -36,6 +36,9 @@ def daemon_config(v, t):
         "logLevel": m.get("logLevel", "verbose"),
         "logToStderr": m.get("logToStderr", True),
         "cniConfigDir": "/host/etc/cni/net.d",
+        # the config dir as the host sees it: a retiring config names its own path there (the thin meta-plugin
+        # on the host removes that file once nothing is cached)
+        "cniConfigDirHost": cni["confDir"],
         "multusAutoconfigDir": "/host/etc/cni/net.d",
         "multusConfigFile": "auto",
         "socketDir": "/host" + t["socketDir"],

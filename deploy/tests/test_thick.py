@@ -67,6 +67,7 @@ def test_paths_meet():
     assert host[mounts[conf["chrootDir"]]] == "/"
     assert host[mounts[conf["shimBinDir"]]] == render.load_values()["cni"]["binDir"]
     assert host[mounts[conf["cniConfigDir"]]] == render.load_values()["cni"]["confDir"]
+    assert conf["cniConfigDirHost"] == render.load_values()["cni"]["confDir"]
     # The config file the command names is the ConfigMap's.
     assert c["args"] == ["-config", "/etc/cni/net.d/multus.d/daemon-config.json"]
     assert mounts["/etc/cni/net.d/multus.d"] == "multus-daemon-config"
@@ -93,6 +94,19 @@ def test_thin_values_reach_the_daemon_config(tmp_path):
     assert conf["namespaceIsolation"] is True and conf["logLevel"] == "debug"
     assert conf["cniVersion"] == "1.0.0" and conf["multusMasterCNI"] == "10-antrea.conflist"
     assert conf["cleanupConfigOnExit"] is False
+
+
+def test_a_retiring_config_names_the_hosts_config_dir(tmp_path):
+    """The daemon retires its config at SIGTERM when pods are cached; the retiring config names its path on
+    the host, which is cni.confDir (not the container's /host/etc/cni/net.d, nor a default /etc/cni/net.d)."""
+    over = tmp_path / "v.yaml"
+    over.write_text("cni:\n  confDir: /var/tmp/e2e/cni/net.d\n")
+    docs = thick.manifests(render.load_values(over), thick.load_thick_values(None, render.merge))
+    conf = json.loads(by_kind(docs, "ConfigMap")["data"]["daemon-config.json"])
+    assert conf["cniConfigDirHost"] == "/var/tmp/e2e/cni/net.d"
+    ds = by_kind(docs, "DaemonSet")["spec"]["template"]["spec"]
+    cni_vol = next(v for v in ds["volumes"] if v["name"] == "cni")
+    assert cni_vol["hostPath"]["path"] == conf["cniConfigDirHost"]
 
 
 @pytest.mark.parametrize("bad, where", [
