@@ -11,7 +11,8 @@
 # Everything it makes is under $E2E_STATE (/var/tmp/multus-e2e) and /run/multus-e2e: certificates, etcd's data,
 # kubeconfigs, logs, pid files, containerd's root and state, the kubelet's root, the CNI config and binary
 # directories the runtime uses (so the host's /etc/cni/net.d and /opt/cni/bin are not touched), and the record of
-# what it changed outside them (links, an iptables rule, sysctls, directories that did not exist) for `down`.
+# what it changed outside them (links, an iptables rule, sysctls, directories that did not exist, every mount's
+# propagation: `up` makes / shared for the thick DaemonSet) for `down`.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/e2e/lib.sh
@@ -26,8 +27,15 @@ SERVICE_IP=10.0.0.1        # the `kubernetes` service; no kube-proxy, so one DNA
 POD_CIDR=10.244.0.0/24
 KUBECTL=$E2E_BIN/kubectl
 # Paths outside $S that the cluster's programs create if missing; `down` removes those that `up` found missing.
+# The last line: what the thick DaemonSet's hostPath volumes (DirectoryOrCreate) and its daemon (the socket dir)
+# create on the host.
 HOST_DIRS=(/var/log/pods /var/log/containers /run/containerd /var/lib/cni/multus /var/lib/cni/results /var/lib/cni
-    /var/run/netns)
+    /var/run/netns
+    /run/multus /run/k8s.cni.cncf.io /etc/cni/multus/net.d /etc/cni/multus /etc/cni /var/lib/kubelet)
+# The IPAM store of the thick scenario's NADs: under /var/lib/cni, which the thick daemon's container mounts at the
+# same path (its built-in host-local runs in the daemon's process, so the store must be seen at the same path on
+# both sides); removed by `down`.
+THICK_NETWORKS=/var/lib/cni/multus-e2e-networks
 CGROUP_ROOT=/sys/fs/cgroup
 
 node_ip() { ip -4 route get 1.1.1.1 | sed -n 's/.* src \([0-9.]*\).*/\1/p'; }
@@ -42,12 +50,61 @@ record_host() {
         [ -e "$d" ] || echo "$d" >>"$S/record/created-dirs"
     done
     ls -1 /var/lib/cni/multus 2>/dev/null >"$S/record/multus-cache-before" || true
+    # Every mount's propagation, restored exactly by `down` (`up` makes / shared, below).
+    findmnt -rn -o TARGET,PROPAGATION >"$S/record/propagation"
     ip netns list 2>/dev/null | awk '{print $1}' >"$S/record/netns-before" || true
     sysctl -n net.ipv4.ip_forward >"$S/record/ip_forward"
     local c
     for c in "$CGROUP_ROOT"/*/; do
         [ -e "$c/kubepods" ] || echo "$c/kubepods" >>"$S/record/created-cgroups"
     done
+}
+
+# The thick DaemonSet mounts the host's / with HostToContainer propagation (upstream's `hostroot` volume, its
+# chrootDir), which the runtime allows only from a shared or slave mount; / is shared on a systemd node, private on
+# this machine: made shared for the cluster's life (/ alone, not its submounts), put back by `down`.
+share_root() {
+    local p; p=$(findmnt -rn -o PROPAGATION --target / | head -1)
+    case $p in
+        *shared*) ;;
+        *) mount --make-shared / && log "/ made a shared mount (was $p)" ;;
+    esac
+}
+
+# Every mount that is still there gets the propagation `up` recorded (each flag as it was: private, shared,
+# slave, unbindable, or slave+shared).
+restore_propagation() {
+    local f=$S/record/propagation target prop now
+    [ -f "$f" ] || return 0
+    while read -r target prop; do
+        target=$(printf '%b' "$target")  # findmnt -r writes a space as \x20
+        now=$(findmnt -rn -o PROPAGATION --mountpoint "$target" 2>/dev/null | tail -1) || continue
+        [ -n "$now" ] && [ "$now" != "$prop" ] || continue
+        case $prop in
+            private) mount --make-private "$target" ;;
+            shared) mount --make-private "$target" && mount --make-shared "$target" ;;
+            slave) mount --make-slave "$target" ;;
+            unbindable) mount --make-unbindable "$target" ;;
+            shared,slave) mount --make-slave "$target" && mount --make-shared "$target" ;;
+            *) false ;;
+        esac && log "mount $target: propagation $now -> $prop" ||
+            log "mount $target: propagation $prop not restored (is $now)"
+    done <"$f"
+    # Every mount as `up` found it (ours are gone by now); the record is kept for `down`'s verdict.
+    cp "$f" "$RUN.propagation-before" 2>/dev/null || true
+}
+
+# After everything is down: the mounts and their propagation are what `up` recorded, else an error (exit 1).
+check_propagation() {
+    local f=$RUN.propagation-before
+    [ -f "$f" ] || return 0
+    if findmnt -rn -o TARGET,PROPAGATION | diff "$f" - >&2; then
+        rm -f "$f"
+        return 0
+    fi
+    rm -f "$f"
+    log "error: the mounts or their propagation differ from what up recorded (diff above: < before, > now)"
+    return 1
 }
 
 # ------------------------------------------------------------------------------------------------------ certificates
@@ -282,6 +339,7 @@ up() {
     local ip; ip=$(node_ip)
     [ -n "$ip" ] || die "no node IP (no default route?)"
     record_host
+    share_root
     local start_s; start_s=$(date +%s)
     certs "$ip"
     network "$ip"
@@ -297,7 +355,7 @@ up() {
 env_lines() {
     echo "export KUBECONFIG=$S/admin.kubeconfig"
     echo "export PATH=$E2E_BIN:\$PATH"
-    echo "export E2E_STATE=$S E2E_MASTER=$MASTER E2E_NODE=$NODE E2E_CONTAINERD=$SOCK"
+    echo "export E2E_STATE=$S E2E_MASTER=$MASTER E2E_NODE=$NODE E2E_CONTAINERD=$SOCK E2E_THICK_NETWORKS=$THICK_NETWORKS"
 }
 
 # ------------------------------------------------------------------------------------------------------------ down
@@ -371,6 +429,7 @@ restore_host() {
             grep -qxF "$e" "$r/multus-cache-before" || rm -rf "/var/lib/cni/multus/${e:?}"
         done
     fi
+    rm -rf "$THICK_NETWORKS"
     # containerd's libcni result cache: the entries of our two networks (the primary, Multus)
     rm -f /var/lib/cni/results/e2e-primary-* /var/lib/cni/results/multus-cni-network-*
     # cgroups the kubelet made, deepest first (empty by now: every container is gone).
@@ -405,7 +464,9 @@ down() {
     unmount_ours
     remove_netns
     restore_host
+    restore_propagation
     rm -rf "$RUN" "$S"
+    check_propagation
     log "cluster down; host restored"
 }
 

@@ -21,6 +21,8 @@ IMAGE_REPO=e2e.local/multus-rs
 IMAGE_TAG=e2e
 # A second tag of the same image: the upgrade-in-place scenario moves the DaemonSet to it.
 IMAGE_TAG_NEXT=e2e-next
+# The thick image (deploy/Dockerfile.thick: multus-daemon + the shim), which the thick scenario installs.
+IMAGE_TAG_THICK=e2e-thick
 
 usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
@@ -38,15 +40,18 @@ parse_args() {
 }
 
 build_binary() {
-    log "cargo build --release -p multus-cni"
-    (cd "$REPO" && cargo build --release -q -p multus-cni)
+    log "cargo build --release -p multus-cni; cargo build --release -p multus-daemon"
+    # one invocation each, as deploy/Dockerfile.thick builds them (the daemon's features stay out of `multus`)
+    (cd "$REPO" && cargo build --release -q -p multus-cni && cargo build --release -q -p multus-daemon)
 }
 
-# Our image from the release binary (deploy/image.py reads deploy/Dockerfile's final stage), into the cluster's
-# state (made by `cluster.sh up`).
+# Our images from the release binaries (deploy/image.py reads deploy/Dockerfile's and deploy/Dockerfile.thick's
+# final stage), into the cluster's state (made by `cluster.sh up`).
 build_image() {
     python3 "$REPO/deploy/image.py" --tag "$IMAGE_REPO:$IMAGE_TAG" --out "$E2E_STATE/multus-image.tar"
     python3 "$REPO/deploy/image.py" --tag "$IMAGE_REPO:$IMAGE_TAG_NEXT" --out "$E2E_STATE/multus-image-next.tar"
+    python3 "$REPO/deploy/image.py" --dockerfile "$REPO/deploy/Dockerfile.thick" --tag "$IMAGE_REPO:$IMAGE_TAG_THICK" \
+        --out "$E2E_STATE/multus-image-thick.tar"
 }
 
 # Our manifests with the local image and the cluster's private CNI directories, applied; waits for the
@@ -55,6 +60,7 @@ install_multus() {
     local ctr_sock=/run/multus-e2e/containerd.sock
     ctr --address "$ctr_sock" -n k8s.io images import "$E2E_STATE/multus-image.tar" >/dev/null
     ctr --address "$ctr_sock" -n k8s.io images import "$E2E_STATE/multus-image-next.tar" >/dev/null
+    ctr --address "$ctr_sock" -n k8s.io images import "$E2E_STATE/multus-image-thick.tar" >/dev/null
     cat >"$E2E_STATE/values.yaml" <<EOF
 image: {repository: $IMAGE_REPO, tag: $IMAGE_TAG, pullPolicy: Never}
 cni: {confDir: $E2E_STATE/cni/net.d, binDir: $E2E_STATE/cni/bin}
