@@ -390,14 +390,7 @@ impl Binder {
     /// Verifies the driver link and waits for the group device.
     fn finish_bind(&self, plan: &BindPlan) -> Result<Bound> {
         let pci = plan.pci;
-        let found = self.sysfs.driver(pci)?;
-        if found.as_deref() != Some(VFIO_PCI_DRIVER) {
-            return Err(BindError::NotBound {
-                pci,
-                want: VFIO_PCI_DRIVER.into(),
-                found,
-            });
-        }
+        self.expect_driver(pci, VFIO_PCI_DRIVER)?;
         let number = match plan.group {
             Some(g) => g,
             None => self
@@ -438,6 +431,19 @@ impl Binder {
         cleared
     }
 
+    /// The device's driver is `want` now, else [`BindError::NotBound`] naming the one it has.
+    fn expect_driver(&self, pci: PciAddress, want: &str) -> Result<()> {
+        let found = self.sysfs.driver(pci)?;
+        if found.as_deref() != Some(want) {
+            return Err(BindError::NotBound {
+                pci,
+                want: want.into(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
     /// Polls `cond` until it holds or the timeout passes.
     fn wait(&self, mut cond: impl FnMut() -> bool) -> bool {
         let start = Instant::now();
@@ -474,14 +480,7 @@ impl Binder {
             );
         };
         self.probe_with_override(pci, want)?;
-        let found = self.sysfs.driver(pci)?;
-        if found.as_ref() != Some(want) {
-            return Err(BindError::NotBound {
-                pci,
-                want: want.clone(),
-                found,
-            });
-        }
+        self.expect_driver(pci, want)?;
         Ok(())
     }
 
@@ -535,14 +534,7 @@ impl Binder {
 
     /// Whether the device is bound to vfio-pci and its group device exists (CHECK).
     pub fn verify(&self, pci: PciAddress, group: &VfioGroup) -> Result<PathBuf> {
-        let found = self.sysfs.driver(pci)?;
-        if found.as_deref() != Some(VFIO_PCI_DRIVER) {
-            return Err(BindError::NotBound {
-                pci,
-                want: VFIO_PCI_DRIVER.into(),
-                found,
-            });
-        }
+        self.expect_driver(pci, VFIO_PCI_DRIVER)?;
         let dev = self.dev_vfio.join(group.dev_name());
         if !dev.exists() {
             return Err(BindError::NoGroupDevice {
