@@ -38,8 +38,9 @@ pub fn set_delegate_observer(observer: Arc<dyn DelegateObserver>) -> bool {
 }
 
 /// Makes every registry of this process start plugin binaries this way: the thick daemon's `chrootDir`
-/// (upstream's server-wide `ChrootExec`) and killing them with the daemon, set once at its start.
-/// Built-in delegates are not affected; the thin binary never sets it. Returns false when it was set
+/// (upstream's server-wide `ChrootExec`) and killing them with the daemon, set once at its start. With a
+/// `chrootDir`, built-in delegates run chrooted into it too (each verb on a thread of its own, see
+/// `multus_core::delegate::chrooted`). The thin binary never sets it. Returns false when it was set
 /// already.
 pub fn set_exec_options(exec: ExecOptions) -> bool {
     EXEC.set(exec).is_ok()

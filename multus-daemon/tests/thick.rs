@@ -78,6 +78,48 @@ fn seed_pod_through_the_shim() {
     node.shim("DEL", &pod, &conf).ok();
 }
 
+/// `chrootDir`: the built-ins in the daemon's process (the NAD's in-process macvlan and host-local) resolve
+/// their paths in the host's root mounted there, as plugin binaries do: the NAD's host-local `dataDir`,
+/// hidden from the daemon's own view of the files as a container's would be, is the host's store, and the
+/// pod's netns is the host's.
+#[test]
+fn builtins_work_with_the_hosts_files_through_chroot_dir() {
+    let mut node = Node::new();
+    let store = node.path("nad-ipam");
+    let hostroot = node.path("hostroot");
+    for d in [&store, &hostroot] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let mut nad: Value =
+        serde_json::from_str(&node.macvlan_conf("192.168.1.230", "192.168.1.231")).unwrap();
+    nad["ipam"]["dataDir"] = Value::String(store.display().to_string());
+    node.api
+        .add_nad("default", "macvlan-chroot", &nad.to_string(), &[]);
+    node.daemon_config["chrootDir"] = Value::String(hostroot.display().to_string());
+    node.daemon_view = Some(ContainerView {
+        hostroot,
+        hidden: store.clone(),
+    });
+    node.start_daemon();
+    let conf = node.multus_conf();
+    let pod = TestPod::new(&node, Some("macvlan-chroot"));
+    node.wait_for("the pod in the cache", || {
+        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
+    });
+    node.shim("ADD", &pod, &conf).ok();
+    let status = node.api.network_status(&pod.namespace, &pod.name).unwrap();
+    assert_eq!(status[1]["ips"][0], "192.168.1.230", "{status}");
+    assert_eq!(reservations(&store), vec!["192.168.1.230".to_string()]);
+    assert!(pod.ns.link_names().contains(&"net1".to_string()));
+    node.shim("DEL", &pod, &conf).ok();
+    assert!(
+        reservations(&store).is_empty(),
+        "{:?}",
+        reservations(&store)
+    );
+    assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
+}
+
 /// No daemon, or one that never answers: code 11 within the bound, never a hang.
 #[test]
 fn shim_without_a_daemon_answers_11_in_bounded_time() {

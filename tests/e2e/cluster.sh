@@ -32,10 +32,6 @@ KUBECTL=$E2E_BIN/kubectl
 HOST_DIRS=(/var/log/pods /var/log/containers /run/containerd /var/lib/cni/multus /var/lib/cni/results /var/lib/cni
     /var/run/netns
     /run/multus /run/k8s.cni.cncf.io /etc/cni/multus/net.d /etc/cni/multus /etc/cni /var/lib/kubelet)
-# The IPAM store of the thick scenario's NADs: under /var/lib/cni, which the thick daemon's container mounts at the
-# same path (its built-in host-local runs in the daemon's process, so the store must be seen at the same path on
-# both sides); removed by `down`.
-THICK_NETWORKS=/var/lib/cni/multus-e2e-networks
 CGROUP_ROOT=/sys/fs/cgroup
 
 node_ip() { ip -4 route get 1.1.1.1 | sed -n 's/.* src \([0-9.]*\).*/\1/p'; }
@@ -355,7 +351,7 @@ up() {
 env_lines() {
     echo "export KUBECONFIG=$S/admin.kubeconfig"
     echo "export PATH=$E2E_BIN:\$PATH"
-    echo "export E2E_STATE=$S E2E_MASTER=$MASTER E2E_NODE=$NODE E2E_CONTAINERD=$SOCK E2E_THICK_NETWORKS=$THICK_NETWORKS"
+    echo "export E2E_STATE=$S E2E_MASTER=$MASTER E2E_NODE=$NODE E2E_CONTAINERD=$SOCK"
 }
 
 # ------------------------------------------------------------------------------------------------------------ down
@@ -429,7 +425,6 @@ restore_host() {
             grep -qxF "$e" "$r/multus-cache-before" || rm -rf "/var/lib/cni/multus/${e:?}"
         done
     fi
-    rm -rf "$THICK_NETWORKS"
     # containerd's libcni result cache: the entries of our two networks (the primary, Multus)
     rm -f /var/lib/cni/results/e2e-primary-* /var/lib/cni/results/multus-cni-network-*
     # cgroups the kubelet made, deepest first (empty by now: every container is gone).

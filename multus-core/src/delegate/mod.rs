@@ -6,6 +6,7 @@
 //! [`chain`] runs a whole network (a single config or a conflist) through it.
 
 pub mod chain;
+pub mod chrooted;
 pub mod external;
 pub mod known_keys;
 pub mod observe;
@@ -113,14 +114,24 @@ impl Context {
             other = self.with_command(command);
             &other
         };
-        match command {
-            Command::Add => ipam.add(ctx, conf).await.map(Some),
-            Command::Check => ipam.check(ctx, conf).await.map(|_| None),
-            Command::Del => ipam.del(ctx, conf).await.map(|_| None),
-            Command::Status => ipam.status(ctx, conf).await.map(|_| None),
-            Command::Gc => ipam.gc(ctx, conf).await.map(|_| None),
-            Command::Version => Ok(None),
-        }
+        run_verb(ipam.as_ref(), command, ctx, conf).await
+    }
+}
+
+/// Runs verb `command` of `delegate`: the result for ADD, `None` for the others (VERSION runs nothing).
+pub async fn run_verb(
+    delegate: &dyn Delegate,
+    command: Command,
+    ctx: &Context,
+    conf: &PluginConf,
+) -> Result<Option<CniResult>, CniError> {
+    match command {
+        Command::Add => delegate.add(ctx, conf).await.map(Some),
+        Command::Check => delegate.check(ctx, conf).await.map(|_| None),
+        Command::Del => delegate.del(ctx, conf).await.map(|_| None),
+        Command::Status => delegate.status(ctx, conf).await.map(|_| None),
+        Command::Gc => delegate.gc(ctx, conf).await.map(|_| None),
+        Command::Version => Ok(None),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Resolving a plugin `type` to a delegate: built-in first, then a binary in `binDir`, then in `CNI_PATH`.
 //! With a chroot directory (the thick daemon's `chrootDir`: the host's root as mounted in its container),
-//! binaries are looked up and run inside it, so the plugins of the host run with the host's files.
+//! binaries are looked up and run inside it, and built-in delegates run on a thread chrooted into it
+//! ([`Chrooted`]), so both work with the host's files.
 
+use super::chrooted::Chrooted;
 use super::external::{ExecOptions, ExternalPlugin};
 use super::observe::{DelegateObserver, Observed};
 use super::Delegate;
@@ -15,6 +17,7 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The set of delegates a pipeline can run.
+#[derive(Clone)]
 pub struct Registry {
     builtins: BTreeMap<String, Arc<dyn Delegate>>,
     bin_dirs: Vec<PathBuf>,
@@ -104,6 +107,14 @@ impl Registry {
         self.exec.chroot.as_deref()
     }
 
+    /// The same registry as seen from inside its chroot directory (what a chrooted built-in resolves in
+    /// turn): no chroot directory, everything else kept.
+    pub fn inside_chroot(&self) -> Registry {
+        let mut r = self.clone();
+        r.exec.chroot = None;
+        r
+    }
+
     /// The timeout of one external plugin run.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -156,9 +167,10 @@ impl Registry {
         cni_path: &[PathBuf],
     ) -> Result<Arc<dyn Delegate>, CniError> {
         validate_plugin_type(plugin_type)?;
-        let d: Arc<dyn Delegate> = match self.builtins.get(plugin_type) {
-            Some(d) => d.clone(),
-            None => {
+        let d: Arc<dyn Delegate> = match (self.builtins.get(plugin_type), &self.exec.chroot) {
+            (Some(d), None) => d.clone(),
+            (Some(d), Some(root)) => Arc::new(Chrooted::new(d.clone(), root)?),
+            (None, _) => {
                 let path = self.find_binary(plugin_type, cni_path)?;
                 Arc::new(ExternalPlugin::new(path, self.timeout).with_exec(self.exec.clone()))
             }

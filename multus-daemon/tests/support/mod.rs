@@ -70,6 +70,66 @@ pub struct Node {
     pub daemon_config: Value,
     pub metrics_port: u16,
     pub subnet: u32,
+    /// The daemon's own view of the files, when it is to differ from the host's (see [`ContainerView`]).
+    pub daemon_view: Option<ContainerView>,
+}
+
+/// What a daemon container sees, made in the daemon's own mount namespace: the host's root (mounts
+/// received from the host, as a HostToContainer volume) at `hostroot`, and a directory of the host hidden
+/// under an empty tmpfs, so that a file written there by the daemon itself never reaches the host.
+pub struct ContainerView {
+    pub hostroot: PathBuf,
+    pub hidden: PathBuf,
+}
+
+impl ContainerView {
+    /// Enters a new mount namespace as the daemon starts (between fork and exec).
+    fn apply(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        let c =
+            |p: &std::path::Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        let (root, hostroot, hidden, tmpfs) = (
+            c("/".as_ref()),
+            c(&self.hostroot),
+            c(&self.hidden),
+            c("tmpfs".as_ref()),
+        );
+        let check = |r: i32| {
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        // SAFETY: only unshare and mount between fork and exec, on strings made before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let (null, no_data) = (std::ptr::null(), std::ptr::null());
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                check(libc::mount(
+                    null,
+                    root.as_ptr(),
+                    null,
+                    libc::MS_REC | libc::MS_SLAVE,
+                    no_data,
+                ))?;
+                check(libc::mount(
+                    root.as_ptr(),
+                    hostroot.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    no_data,
+                ))?;
+                check(libc::mount(
+                    tmpfs.as_ptr(),
+                    hidden.as_ptr(),
+                    tmpfs.as_ptr(),
+                    0,
+                    no_data,
+                ))
+            });
+        }
+    }
 }
 
 impl Node {
@@ -104,6 +164,7 @@ impl Node {
             metrics_port: free_port(),
             subnet,
             daemon_config: Value::Null,
+            daemon_view: None,
             dir,
         };
         node.api.add_nad(
@@ -144,14 +205,16 @@ impl Node {
         self.shim_bin();
         let cfg = self.path("daemon-config.json");
         std::fs::write(&cfg, self.daemon_config.to_string()).unwrap();
-        let child = Command::new(daemon_bin())
-            .arg("-config")
+        let mut cmd = Command::new(daemon_bin());
+        cmd.arg("-config")
             .arg(&cfg)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        if let Some(view) = &self.daemon_view {
+            view.apply(&mut cmd);
+        }
+        let child = cmd.spawn().unwrap();
         self.daemon = Some(child);
         let t = Instant::now();
         while self.socket_get("/readyz").map(|(s, _)| s) != Some(200) {

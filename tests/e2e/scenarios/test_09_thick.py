@@ -15,9 +15,10 @@ the shim, then removal of the thick DaemonSet.
   address and the cache entry released) -> the retiring config steps aside, and new pods still start on the
   primary network alone.
 
-The NADs' host-local store is under /var/lib/cni (E2E_THICK_NETWORKS): the built-in host-local runs in the daemon's
-process, which sees the host's /var/lib/cni at the same path (the thick DaemonSet mounts it) but not the cluster's
-state directory. Afterwards the thin install is put back as the other scenarios expect."""
+The NADs' host-local store is the other scenarios' (under the cluster's state directory, which the daemon's
+container does not mount): the built-in host-local runs in the daemon's process, chrooted into `chrootDir`
+(/hostroot, the host's root) as a plugin binary would be, so its `dataDir` is the host's. Afterwards the thin install
+is put back as the other scenarios expect."""
 import os
 import pathlib
 import re
@@ -33,7 +34,6 @@ from conftest import (CONF_DIR, GUIDE_RANGE, MULTUS_MANIFEST, REPO, STATE, apply
                       multus_conf, multus_plugin, netns, network_status, reservations, wait_multus_installed,
                       wait_running)
 
-THICK_NETWORKS = pathlib.Path(os.environ.get("E2E_THICK_NETWORKS", "/var/lib/cni/multus-e2e-networks"))
 THICK_IMAGE_TAG = "e2e-thick"  # run.sh imports deploy/Dockerfile.thick's image under this tag
 BIN_DIR = STATE / "cni" / "bin"
 THICK_VALUES = yaml.safe_load((REPO / "deploy" / "values-thick.yaml").read_text())
@@ -67,12 +67,6 @@ def metric(name, **labels):
         if all(have.get(k, "").lower() == str(v).lower() for k, v in labels.items()):
             total += float(m.group(3))
     return total
-
-
-def thick_nad():
-    def store(config):
-        config["ipam"]["dataDir"] = str(THICK_NETWORKS)
-    return guide_nad(config_edit=store)
 
 
 def delete_daemonset():
@@ -127,11 +121,11 @@ def thick(tmp_path):
 
 @pytest.fixture
 def thick_store():
-    """The thick NADs' IPAM store holds nothing before and after."""
-    assert reservations(THICK_NETWORKS) == {}
+    """The NADs' IPAM store holds nothing before and after."""
+    assert reservations() == {}
     yield
-    eventually(f"no thick reservation left (left: {reservations(THICK_NETWORKS)})",
-               lambda: reservations(THICK_NETWORKS) == {}, 30)
+    eventually(f"no thick reservation left (left: {reservations()})",
+               lambda: reservations() == {}, 30)
 
 
 def test_the_user_guide_in_thick_mode(thick, clean_node, thick_store):
@@ -147,7 +141,7 @@ def test_the_user_guide_in_thick_mode(thick, clean_node, thick_store):
                                                                                     verb="DEL", code="0")
     macvlan_adds = metric("multus_delegate_duration_seconds_count", type="macvlan", verb="ADD", outcome="ok")
 
-    apply(thick_nad(), guide_pod())
+    apply(guide_nad(), guide_pod())
     wait_running("sample-pod")
 
     status = by_interface(network_status("sample-pod"))
@@ -170,13 +164,13 @@ def test_the_user_guide_in_thick_mode(thick, clean_node, thick_store):
     assert metric("multus_delegate_duration_seconds_count", type="macvlan", verb="ADD", outcome="ok") \
         == macvlan_adds + 1
 
-    held = reservations(THICK_NETWORKS)
+    held = reservations()
     assert list(held) == net1["ips"], held
     assert len(set(cache_entries()) - set(cache_before)) == 1
     assert len(set(netns()) - set(netns_before)) == 1
 
     delete_pods("sample-pod")
-    assert reservations(THICK_NETWORKS) == {}
+    assert reservations() == {}
     assert cache_entries() == cache_before
     eventually("the pod's netns removed", lambda: netns() == netns_before, 30)
     assert macvlans_on_host() == []
@@ -185,7 +179,7 @@ def test_the_user_guide_in_thick_mode(thick, clean_node, thick_store):
 
 def test_removing_the_thick_daemonset(thick, clean_node, thick_store):
     cache_before = cache_entries()
-    apply(thick_nad(), guide_pod("made-before"))
+    apply(guide_nad(), guide_pod("made-before"))
     wait_running("made-before")
     old_ip = by_interface(network_status("made-before"))["net1"]["ips"][0]
     assert old_ip in GUIDE_RANGE
@@ -206,11 +200,11 @@ def test_removing_the_thick_daemonset(thick, clean_node, thick_store):
     wait_running("made-after")
     links = exec_ip("made-after", "-o", "link")
     assert "eth0" in links and "net1" not in links, links
-    assert list(reservations(THICK_NETWORKS)) == [old_ip]
+    assert list(reservations()) == [old_ip]
 
     # the pod made before: undone from the cache; the retiring config then removes itself
     delete_pods("made-before")
-    assert reservations(THICK_NETWORKS) == {}
+    assert reservations() == {}
     assert cache_entries() == cache_before
     assert macvlans_on_host() == []
     eventually("the retiring config removed once nothing is cached", lambda: multus_conf() is None, 30)
