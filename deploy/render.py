@@ -72,16 +72,17 @@ def cache_mount_path(v):
     return "/host" + v["cni"].get("cacheDir", DEFAULT_CACHE_DIR)
 
 
-def manifests(v):
-    ns = v["namespace"]
+def access(ns, pod_verbs, status_verbs):
+    """The CRD and the API access both variants need: ServiceAccount `multus`, its ClusterRole (NADs read;
+    `pod_verbs` on pods, `status_verbs` on pods/status; events written) and ClusterRoleBinding."""
     crd = yaml.safe_load((HERE / "crd.yaml").read_text())
     sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "multus", "namespace": ns}}
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "multus"},
         "rules": [
             {"apiGroups": ["k8s.cni.cncf.io"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "update"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": pod_verbs},
+            {"apiGroups": [""], "resources": ["pods/status"], "verbs": status_verbs},
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
         ],
     }
@@ -90,6 +91,11 @@ def manifests(v):
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "multus"},
         "subjects": [{"kind": "ServiceAccount", "name": "multus", "namespace": ns}],
     }
+    return [crd, sa, role, binding]
+
+
+def manifests(v):
+    ns = v["namespace"]
     image = v["image"]
     labels = {"app": "multus", "name": "multus"}
     ds = {
@@ -131,7 +137,7 @@ def manifests(v):
             },
         },
     }
-    return [crd, sa, role, binding, ds]
+    return access(ns, ["get"], ["get", "update"]) + [ds]
 
 
 def main(argv=None):

@@ -142,24 +142,9 @@ def manifests(v, t):
     """CRD, ServiceAccount, ClusterRole (the watch cache lists and watches pods, the status is patched),
     ClusterRoleBinding, the daemon's ConfigMap and the DaemonSet."""
     ns = v["namespace"]
-    crd = yaml.safe_load((HERE / "crd.yaml").read_text())
-    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "multus", "namespace": ns}}
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "multus"},
-        "rules": [
-            {"apiGroups": ["k8s.cni.cncf.io"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get", "update", "patch"]},
-            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "multus"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "multus"},
-        "subjects": [{"kind": "ServiceAccount", "name": "multus", "namespace": ns}],
-    }
     cm = {"apiVersion": "v1", "kind": "ConfigMap",
           "metadata": {"name": "multus-daemon-config", "namespace": ns, "labels": {"tier": "node", "app": "multus"}},
           "data": {"daemon-config.json": json.dumps(daemon_config(v, t), indent=4) + "\n"}}
-    return [crd, sa, role, binding, cm, daemonset(v, t)]
+    from render import access  # the thin variant's, with the watch cache's verbs
+    return access(ns, ["get", "list", "watch"], ["get", "update", "patch"]) + [cm, daemonset(v, t)]
 
