@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test of the project:
-#   1. formatting and clippy (warnings are errors);
+#   1. formatting, clippy and rustdoc (warnings are errors);
 #   2. the workspace's unit, integration and doc tests, as root: the integration tests make real network
 #      namespaces, veth pairs, bridges and macvlan links, and run Debian's reference CNI plugins as delegates
 #      and as the behaviour to compare against;
@@ -43,6 +43,8 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --features multus-cni/vm-tests -- -D warnings
+say "cargo doc (-D warnings: broken links, unclosed tags)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 say "cargo test --workspace"
 cargo test --workspace
 say "deployment manifests (kubernetes-validate against the Kubernetes schemas)"

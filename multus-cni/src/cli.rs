@@ -33,7 +33,7 @@ enum Cmd {
     /// prints the network-status annotation and the pod's net1, then takes it all down (--keep leaves it).
     Demo(multus_cni::demo::DemoOpts),
     /// The thick plugin's shim: forward the CNI call (CNI_* variables, config on stdin) to the node's
-    /// multus-daemon over <daemonSocketDir>/multus.sock and print its answer (what `multus-shim` runs).
+    /// multus-daemon over `<daemonSocketDir>/multus.sock` and print its answer (what `multus-shim` runs).
     Shim,
     /// Run the thick plugin's per-node daemon: executes `multus-daemon` (next to this binary, else on PATH)
     /// with these arguments. The daemon is a binary of its own so that this one stays small.

@@ -13,7 +13,7 @@
 //! - [`delegate`]: `POST /delegate` (hot-plug of one network, as upstream's);
 //! - [`server`]: the unix socket and the metrics port; [`metrics`]: what Prometheus scrapes.
 //!
-//! Start to stop ([`run`]): the readiness indicator file, the API client, the reflectors, the socket, the
+//! Start to stop ([`run()`]): the readiness indicator file, the API client, the reflectors, the socket, the
 //! config file, then serving; SIGTERM or SIGINT: not ready, no new connection, the requests in flight
 //! finish (within `drainTimeout`), the config is taken off the node when `cleanupConfigOnExit` asks.
 

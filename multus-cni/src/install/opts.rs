@@ -35,7 +35,7 @@ pub struct Placement {
     pub multus_conf_file: String,
     /// Where the Multus cniDir (the attachment cache; /var/lib/cni/multus unless the config names another)
     /// is mounted in this container, to tell whether pods made with Multus remain (ours; default:
-    /// /host/<cniDir> if it exists, else <cniDir>; when neither exists, they are assumed to remain).
+    /// `/host/<cniDir>` if it exists, else `<cniDir>`; when neither exists, they are assumed to remain).
     #[arg(long)]
     pub multus_cni_dir_in_container: Option<PathBuf>,
 }
@@ -77,7 +77,7 @@ pub struct InstallOpts {
     /// The host's CNI binary directory, as mounted in this container.
     #[arg(long, default_value = "/host/opt/cni/bin")]
     pub cni_bin_dir: PathBuf,
-    /// The binary to install as <cni-bin-dir>/multus (default: this one).
+    /// The binary to install as `<cni-bin-dir>/multus` (default: this one).
     #[arg(long)]
     pub multus_bin_file: Option<PathBuf>,
     /// Do not copy the binary.
@@ -126,7 +126,7 @@ pub struct InstallOpts {
     /// Name the Multus network after the primary network instead of multus-cni-network.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub override_network_name: bool,
-    /// Rename the primary config to <name>.old once the Multus config is written (CRI-O).
+    /// Rename the primary config to `<name>.old` once the Multus config is written (CRI-O).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = go_bool, action = ArgAction::Set)]
     pub rename_conf_file: bool,
     /// Upstream's Multus-specific config directory: created, as upstream does (it is not written into the

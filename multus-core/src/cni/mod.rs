@@ -2,7 +2,7 @@
 //! `cniVersion` is read as 0.1.0, as libcni reads it ([`version::IMPLICIT_VERSION`]).
 //!
 //! - [`config`]: plugin configs and conflists, kept whole.
-//! - [`env`]: the `CNI_*` environment.
+//! - [`env`](mod@env): the `CNI_*` environment.
 //! - [`result`]: results and their conversion between spec versions.
 //! - [`error`]: error codes and the JSON error object.
 //! - [`keys`]: typed config-key getters whose errors (code 7) name the key and the value.

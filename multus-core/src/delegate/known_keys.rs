@@ -51,7 +51,7 @@ pub fn unimplemented(delegate: &dyn Delegate, conf: &PluginConf) -> Vec<String> 
     }
 }
 
-/// Logs the keys `delegate` would ignore in `conf` (see [`unimplemented`]).
+/// Logs the keys `delegate` would ignore in `conf` (see [`unimplemented()`]).
 pub fn warn_unimplemented(delegate: &dyn Delegate, conf: &PluginConf) {
     let keys = unimplemented(delegate, conf);
     if keys.is_empty() {

@@ -12,7 +12,7 @@
 //! - `PATCH /api/v1/namespaces/{ns}/pods/{name}/status` (JSON merge patch of the annotations; a
 //!   `metadata.uid` that is not the pod's is refused with 409, as a UID precondition);
 //! - `GET /api/v1/pods` and `GET /apis/k8s.cni.cncf.io/v1/network-attachment-definitions`: LIST and WATCH
-//!   ([`watch`]: `spec.nodeName` field selector, pages, resumption, bookmarks, 410 Gone, timeouts).
+//!   (`watch`: `spec.nodeName` field selector, pages, resumption, bookmarks, 410 Gone, timeouts).
 //!
 //! Pods made by [`TestApiServer::add_pod`] run on [`TEST_NODE`]. [`TestApiServer::set_down`] takes the
 //! server down and up again on the same address (connections dropped, open watches ended).
