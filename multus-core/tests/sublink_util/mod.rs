@@ -1,11 +1,11 @@
-//! Shared helpers of the macvlan / ipvlan tests: a registry with the built-ins and the reference plugins, and
+//! Shared helpers of the macvlan / ipvlan / bridge tests: a registry with the built-ins and the reference plugins, and
 //! running one verb through a delegate. Namespaces, links and the root check are the workspace's
 //! (`multus-testsupport`), re-exported here.
 #![allow(dead_code, unused_imports)]
 
 use multus_core::cni::{CniArgs, CniError, CniResult, Command, PluginConf};
 use multus_core::delegate::{Context, Delegate, ExternalPlugin, Registry};
-use multus_core::plugins::{Ipvlan, Macvlan};
+use multus_core::plugins::{Bridge, Ipvlan, Macvlan};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,11 +16,13 @@ pub use multus_testsupport::{host_links_on, ip_json, require_root, sh, sh_quiet,
 /// Where Debian's containernetworking-plugins are.
 pub const REF_DIR: &str = "/usr/lib/cni";
 
-/// A registry with the built-in macvlan and ipvlan; every other type (host-local) is the reference binary.
+/// A registry with the built-in macvlan, ipvlan and bridge; every other type (host-local) is the reference
+/// binary.
 pub fn registry() -> Arc<Registry> {
     let mut r = Registry::new();
     r.register("macvlan", Arc::new(Macvlan))
         .register("ipvlan", Arc::new(Ipvlan))
+        .register("bridge", Arc::new(Bridge))
         .set_timeout(Duration::from_secs(30));
     Arc::new(r)
 }
