@@ -9,33 +9,10 @@
 mod sublink_util;
 
 use multus_core::cni::{CniError, CniResult, Command};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::Instant;
 
 use sublink_util::*;
-
-/// The parts of `ip -d -j link show` of the container interface that must be equal.
-const LINK_KEYS: &[&str] = &[
-    "ifname",
-    "flags",
-    "mtu",
-    "qdisc",
-    "operstate",
-    "linkmode",
-    "group",
-    "txqlen",
-    "link_type",
-    "promiscuity",
-    "allmulti",
-    "min_mtu",
-    "max_mtu",
-    "linkinfo",
-    "inet6_addr_gen_mode",
-    "num_tx_queues",
-    "num_rx_queues",
-    "gso_max_size",
-    "gso_max_segs",
-];
 
 /// The bridge port attributes of the host veth that must be equal.
 const PORT_KEYS: &[&str] = &[
@@ -52,41 +29,6 @@ const PORT_KEYS: &[&str] = &[
     "proxy_arp",
     "isolated",
 ];
-
-fn pick(v: &Value, keys: &[&str]) -> Value {
-    let mut out = Map::new();
-    for k in keys {
-        if let Some(x) = v.get(*k) {
-            out.insert(k.to_string(), x.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-/// The addresses of a link (not IPv6 link-local ones), without lifetimes.
-fn addrs(v: &Value) -> Value {
-    let infos: Vec<Value> = v[0]["addr_info"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| !(a["family"] == "inet6" && a["scope"] == "link"))
-        .map(|a| pick(&a, &["family", "local", "prefixlen", "broadcast", "scope"]))
-        .collect();
-    Value::Array(infos)
-}
-
-fn host_link(name: &str) -> Option<Value> {
-    let out = std::process::Command::new("ip")
-        .args(["-d", "-j", "link", "show", "dev", name])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    v.as_array().and_then(|a| a.first().cloned())
-}
 
 struct Side {
     ns: Netns,
@@ -120,7 +62,7 @@ impl Side {
         let port = veth.and_then(host_link);
         json!({
             "link": cont.as_ref().map(|l| pick(l, LINK_KEYS)),
-            "addrs": cont.as_ref().map(|_| addrs(&self.ns.ip(&["addr", "show", "dev", "eth0"]))),
+            "addrs": cont.as_ref().map(|_| global_addrs(&self.ns.ip(&["addr", "show", "dev", "eth0"]))),
             "routes": cont.as_ref().map(|_| json!({
                 "v4": self.ns.ip(&["-4", "route", "show", "table", "all"]),
                 "v6": self.ns.ip(&["-6", "route", "show", "table", "main"]),
@@ -132,7 +74,7 @@ impl Side {
             "bridge": br.as_ref().map(|b| json!({
                 "link": pick(b, &["flags", "mtu", "operstate", "promiscuity", "txqlen", "group"]),
                 "kind": b["linkinfo"]["info_kind"],
-                "addrs": addrs(&ip_json(&["addr", "show", "dev", &self.bridge.0])),
+                "addrs": global_addrs(&ip_json(&["addr", "show", "dev", &self.bridge.0])),
             })),
             "port": port.as_ref().map(|p| json!({
                 "link": pick(p, &["flags", "mtu", "operstate", "txqlen", "promiscuity", "linkmode"]),
