@@ -68,6 +68,8 @@ impl Side {
                 "v6": self.ns.ip(&["-6", "route", "show", "table", "main"]),
             })),
             "sysctls": cont.as_ref().map(|_| json!([
+                self.ns.sysctl("net/ipv6/conf/eth0/accept_dad"),
+                self.ns.sysctl("net/ipv4/conf/eth0/arp_notify"),
                 self.ns.sysctl("net/ipv6/conf/eth0/disable_ipv6"),
                 self.ns.sysctl("net/ipv6/conf/lo/disable_ipv6"),
             ])),
@@ -340,4 +342,11 @@ async fn exhausted_ipam_leaves_nothing() {
         .expect("both fail");
     assert!(ours.msg.contains("10.98.0"), "{ours}");
     assert!(reference.msg.contains("10.98.0"), "{reference}");
+}
+
+#[tokio::test]
+async fn dual_stack_default_gateway() {
+    let case = json!({"cniVersion": "1.0.0", "name": "brds", "type": "bridge", "isDefaultGateway": true,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}], [{"subnet": "fd99::/64"}]]}});
+    assert!(differential("ds", case, Before::Nothing).await.is_none());
 }

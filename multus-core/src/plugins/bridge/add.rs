@@ -209,7 +209,8 @@ impl Attach<'_> {
         }
     }
 
-    /// The host end up, `accept_ra` 0, on the bridge with its hairpin mode; the container end up.
+    /// The host end up, `accept_ra` 0, on the bridge with its hairpin mode; the container end up when
+    /// there is no IPAM.
     async fn attach_port(&self) -> Result<(), CniError> {
         let name = &self.port.name;
         sysctl::apply_in(
@@ -218,7 +219,11 @@ impl Attach<'_> {
         )?;
         let attach = LinkChange::new().controller(self.bridge.index).up();
         let attached = link::set_queued(&self.host, self.port.index, &attach);
-        let cont_up = link::set_queued(&self.cont, self.iface.index, &LinkChange::new().up());
+        // With IPAM the container end comes up once its sysctls are set (`accept_dad` 0 before its
+        // link-local address exists), in `apply`.
+        let l2 = self.c.ipam_type.is_none();
+        let cont_up =
+            l2.then(|| link::set_queued(&self.cont, self.iface.index, &LinkChange::new().up()));
         attached.await.map_err(|e| {
             CniError::kernel(format!(
                 "failed to connect {name:?} to bridge {:?}: {e}",
@@ -232,7 +237,9 @@ impl Attach<'_> {
                     CniError::kernel(format!("failed to setup hairpin mode for {name}: {e}"))
                 })?;
         }
-        cont_up.await?;
+        if let Some(up) = cont_up {
+            up.await?;
+        }
         Ok(())
     }
 }
@@ -270,7 +277,7 @@ async fn configure(
             dns = ipam_dns;
         }
         let gws = calc_gateways(&mut result, at.c);
-        at.apply(&ipam_apply::plan(&result, ifname)?).await?;
+        at.apply(ipam_apply::plan(&result, ifname)?).await?;
         at.set_gateways(&gws).await?;
     }
     let port = at.wait_port_up().await?;
@@ -283,16 +290,13 @@ async fn configure(
 }
 
 impl Attach<'_> {
-    /// The addresses and routes of `plan` on the container interface, with the reference's sysctls; IPv6
-    /// DAD off with hairpin or promiscuous mode (their echoes of neighbour solicitations would fail it).
-    async fn apply(&self, plan: &ipam_apply::IfacePlan) -> Result<(), CniError> {
+    /// The addresses and routes of `plan` on the container interface, with the reference's sysctls: IPv6
+    /// DAD off (`accept_dad` 0: 1.1.1 disables it unless `enabledad`, which the built-in declines; hairpin
+    /// and promiscuous modes would echo its neighbour solicitations and fail it).
+    async fn apply(&self, mut plan: ipam_apply::IfacePlan) -> Result<(), CniError> {
         let ifname = self.ctx.ifname.as_str();
-        if plan.has_v6 && (self.c.hairpin || self.c.promisc) {
-            sysctl::apply_in(
-                Some(&self.ns),
-                vec![try_set(format!("net/ipv6/conf/{ifname}/accept_dad"), "0")],
-            )?;
-        }
+        plan.extra_sysctls
+            .push(try_set(format!("net/ipv6/conf/{ifname}/accept_dad"), "0"));
         // The sysctl directories are usable only when a name that is nowhere but in the container resolves
         // in them: `CNI_IFNAME` is such a name when the host has no interface of that name.
         let dirs = match &self.dirs {
@@ -301,7 +305,7 @@ impl Attach<'_> {
             }
             _ => None,
         };
-        ipam_apply::apply_with(&self.cont, &self.ns, dirs, self.iface.index, ifname, plan).await
+        ipam_apply::apply_with(&self.cont, &self.ns, dirs, self.iface.index, ifname, &plan).await
     }
 
     /// With `isGateway`: each gateway address on the bridge ([`Attach::ensure_addr`]), then forwarding on
