@@ -297,14 +297,12 @@ impl Attach<'_> {
         let ifname = self.ctx.ifname.as_str();
         plan.extra_sysctls
             .push(try_set(format!("net/ipv6/conf/{ifname}/accept_dad"), "0"));
-        // The sysctl directories are usable only when a name that is nowhere but in the container resolves
-        // in them: `CNI_IFNAME` is such a name when the host has no interface of that name.
-        let dirs = match &self.dirs {
-            Some(d) if link::by_name(&self.host, ifname).await?.is_none() && d.verify(ifname) => {
-                Some(d)
-            }
-            _ => None,
-        };
+        // The sysctl directories are used only when they show the container: `CNI_IFNAME` resolves in them
+        // and the host veth (a fresh name, in the host only) does not.
+        let dirs = self
+            .dirs
+            .as_ref()
+            .filter(|d| d.verify_apart(ifname, &self.port.name));
         ipam_apply::apply_with(&self.cont, &self.ns, dirs, self.iface.index, ifname, &plan).await
     }
 
