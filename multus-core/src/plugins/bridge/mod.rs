@@ -9,7 +9,7 @@
 //!
 //! - this module: the config ([`BridgeConf`]), what is declined, the gateway computation of the result
 //!   ([`calc_gateways`]) — pure and unit-tested — and the [`Delegate`].
-//! - [`add`]: ADD's kernel work (bridge, veth pair, addresses, gateway addresses, forwarding) and CHECK's.
+//! - `add`: ADD's kernel work (bridge, veth pair, addresses, gateway addresses, forwarding) and CHECK's.
 
 mod add;
 
@@ -120,7 +120,7 @@ impl BridgeConf {
     }
 }
 
-/// The first key of `conf` the built-in does not implement, with its value: a key of [`DECLINED`] set to
+/// The first key of `conf` the built-in does not implement, with its value: a key the reference reads set to
 /// anything but its neutral value, or a key the reference plugin may know and the built-in does not.
 /// `None`: the built-in serves the config.
 pub fn declined_key(conf: &PluginConf) -> Option<String> {
