@@ -17,6 +17,8 @@ pub fn registry(bin_dirs: Vec<PathBuf>, timeout: Duration) -> Registry {
     // Built-in delegates are registered here as their crates provide them.
     r.register("macvlan", Arc::new(multus_core::plugins::Macvlan));
     r.register("ipvlan", Arc::new(multus_core::plugins::Ipvlan));
+    // A config with a key it does not implement (ipMasq, vlan, ...) runs the node's bridge binary instead.
+    r.register("bridge", Arc::new(multus_core::plugins::Bridge));
     // In-process host-local: the same store as the reference binary, so the two can be mixed on a node.
     r.register(
         "host-local",

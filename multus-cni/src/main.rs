@@ -107,11 +107,11 @@ fn standalone(name: &str) -> i32 {
     }
 }
 
-/// For a plugin that works inside `CNI_NETNS` (macvlan, ipvlan: ADD, CHECK, DEL), opens its netlink socket
+/// For a plugin that works inside `CNI_NETNS` (macvlan, ipvlan, bridge: ADD, CHECK, DEL), opens its netlink socket
 /// and sysctl directories there now, on this thread before the runtime starts, so that no thread has to
 /// enter the namespace later ([`multus_core::netns::preopen`]).
 fn preopen_netns(name: &str) {
-    if !matches!(name, "macvlan" | "ipvlan") {
+    if !matches!(name, "macvlan" | "ipvlan" | "bridge") {
         return;
     }
     if !matches!(

@@ -91,7 +91,8 @@ impl Bed {
         let ipam = |net: u32| json!({"type": "host-local", "subnet": format!("10.{octet}.{net}.0/24"), "dataDir": self.ipam()});
         json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
             "binDir": self.ctl().join("bin"), "cniDir": self.cache(), "delegateTimeout": 2,
-            "preferNodeBinary": if wrapped_ipam { json!(["host-local"]) } else { json!([]) },
+            // The wrapped bridge binary is what the faults are injected into: not the built-in bridge.
+            "preferNodeBinary": if wrapped_ipam { json!(["bridge", "host-local"]) } else { json!(["bridge"]) },
             "delegates": [
                 {"cniVersion": "1.0.0", "name": "brnet", "type": "bridge", "bridge": self.bridge.0, "ipam": ipam(1)},
                 {"cniVersion": "1.0.0", "name": "mvnet", "type": "macvlan", "master": self.master.0, "ipam": ipam(2)}]})

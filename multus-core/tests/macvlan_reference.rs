@@ -7,66 +7,19 @@
 mod sublink_util;
 
 use multus_core::cni::{CniResult, Command};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use sublink_util::*;
 
-/// The parts of `ip -d -j link show` that must be equal (not the index, MAC or master's index).
-const LINK_KEYS: &[&str] = &[
-    "ifname",
-    "flags",
-    "mtu",
-    "qdisc",
-    "operstate",
-    "linkmode",
-    "group",
-    "txqlen",
-    "link_type",
-    "promiscuity",
-    "allmulti",
-    "min_mtu",
-    "max_mtu",
-    "linkinfo",
-    "inet6_addr_gen_mode",
-    "num_tx_queues",
-    "num_rx_queues",
-    "gso_max_size",
-    "gso_max_segs",
-];
-
 fn link_state(ns: &Netns) -> Value {
-    let Some(l) = ns.link("net1") else {
-        return Value::Null;
-    };
-    let mut out = Map::new();
-    for k in LINK_KEYS {
-        if let Some(v) = l.get(*k) {
-            out.insert(k.to_string(), v.clone());
-        }
-    }
-    Value::Object(out)
+    ns.link("net1").map_or(Value::Null, |l| pick(&l, LINK_KEYS))
 }
 
 fn addr_state(ns: &Netns) -> Value {
     if ns.link("net1").is_none() {
         return Value::Null;
     }
-    let v = ns.ip(&["addr", "show", "dev", "net1"]);
-    let infos: Vec<Value> = v[0]["addr_info"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| !(a["family"] == "inet6" && a["scope"] == "link"))
-        .map(|mut a| {
-            if let Some(o) = a.as_object_mut() {
-                o.remove("valid_life_time");
-                o.remove("preferred_life_time");
-            }
-            a
-        })
-        .collect();
-    Value::Array(infos)
+    global_addrs(&ns.ip(&["addr", "show", "dev", "net1"]))
 }
 
 fn route_state(ns: &Netns) -> Value {

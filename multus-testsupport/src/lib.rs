@@ -19,7 +19,7 @@ pub mod api_server;
 mod netns;
 mod plugin;
 
-pub use netns::{host_link_exists, host_links_on, HostLink, Netns};
+pub use netns::{host_link, host_link_exists, host_links_on, HostLink, Netns};
 pub use plugin::{
     env_map, plugin_command, reference_dir, reservations, run_plugin, run_plugin_within, Run,
 };

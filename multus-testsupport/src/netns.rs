@@ -36,15 +36,7 @@ impl Netns {
 
     /// The link `name` inside (`ip -d -j link show`), or `None`.
     pub fn link(&self, name: &str) -> Option<Value> {
-        let out = Command::new("ip")
-            .args(["-d", "-j", "-n", &self.name, "link", "show", "dev", name])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        v.as_array().and_then(|a| a.first().cloned())
+        link_in(&["-n", &self.name], name)
     }
 
     /// The names of the links inside but `lo`.
@@ -136,6 +128,26 @@ impl Drop for HostLink {
     fn drop(&mut self) {
         sh_quiet(&["ip", "link", "del", &self.0]);
     }
+}
+
+/// `ip -d -j <ns_args> link show dev name`, or `None`.
+fn link_in(ns_args: &[&str], name: &str) -> Option<Value> {
+    let out = Command::new("ip")
+        .args(["-d", "-j"])
+        .args(ns_args)
+        .args(["link", "show", "dev", name])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array().and_then(|a| a.first().cloned())
+}
+
+/// The host link `name` (`ip -d -j link show`), or `None`.
+pub fn host_link(name: &str) -> Option<Value> {
+    link_in(&[], name)
 }
 
 /// Whether a host link exists.

@@ -98,6 +98,10 @@ impl Delegate for Chrooted {
         self.inner.known_keys()
     }
 
+    fn declines(&self, conf: &PluginConf) -> Option<String> {
+        self.inner.declines(conf)
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         self.run(Command::Add, ctx, conf)
             .await?

@@ -167,4 +167,12 @@ pub trait Delegate: Send + Sync {
     fn known_keys(&self) -> Option<KnownKeys> {
         None
     }
+
+    /// Why this built-in delegate does not serve `conf`, when it does not: the config asks for something
+    /// it does not implement (the bridge's `vlan`, `ipMasq`, ...), so that the node's plugin binary must run
+    /// instead ([`Registry::resolve_for`] then resolves the `type` to the binary). `None` (the default):
+    /// it serves every config of its type. The reason names the key, for the error when there is no binary.
+    fn declines(&self, _conf: &PluginConf) -> Option<String> {
+        None
+    }
 }

@@ -52,6 +52,10 @@ impl Delegate for Observed {
         self.inner.known_keys()
     }
 
+    fn declines(&self, conf: &PluginConf) -> Option<String> {
+        self.inner.declines(conf)
+    }
+
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
         let t = Instant::now();
         let r = self.inner.add(ctx, conf).await;

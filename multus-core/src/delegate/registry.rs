@@ -166,12 +166,36 @@ impl Registry {
         plugin_type: &str,
         cni_path: &[PathBuf],
     ) -> Result<Arc<dyn Delegate>, CniError> {
+        self.resolve_for(plugin_type, None, cni_path)
+    }
+
+    /// Resolves a `type` for one invocation config: as [`Registry::resolve`], except that a built-in that
+    /// [declines](Delegate::declines) `conf` gives way to the binary (an error saying why when there is
+    /// none).
+    pub fn resolve_for(
+        &self,
+        plugin_type: &str,
+        conf: Option<&crate::cni::PluginConf>,
+        cni_path: &[PathBuf],
+    ) -> Result<Arc<dyn Delegate>, CniError> {
         validate_plugin_type(plugin_type)?;
-        let d: Arc<dyn Delegate> = match (self.builtins.get(plugin_type), &self.exec.chroot) {
-            (Some(d), None) => d.clone(),
-            (Some(d), Some(root)) => Arc::new(Chrooted::new(d.clone(), root)?),
-            (None, _) => {
-                let path = self.find_binary(plugin_type, cni_path)?;
+        let declined = |d: &Arc<dyn Delegate>| conf.and_then(|c| d.declines(c));
+        let d: Arc<dyn Delegate> = match self.builtins.get(plugin_type) {
+            Some(d) if declined(d).is_none() => match &self.exec.chroot {
+                None => d.clone(),
+                Some(root) => Arc::new(Chrooted::new(d.clone(), root)?),
+            },
+            builtin => {
+                let why = builtin.and_then(declined);
+                let path = self
+                    .find_binary(plugin_type, cni_path)
+                    .map_err(|e| match &why {
+                        Some(w) => CniError::new(e.code, format!("{w}, and {}", e.msg)),
+                        None => e,
+                    })?;
+                if let Some(w) = why {
+                    tracing::info!("{w}: running {}", path.display());
+                }
                 Arc::new(ExternalPlugin::new(path, self.timeout).with_exec(self.exec.clone()))
             }
         };

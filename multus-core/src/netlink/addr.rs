@@ -1,4 +1,4 @@
-//! Addresses: add one to a link, list a link's addresses.
+//! Addresses: add one to a link or delete one, list a link's addresses.
 
 use super::{Netlink, NlError};
 use ipnetwork::IpNetwork;
@@ -80,6 +80,34 @@ pub fn add_queued(
             .map(|_| ())
             .map_err(|e| e.context(format!("failed to add address {addr} to link #{index}")))
     }
+}
+
+/// Deletes `addr` from link `index`.
+pub async fn del(nl: &Netlink, index: u32, addr: IpNetwork) -> Result<(), NlError> {
+    let mut msg = AddressMessage::default();
+    msg.header.index = index;
+    msg.header.prefix_len = addr.prefix();
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            msg.header.family = AddressFamily::Inet;
+            msg.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
+            msg.attributes
+                .push(AddressAttribute::Address(IpAddr::V4(ip)));
+        }
+        IpAddr::V6(ip) => {
+            msg.header.family = AddressFamily::Inet6;
+            msg.attributes
+                .push(AddressAttribute::Address(IpAddr::V6(ip)));
+        }
+    }
+    nl.request(RouteNetlinkMessage::DelAddress(msg), 0)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            e.context(format!(
+                "could not remove address {addr} from link #{index}"
+            ))
+        })
 }
 
 /// The addresses of link `index` (all families).

@@ -1,14 +1,14 @@
-//! Links: create a macvlan / ipvlan, look one up, change one ([`LinkChange`]: name, MAC, MTU, up/down, netns),
-//! delete.
+//! Links: create a macvlan / ipvlan, a veth pair or a bridge, look one up, change one ([`LinkChange`]: name,
+//! MAC, MTU, up/down, promiscuity, master, netns; [`set_hairpin`] for a bridge port), delete.
 
 use super::{MacAddr, Netlink, NlError};
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoIpVlan, InfoMacVlan, IpVlanMode, LinkAttribute, LinkFlags,
-    LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode,
+    InfoBridgePort, InfoData, InfoIpVlan, InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth,
+    IpVlanMode, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode, State,
 };
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::{LinkIpVlan, LinkMacVlan, LinkUnspec};
+use rtnetlink::{LinkBridge, LinkIpVlan, LinkMacVlan, LinkUnspec, LinkVeth};
 use std::os::fd::RawFd;
 
 /// The kind of a link stacked on a master, with its mode.
@@ -62,6 +62,12 @@ pub struct LinkInfo {
     pub macvlan_mode: Option<MacVlanMode>,
     /// The ipvlan mode, for an ipvlan.
     pub ipvlan_mode: Option<IpVlanMode>,
+    /// `IFLA_MASTER`: the index of the bridge (or bond, VRF) it is a port of.
+    pub controller: Option<u32>,
+    /// The operational state is `UP` (`IFLA_OPERSTATE`).
+    pub oper_up: bool,
+    /// Promiscuous mode is on (`IFF_PROMISC`).
+    pub promisc: bool,
 }
 
 impl LinkInfo {
@@ -80,6 +86,7 @@ impl LinkInfo {
         let mut out = LinkInfo {
             index: m.header.index,
             up: m.header.flags.contains(LinkFlags::Up),
+            promisc: m.header.flags.contains(LinkFlags::Promisc),
             ..Default::default()
         };
         for a in &m.attributes {
@@ -89,6 +96,8 @@ impl LinkInfo {
                 LinkAttribute::Address(v) => out.mac = v.clone(),
                 LinkAttribute::Link(v) => out.parent = Some(*v),
                 LinkAttribute::LinkNetNsId(v) => out.link_netnsid = Some(*v),
+                LinkAttribute::Controller(v) => out.controller = Some(*v),
+                LinkAttribute::OperState(s) => out.oper_up = *s == State::Up,
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         match i {
@@ -161,6 +170,92 @@ pub async fn create_sublink(nl: &Netlink, spec: &NewSubLink<'_>) -> Result<(), N
         .map_err(|e| e.context(format!("failed to create {what} {:?}", spec.name)))
 }
 
+/// A veth pair to create: `name` (in the namespace of `netns_fd`, else the connection's) and its `peer` (in
+/// the connection's namespace).
+#[derive(Debug, Clone)]
+pub struct NewVeth<'a> {
+    /// The name of the end created in `netns_fd`.
+    pub name: &'a str,
+    /// The name of the other end, which stays in the connection's namespace.
+    pub peer: &'a str,
+    /// MTU of both ends; `None` leaves the kernel's default.
+    pub mtu: Option<u32>,
+    /// Hardware address of the `name` end; `None` lets the kernel choose (random).
+    pub mac: Option<MacAddr>,
+    /// Transmit queue length of both ends; `None` leaves the kernel's default.
+    pub txqlen: Option<u32>,
+    /// The namespace of the `name` end (`IFLA_NET_NS_FD`); `None`: the connection's own.
+    pub netns_fd: Option<RawFd>,
+}
+
+/// Creates a veth pair (`RTM_NEWLINK`, create-exclusive): `EEXIST` when either name is taken.
+pub async fn create_veth(nl: &Netlink, spec: &NewVeth<'_>) -> Result<(), NlError> {
+    check_name(spec.name)?;
+    check_name(spec.peer)?;
+    let mut peer = LinkUnspec::new_with_name(spec.peer).build();
+    let mut msg = LinkVeth::new(spec.name, spec.peer).build();
+    for attrs in [&mut msg.attributes, &mut peer.attributes] {
+        if let Some(mtu) = spec.mtu {
+            attrs.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(q) = spec.txqlen {
+            attrs.push(LinkAttribute::TxQueueLen(q));
+        }
+    }
+    if let Some(mac) = spec.mac {
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+    if let Some(fd) = spec.netns_fd {
+        msg.attributes.push(LinkAttribute::NetNsFd(fd));
+    }
+    for a in &mut msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos.iter_mut() {
+                if let NlLinkInfo::Data(InfoData::Veth(v)) = i {
+                    *v = InfoVeth::Peer(peer.clone());
+                }
+            }
+        }
+    }
+    nl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            e.context(format!(
+                "failed to create veth {:?} / {:?}",
+                spec.name, spec.peer
+            ))
+        })
+}
+
+/// Creates a bridge named `name` with `mtu` (`None`: the kernel's default); `EEXIST` when a link has the name.
+pub async fn create_bridge(nl: &Netlink, name: &str, mtu: Option<u32>) -> Result<(), NlError> {
+    check_name(name)?;
+    let mut msg = LinkBridge::new(name).build();
+    if let Some(mtu) = mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    nl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.context(format!("could not add bridge {name:?}")))
+}
+
+/// Sets the hairpin mode of the bridge port with `index` (`IFLA_BRPORT_MODE`, as `ip link set .. type
+/// bridge_slave hairpin on|off`). The link must already be a port of a bridge.
+pub async fn set_hairpin(nl: &Netlink, index: u32, on: bool) -> Result<(), NlError> {
+    let msg = LinkUnspec::new_with_index(index)
+        .set_port_kind(InfoPortKind::Bridge)
+        .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            on,
+        )]))
+        .build();
+    nl.request(RouteNetlinkMessage::NewLink(msg), 0)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.context(format!("failed to set hairpin mode {on} on link #{index}")))
+}
+
 /// Looks a link up by name; `Ok(None)` when there is none.
 pub async fn by_name(nl: &Netlink, name: &str) -> Result<Option<LinkInfo>, NlError> {
     check_name(name)?;
@@ -198,6 +293,8 @@ pub struct LinkChange<'a> {
     mtu: Option<u32>,
     mac: Option<MacAddr>,
     up: Option<bool>,
+    promisc: Option<bool>,
+    controller: Option<u32>,
     netns_fd: Option<RawFd>,
 }
 
@@ -241,6 +338,18 @@ impl<'a> LinkChange<'a> {
         self
     }
 
+    /// Sets promiscuous mode on (`true`) or off.
+    pub fn promisc(mut self, on: bool) -> Self {
+        self.promisc = Some(on);
+        self
+    }
+
+    /// Makes the link a port of the bridge (or other master) with `index` (`IFLA_MASTER`).
+    pub fn controller(mut self, index: u32) -> Self {
+        self.controller = Some(index);
+        self
+    }
+
     /// Moves the link into the network namespace of this file descriptor (`IFLA_NET_NS_FD`).
     pub fn netns_fd(mut self, fd: RawFd) -> Self {
         self.netns_fd = Some(fd);
@@ -261,6 +370,12 @@ impl<'a> LinkChange<'a> {
         }
         if let Some(mac) = self.mac {
             b = b.address(mac.0.to_vec());
+        }
+        if let Some(c) = self.controller {
+            b = b.controller(c);
+        }
+        if let Some(p) = self.promisc {
+            b = b.promiscuous(p);
         }
         match self.up {
             Some(true) => b = b.up(),
@@ -290,6 +405,12 @@ impl std::fmt::Display for LinkChange<'_> {
         }
         if let Some(m) = self.mtu {
             parts.push(format!("mtu {m}"));
+        }
+        if let Some(c) = self.controller {
+            parts.push(format!("master #{c}"));
+        }
+        if let Some(p) = self.promisc {
+            parts.push(format!("promisc {}", if p { "on" } else { "off" }));
         }
         match self.up {
             Some(true) => parts.push("up".into()),

@@ -114,16 +114,31 @@ impl SysctlDirs {
     /// that exists in the target namespace and nowhere else (a fresh random temporary name). Returns whether
     /// the directories are now usable by [`SysctlDirs::apply`].
     pub fn verify(&self, probe_ifname: &str) -> bool {
-        let ok = self.v4.as_ref().is_some_and(|d| {
-            std::ffi::CString::new(probe_ifname).is_ok_and(|name| {
-                // SAFETY: a valid directory descriptor and a NUL-terminated relative name.
-                unsafe { libc::faccessat(d.as_raw_fd(), name.as_ptr(), libc::F_OK, 0) == 0 }
-            })
-        });
+        self.verified_if(self.resolves(probe_ifname))
+    }
+
+    /// As [`SysctlDirs::verify`] with a name that may exist in the caller's namespace too (a container's
+    /// `eth0`): `inside` must resolve and `outside`, a link of the caller's namespace only (a fresh random
+    /// name), must not.
+    pub fn verify_apart(&self, inside: &str, outside: &str) -> bool {
+        self.verified_if(self.resolves(inside) && !self.resolves(outside))
+    }
+
+    fn verified_if(&self, ok: bool) -> bool {
         if ok {
             self.verified.store(true, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Whether `ifname` has a directory below `net/ipv4/conf` as these directories show it.
+    fn resolves(&self, ifname: &str) -> bool {
+        self.v4.as_ref().is_some_and(|d| {
+            std::ffi::CString::new(ifname).is_ok_and(|name| {
+                // SAFETY: a valid directory descriptor and a NUL-terminated relative name.
+                unsafe { libc::faccessat(d.as_raw_fd(), name.as_ptr(), libc::F_OK, 0) == 0 }
+            })
+        })
     }
 
     /// Whether [`SysctlDirs::verify`] succeeded.
@@ -211,4 +226,20 @@ pub fn apply_in(ns: Option<&NetNs>, ops: Vec<SysctlOp>) -> Result<(), CniError> 
 /// Reads `keys` inside `ns`; each value is `None` when it cannot be read.
 pub fn read_in(ns: &NetNs, keys: Vec<String>) -> Result<Vec<Option<String>>, CniError> {
     ns.run(move || keys.iter().map(|k| read(k).ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_apart_needs_the_inside_name_and_not_the_outside_one() {
+        // Opened here: the directories show this namespace, where `lo` exists and the random name does not.
+        let dirs = SysctlDirs::open_here();
+        assert!(!dirs.verify_apart("lo", "lo"));
+        assert!(!dirs.verify_apart("nx0a1b2c3d4", "lo"));
+        assert!(!dirs.is_verified());
+        assert!(dirs.verify_apart("lo", "nx0a1b2c3d4"));
+        assert!(dirs.is_verified());
+    }
 }

@@ -64,6 +64,9 @@ pub struct IfacePlan {
     pub has_v6: bool,
     /// Wait for IPv6 DAD before adding routes (there is an IPv6 gateway).
     pub settle: bool,
+    /// The delegate's own sysctls of the interface, set with the others before it comes up (the bridge's
+    /// `accept_dad` 0).
+    pub extra_sysctls: Vec<SysctlOp>,
 }
 
 /// Normalizes a prefix (`10.1.2.3/8` -> `10.0.0.0/8`).
@@ -115,7 +118,8 @@ pub fn plan(result: &CniResult, ifname: &str) -> Result<IfacePlan, CniError> {
 }
 
 /// The sysctls set before the interface comes up: `arp_notify` and `ndisc_notify` (best effort, as the
-/// reference does), and `disable_ipv6=0` on `lo` and the interface when an IPv6 address is to be added.
+/// reference does), the plan's `extra_sysctls`, and `disable_ipv6=0` on `lo` and the interface when an IPv6
+/// address is to be added.
 pub fn sysctl_ops(plan: &IfacePlan, ifname: &str) -> Vec<SysctlOp> {
     let mut ops = vec![
         SysctlOp::TrySet {
@@ -127,6 +131,7 @@ pub fn sysctl_ops(plan: &IfacePlan, ifname: &str) -> Vec<SysctlOp> {
             value: "1".into(),
         },
     ];
+    ops.extend(plan.extra_sysctls.iter().cloned());
     if plan.has_v6 {
         for i in ["lo", ifname] {
             ops.push(SysctlOp::Ensure {

@@ -1,5 +1,7 @@
-//! Built-in plugins: the reference `macvlan` and `ipvlan` plugins' behaviour, in-process, over netlink.
+//! Built-in plugins: the reference `macvlan`, `ipvlan` and `bridge` plugins' behaviour, in-process, over
+//! netlink.
 //!
+//! - [`bridge`]: a veth pair on a Linux bridge (the configs it implements; the others go to the binary).
 //! - [`macvlan`], [`ipvlan`]: config parsing and planning (pure, unit-tested), and the [`Delegate`]
 //!   implementations.
 //! - [`sublink`]: what both share: creating a link on a master in the host (or container) namespace under a
@@ -12,12 +14,14 @@
 //!
 //! [`Delegate`]: crate::delegate::Delegate
 
+pub mod bridge;
 pub mod ipam;
 pub mod ipam_apply;
 pub mod ipvlan;
 pub mod macvlan;
 pub mod sublink;
 
+pub use bridge::Bridge;
 pub use ipvlan::Ipvlan;
 pub use macvlan::Macvlan;
 

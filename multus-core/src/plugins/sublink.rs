@@ -98,7 +98,8 @@ pub async fn resolve_master(nl: &Netlink, name: Option<&str>) -> Result<LinkInfo
     }
 }
 
-fn netns_of(ctx: &Context, verb: &str) -> Result<NetNs, CniError> {
+/// The `CNI_NETNS` of an invocation, opened; code 4 when there is none.
+pub(crate) fn netns_of(ctx: &Context, verb: &str) -> Result<NetNs, CniError> {
     let path = ctx
         .netns
         .as_ref()

@@ -1,26 +1,30 @@
-//! Shared helpers of the macvlan / ipvlan tests: a registry with the built-ins and the reference plugins, and
+//! Shared helpers of the macvlan / ipvlan / bridge tests: a registry with the built-ins and the reference plugins, and
 //! running one verb through a delegate. Namespaces, links and the root check are the workspace's
 //! (`multus-testsupport`), re-exported here.
 #![allow(dead_code, unused_imports)]
 
 use multus_core::cni::{CniArgs, CniError, CniResult, Command, PluginConf};
 use multus_core::delegate::{Context, Delegate, ExternalPlugin, Registry};
-use multus_core::plugins::{Ipvlan, Macvlan};
+use multus_core::plugins::{Bridge, Ipvlan, Macvlan};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use multus_testsupport::{host_links_on, ip_json, require_root, sh, sh_quiet, HostLink, Netns};
+pub use multus_testsupport::{
+    host_link, host_links_on, ip_json, require_root, sh, sh_quiet, HostLink, Netns,
+};
 
 /// Where Debian's containernetworking-plugins are.
 pub const REF_DIR: &str = "/usr/lib/cni";
 
-/// A registry with the built-in macvlan and ipvlan; every other type (host-local) is the reference binary.
+/// A registry with the built-in macvlan, ipvlan and bridge; every other type (host-local) is the reference
+/// binary.
 pub fn registry() -> Arc<Registry> {
     let mut r = Registry::new();
     r.register("macvlan", Arc::new(Macvlan))
         .register("ipvlan", Arc::new(Ipvlan))
+        .register("bridge", Arc::new(Bridge))
         .set_timeout(Duration::from_secs(30));
     Arc::new(r)
 }
@@ -97,4 +101,60 @@ pub fn reserved(data_dir: &Path, net: &str) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The parts of `ip -d -j link show` of a container interface that the differential tests compare (not the
+/// index, MAC or master's index).
+pub const LINK_KEYS: &[&str] = &[
+    "ifname",
+    "flags",
+    "mtu",
+    "qdisc",
+    "operstate",
+    "linkmode",
+    "group",
+    "txqlen",
+    "link_type",
+    "promiscuity",
+    "allmulti",
+    "min_mtu",
+    "max_mtu",
+    "linkinfo",
+    "inet6_addr_gen_mode",
+    "num_tx_queues",
+    "num_rx_queues",
+    "gso_max_size",
+    "gso_max_segs",
+];
+
+/// The `keys` of a JSON object (those it has).
+pub fn pick(v: &Value, keys: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in keys {
+        if let Some(x) = v.get(*k) {
+            out.insert(k.to_string(), x.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// The addresses of `ip -j addr show dev X` but IPv6 link-local ones, without lifetimes and label (the
+/// interface's name).
+pub fn global_addrs(v: &Value) -> Value {
+    let infos: Vec<Value> = v[0]["addr_info"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !(a["family"] == "inet6" && a["scope"] == "link"))
+        .map(|mut a| {
+            if let Some(o) = a.as_object_mut() {
+                for k in ["valid_life_time", "preferred_life_time", "label"] {
+                    o.remove(k);
+                }
+            }
+            a
+        })
+        .collect();
+    Value::Array(infos)
 }
