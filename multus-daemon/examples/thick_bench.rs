@@ -13,6 +13,8 @@
 //!
 //! `cargo build --release -p multus-cni --bin multus && cargo build --release -p multus-daemon --example thick_bench`
 //! then `thick_bench --multus target/release/multus --daemon target/release/multus-daemon seed 40`.
+//! `--node-bridge` (before the mode): the primary network's `bridge` from the reference binary
+//! (`preferNodeBinary: ["bridge"]`, in both modes) instead of the built-in one.
 
 use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer, TEST_NODE};
 use multus_testsupport::{HostLink, Netns};
@@ -32,6 +34,8 @@ struct Bench {
     _bridge: HostLink,
     kubeconfig: PathBuf,
     metrics_port: u16,
+    /// `preferNodeBinary` of both modes.
+    prefer: Vec<String>,
 }
 
 fn call(bin: &Path, vars: &[(&str, &str)], stdin: &str) -> (Duration, bool, String) {
@@ -96,6 +100,7 @@ impl Bench {
             _bridge: bridge,
             kubeconfig,
             metrics_port,
+            prefer: Vec::new(),
         }
     }
 
@@ -110,7 +115,8 @@ impl Bench {
             "logToStderr":false,"socketDir":self.path("run"),"daemonSocketDir":self.path("run"),
             "cniConfigDir":net_d,"multusAutoconfigDir":net_d,"kubeconfig":self.kubeconfig,
             "nodeName":TEST_NODE,"binDir":"/usr/lib/cni","cniDir":self.path("cache"),
-            "metricsPort":self.metrics_port,"metricsBindAddress":"127.0.0.1"});
+            "metricsPort":self.metrics_port,"metricsBindAddress":"127.0.0.1",
+            "preferNodeBinary":self.prefer});
         std::fs::write(self.path("daemon.json"), cfg.to_string()).unwrap();
         let t = Instant::now();
         let child = Command::new(&self.daemon_bin)
@@ -176,7 +182,7 @@ impl Bench {
     fn thin_conf(&self) -> String {
         json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus","kubeconfig":self.kubeconfig,
                "clusterNetwork":self.path("net.d/10-podnet.conf"),"binDir":"/usr/lib/cni",
-               "cniDir":self.path("thin-cache")})
+               "cniDir":self.path("thin-cache"),"preferNodeBinary":self.prefer})
         .to_string()
     }
 
@@ -489,8 +495,12 @@ fn main() {
     };
     let multus = std::fs::canonicalize(take("--multus")).unwrap();
     let daemon = std::fs::canonicalize(take("--daemon")).unwrap();
+    let node_bridge = args.iter().position(|a| a == "--node-bridge").map(|i| args.remove(i));
     let n = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let mut b = Bench::new(multus, daemon);
+    if node_bridge.is_some() {
+        b.prefer = vec!["bridge".into()];
+    }
     match args.first().map(String::as_str) {
         Some("seed") => seed(&mut b, n(1, 40)),
         Some("concurrent") => concurrent(&mut b, n(1, 100)),

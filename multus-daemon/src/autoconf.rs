@@ -20,7 +20,7 @@ pub const CONFIG_NAME: &str = "00-multus.conf";
 
 /// The daemon config's keys that go into the generated config (upstream's `MultusConf` fields it keeps,
 /// in its order), and ours for the shim.
-const PASSED_KEYS: [&str; 15] = [
+const PASSED_KEYS: [&str; 16] = [
     "binDir",
     "cniVersion",
     "logFile",
@@ -36,6 +36,7 @@ const PASSED_KEYS: [&str; 15] = [
     "daemonRequestTimeout",
     "systemNamespaces",
     "multusNamespace",
+    "preferNodeBinary",
 ];
 
 /// The primary network's config file: `multusMasterCNI` in the autoconfig dir, else its first config,
@@ -295,5 +296,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok["name"], "cbr0");
+    }
+
+    #[test]
+    fn prefer_node_binary_reaches_the_flow() {
+        let cfg = DaemonConfig::parse(br#"{"preferNodeBinary":["bridge"]}"#).unwrap();
+        let primary = br#"{"cniVersion":"1.0.0","name":"cbr0","type":"bridge"}"#;
+        let c = generate(&cfg, Path::new("/p"), primary).unwrap();
+        assert_eq!(c["preferNodeBinary"], json!(["bridge"]));
     }
 }
