@@ -42,7 +42,7 @@ start=$(date +%s)
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy (all targets, -D warnings)"
-cargo clippy --workspace --all-targets --features multus-cni/vm-tests -- -D warnings
+cargo clippy --workspace --all-targets --features multus-cni/vm-tests,multus-daemon/go-interop -- -D warnings
 say "cargo doc (-D warnings: broken links, unclosed tags)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 say "cargo test --workspace"

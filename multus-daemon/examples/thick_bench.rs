@@ -495,7 +495,10 @@ fn main() {
     };
     let multus = std::fs::canonicalize(take("--multus")).unwrap();
     let daemon = std::fs::canonicalize(take("--daemon")).unwrap();
-    let node_bridge = args.iter().position(|a| a == "--node-bridge").map(|i| args.remove(i));
+    let node_bridge = args
+        .iter()
+        .position(|a| a == "--node-bridge")
+        .map(|i| args.remove(i));
     let n = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     let mut b = Bench::new(multus, daemon);
     if node_bridge.is_some() {

@@ -4,6 +4,8 @@
 //! namespaces.
 #![allow(dead_code)]
 
+pub mod go;
+
 use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 pub use multus_testsupport::*;
 use serde_json::{json, Value};
