@@ -38,18 +38,27 @@ const IMPLEMENTED: &[&str] = &[
     "promiscMode",
 ];
 
-/// The keys of the reference plugin the built-in does not implement, with the value that has no effect
-/// (the reference's default): any other value makes the built-in decline the config.
-const DECLINED: &[(&str, Value)] = &[
-    ("ipMasq", Value::Bool(false)),
-    ("vlan", Value::Null),
-    ("vlanTrunk", Value::Null),
-    ("preserveDefaultVlan", Value::Bool(true)),
-    ("macspoofchk", Value::Bool(false)),
-    ("enabledad", Value::Bool(false)),
-    ("disableContainerInterface", Value::Bool(false)),
-    ("portIsolation", Value::Bool(false)),
+/// The keys of the reference plugin the built-in does not implement: a value other than [`neutral`] makes
+/// the built-in decline the config.
+const DECLINED: &[&str] = &[
+    "ipMasq",
+    "vlan",
+    "vlanTrunk",
+    "preserveDefaultVlan",
+    "macspoofchk",
+    "enabledad",
+    "disableContainerInterface",
+    "portIsolation",
 ];
+
+/// The value of a [`DECLINED`] key that has no effect (the reference's default).
+fn neutral(key: &str) -> Value {
+    match key {
+        "vlan" | "vlanTrunk" => Value::Null,
+        "preserveDefaultVlan" => Value::Bool(true),
+        _ => Value::Bool(false),
+    }
+}
 
 /// A parsed bridge config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,11 +133,12 @@ impl BridgeConf {
 /// anything but its neutral value, or a key the reference plugin may know and the built-in does not.
 /// `None`: the built-in serves the config.
 pub fn declined_key(conf: &PluginConf) -> Option<String> {
-    for (key, neutral) in DECLINED {
+    for key in DECLINED {
+        let neutral = neutral(key);
         match conf.raw().get(*key) {
             None | Some(Value::Null) => {}
-            Some(v) if v == neutral => {}
-            Some(Value::Number(n)) if *neutral == Value::Null && n.as_i64() == Some(0) => {}
+            Some(v) if *v == neutral => {}
+            Some(Value::Number(n)) if neutral == Value::Null && n.as_i64() == Some(0) => {}
             Some(v) => return Some(format!("{key:?}: {v}")),
         }
     }
@@ -197,17 +207,7 @@ impl Delegate for Bridge {
     }
 
     fn known_keys(&self) -> Option<KnownKeys> {
-        const DECLINED_KEYS: &[&str] = &[
-            "ipMasq",
-            "vlan",
-            "vlanTrunk",
-            "preserveDefaultVlan",
-            "macspoofchk",
-            "enabledad",
-            "disableContainerInterface",
-            "portIsolation",
-        ];
-        Some(KnownKeys::Plugin(&[IMPLEMENTED, DECLINED_KEYS]))
+        Some(KnownKeys::Plugin(&[IMPLEMENTED, DECLINED]))
     }
 
     fn declines(&self, conf: &PluginConf) -> Option<String> {
