@@ -16,7 +16,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use support::go::*;
 use support::*;
 
@@ -297,4 +297,105 @@ fn a_failing_add_is_a_cni_error_both_ways() {
     assert!(msg.contains("no-such-nad"), "{e}");
     assert_eq!(pod.ns.link_names(), vec!["lo".to_string()]);
     assert!(reservations(&node.path("ipam")).is_empty());
+}
+
+/// What a `/delegate` ADD then DEL of the macvlan NAD's config as `net5` (with a requested MAC) did: the
+/// ADD's HTTP status and answer, and the pod's `net5` (its MAC and addresses) after ADD; after DEL, `net5`
+/// gone and no reservation are asserted here.
+struct HotPlug {
+    status: u16,
+    answer: Value,
+    mac: Value,
+    addrs: Vec<String>,
+}
+
+fn hot_plug(node: &Node, pod: &TestPod) -> HotPlug {
+    use base64::Engine;
+    // Named, as the hot-plug controller sends it (upstream's DEL finds its libcni cache by the name).
+    let mut conf: Value =
+        serde_json::from_str(&node.macvlan_conf("192.168.1.222", "192.168.1.223")).unwrap();
+    conf["name"] = "macvlan-conf".into();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(conf.to_string());
+    let args = format!(
+        "K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_UID={}",
+        pod.namespace, pod.name, pod.uid
+    );
+    let body = |cmd: &str| {
+        json!({"env": {"CNI_COMMAND": cmd, "CNI_CONTAINERID": pod.cid,
+            "CNI_NETNS": pod.ns.path(), "CNI_IFNAME": "net5", "CNI_ARGS": args,
+            "CNI_PATH": "/usr/lib/cni"},
+            "config": b64, "interfaceAttributes": {"mac": "02:00:00:00:00:42"}})
+        .to_string()
+    };
+    let bounds = multus_cni::shim::http::Bounds {
+        connect: Duration::from_secs(5),
+        total: Duration::from_secs(60),
+    };
+    let sock = node.path("run/multus.sock");
+    let post = |b: String| {
+        multus_cni::shim::http::post(&sock, "/delegate", b.as_bytes(), bounds)
+            .unwrap_or_else(|e| panic!("POST /delegate: {e}"))
+    };
+    let (status, answer) = post(body("ADD"));
+    let answer = serde_json::from_slice(&answer)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer).into_owned()));
+    let link = pod.ns.link("net5").unwrap_or(Value::Null);
+    let plug = HotPlug {
+        status,
+        answer,
+        mac: link["address"].clone(),
+        addrs: if link.is_null() {
+            Vec::new()
+        } else {
+            pod.ns.addrs("net5")
+        },
+    };
+    let (status, answer) = post(body("DEL"));
+    assert_eq!(status, 200, "DEL: {}", String::from_utf8_lossy(&answer));
+    assert!(!pod.ns.link_names().contains(&"net5".to_string()));
+    assert!(reservations(&node.path("ipam")).is_empty());
+    plug
+}
+
+/// `/delegate` (upstream's hot-plug API, as multus-dynamic-networks-controller calls it) against upstream's
+/// daemon and then ours on the same node and pod: both attach `net5` with the requested MAC and an address
+/// of the NAD's range (one store: ours goes on after upstream's last), answer 200 with `{"Result": ...}`
+/// naming them, and DEL removes it and releases the address.
+/// Ours starts on the socket file upstream's daemon left behind (a stale socket) and replaces it.
+#[test]
+fn delegate_requests_answered_as_upstreams_daemon_answers_them() {
+    let mut node = Node::new();
+    let pod = TestPod::new(&node, None);
+    node.shim_bin();
+    let go = GoDaemon::start(&node);
+    let upstream = hot_plug(&node, &pod);
+    let go_log = go.output();
+    drop(go);
+    assert!(
+        node.path("run/multus.sock").exists(),
+        "upstream's socket is left behind"
+    );
+    node.start_daemon();
+    let ours = hot_plug(&node, &pod);
+    // One host-local store: ours goes on after the address upstream's reference host-local reserved last.
+    for (who, p, ip) in [
+        ("upstream's", &upstream, "192.168.1.222/24"),
+        ("ours", &ours, "192.168.1.223/24"),
+    ] {
+        assert_eq!(p.status, 200, "{who}: {}{go_log}", p.answer);
+        assert_eq!(p.mac, "02:00:00:00:00:42", "{who}");
+        assert_eq!(p.addrs, vec![ip.to_string()], "{who}");
+        let result = &p.answer["Result"];
+        assert_eq!(result["ips"][0]["address"], ip, "{who}: {}", p.answer);
+        let names: Vec<&str> = result["interfaces"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|i| i["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(names.contains(&"net5"), "{who}: {}", p.answer);
+    }
+    eprintln!(
+        "upstream's answer: {}\nours: {}",
+        upstream.answer, ours.answer
+    );
+    assert_eq!(node.stop_daemon(), 0);
 }
