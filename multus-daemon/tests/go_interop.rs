@@ -399,3 +399,62 @@ fn delegate_requests_answered_as_upstreams_daemon_answers_them() {
     );
     assert_eq!(node.stop_daemon(), 0);
 }
+
+/// STATUS and GC (CNI 1.1) through upstream's shim and through ours to our daemon: STATUS succeeds; GC with
+/// `cni.dev/valid-attachments` naming one of two pods' attachments undoes the other's (its eth0 and net1
+/// addresses released, its cache entry gone) and keeps the named one's.
+#[test]
+fn status_and_gc_through_both_shims() {
+    let go_shim = go_bin("GO_MULTUS_SHIM");
+    let mut node = Node::new();
+    node.start_daemon();
+    let conf = node.multus_conf();
+    let ours = node.shim_bin();
+    for shim in [&go_shim, &ours] {
+        let kept = TestPod::new(&node, Some("macvlan-conf"));
+        let gone = TestPod::new(&node, Some("macvlan-conf"));
+        for p in [&kept, &gone] {
+            run_shim(shim, "ADD", p, &conf).ok();
+        }
+        assert_eq!(reservations(&node.path("ipam")).len(), 4);
+        // STATUS and GC need a 1.1.0 config (upstream's skel refuses them otherwise, code 1).
+        let mut v11 = conf.clone();
+        v11["cniVersion"] = "1.1.0".into();
+        let r = run_shim(shim, "STATUS", &kept, &v11);
+        assert_eq!(
+            r.status,
+            0,
+            "STATUS via {}: {} {}",
+            shim.display(),
+            r.stdout,
+            r.stderr
+        );
+        let mut gc = v11.clone();
+        gc["cni.dev/valid-attachments"] = json!([{"containerID": kept.cid, "ifname": "eth0"}]);
+        let r = run_shim(shim, "GC", &kept, &gc);
+        assert_eq!(
+            r.status,
+            0,
+            "GC via {}: {} {}",
+            shim.display(),
+            r.stdout,
+            r.stderr
+        );
+        assert_eq!(
+            reservations(&node.path("ipam")).len(),
+            2,
+            "GC via {}: the other pod's two addresses released",
+            shim.display()
+        );
+        let cached: Vec<String> = files_under(&node.path("cache"))
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(cached.iter().all(|f| !f.contains(&gone.cid)), "{cached:?}");
+        assert!(cached.iter().any(|f| f.contains(&kept.cid)), "{cached:?}");
+        run_shim(shim, "DEL", &kept, &conf).ok();
+        run_shim(shim, "DEL", &gone, &conf).ok();
+        assert!(reservations(&node.path("ipam")).is_empty());
+    }
+    assert_eq!(node.stop_daemon(), 0);
+}
