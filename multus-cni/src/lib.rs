@@ -27,7 +27,7 @@
 //! ```
 //!
 //! - [`meta`]: the meta-plugin (ADD/DEL/CHECK/STATUS/GC), one flow for both modes.
-//! - [`builtins`]: the registry of built-in delegates (macvlan, ipvlan, host-local, sriov, dpdk).
+//! - [`builtins`]: the registry of built-in delegates (macvlan, ipvlan, bridge, host-local, sriov, dpdk).
 //! - [`shim`]: the thick plugin's shim (`multus-shim`) and the wire format it shares with `multus-daemon`.
 //! - [`install`], [`demo`], [`devices`]: what the `multus` command line runs.
 

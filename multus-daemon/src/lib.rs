@@ -4,7 +4,7 @@
 //! `multus-shim`: the shim (the `multus` binary started as `multus-shim`) forwards each CNI call over
 //! `<socketDir>/multus.sock`, and the daemon runs the one meta-plugin flow, [`multus_cni::meta::Meta`],
 //! in-process for it, with built-in delegates in-process too (no fork/exec for macvlan, ipvlan,
-//! host-local, sriov, dpdk) and other plugins executed as in thin mode, inside `chrootDir` when set.
+//! bridge, host-local, sriov, dpdk) and other plugins executed as in thin mode, inside `chrootDir` when set.
 //!
 //! - [`config`]: `daemon-config.json` (upstream's keys and ours);
 //! - [`autoconf`]: the node's `00-multus.conf` for the shim, kept in step with the primary network;
