@@ -60,16 +60,7 @@ pub fn add_queued(
     index: u32,
     addr: IpNetwork,
 ) -> impl std::future::Future<Output = Result<(), NlError>> + Send + 'static {
-    let msg = match addr.ip() {
-        IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
-            .index(index)
-            .address(ip, addr.prefix())
-            .build(),
-        IpAddr::V6(ip) => AddressMessageBuilder::<Ipv6Addr>::new()
-            .index(index)
-            .address(ip, addr.prefix())
-            .build(),
-    };
+    let msg = message(index, addr);
     let answer = nl.queue(
         RouteNetlinkMessage::NewAddress(msg),
         NLM_F_CREATE | NLM_F_EXCL,
@@ -82,25 +73,10 @@ pub fn add_queued(
     }
 }
 
-/// Deletes `addr` from link `index`.
+/// Deletes `addr` from link `index` (the kernel matches the address and prefix; the broadcast address of
+/// the same message is not compared).
 pub async fn del(nl: &Netlink, index: u32, addr: IpNetwork) -> Result<(), NlError> {
-    let mut msg = AddressMessage::default();
-    msg.header.index = index;
-    msg.header.prefix_len = addr.prefix();
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            msg.header.family = AddressFamily::Inet;
-            msg.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
-            msg.attributes
-                .push(AddressAttribute::Address(IpAddr::V4(ip)));
-        }
-        IpAddr::V6(ip) => {
-            msg.header.family = AddressFamily::Inet6;
-            msg.attributes
-                .push(AddressAttribute::Address(IpAddr::V6(ip)));
-        }
-    }
-    nl.request(RouteNetlinkMessage::DelAddress(msg), 0)
+    nl.request(RouteNetlinkMessage::DelAddress(message(index, addr)), 0)
         .await
         .map(|_| ())
         .map_err(|e| {
@@ -108,6 +84,20 @@ pub async fn del(nl: &Netlink, index: u32, addr: IpNetwork) -> Result<(), NlErro
                 "could not remove address {addr} from link #{index}"
             ))
         })
+}
+
+/// The message naming `addr` on link `index`, for adding or deleting it.
+fn message(index: u32, addr: IpNetwork) -> AddressMessage {
+    match addr.ip() {
+        IpAddr::V4(ip) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(ip, addr.prefix())
+            .build(),
+        IpAddr::V6(ip) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(ip, addr.prefix())
+            .build(),
+    }
 }
 
 /// The addresses of link `index` (all families).
