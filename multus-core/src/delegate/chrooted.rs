@@ -10,6 +10,7 @@
 //! Inside, the delegate's context carries a registry without `chrootDir`: what it resolves in turn (its IPAM
 //! plugin, built-in or binary) runs on the same thread or is started from it, already inside.
 
+use super::external::{enter_root, root_path};
 use super::{run_verb, Context, Delegate, KnownKeys};
 use crate::cni::{CniError, CniResult, Command, PluginConf};
 use async_trait::async_trait;
@@ -26,9 +27,10 @@ pub struct Chrooted {
 impl Chrooted {
     /// Wraps `inner` so that it runs inside `root`.
     pub fn new(inner: Arc<dyn Delegate>, root: &Path) -> Result<Self, CniError> {
-        let root = CString::new(root.as_os_str().as_encoded_bytes())
-            .map_err(|_| CniError::invalid_config("chrootDir holds a NUL byte"))?;
-        Ok(Chrooted { inner, root })
+        Ok(Chrooted {
+            inner,
+            root: root_path(root)?,
+        })
     }
 
     /// Runs one verb of the inner delegate on a thread chrooted into the root; `None` for the verbs
@@ -71,14 +73,10 @@ impl Chrooted {
 
 /// Gives the calling thread its own filesystem context and makes `root` its root and working directory.
 fn enter(root: &CString) -> Result<(), CniError> {
-    // SAFETY: plain system calls on a NUL-terminated string that outlives them; CLONE_FS affects only
-    // this thread (it no longer shares root and cwd with the rest of the process).
-    let failed = unsafe {
-        libc::unshare(libc::CLONE_FS) != 0
-            || libc::chroot(root.as_ptr()) != 0
-            || libc::chdir(c"/".as_ptr()) != 0
-    };
-    if failed {
+    // SAFETY: a plain system call; CLONE_FS affects only this thread (it no longer shares root and cwd with
+    // the rest of the process).
+    let own_fs = unsafe { libc::unshare(libc::CLONE_FS) == 0 };
+    if !own_fs || !enter_root(root) {
         return Err(CniError::io(format!(
             "cannot enter chrootDir {:?}: {}",
             root,

@@ -137,13 +137,7 @@ impl ExternalPlugin {
             // Its own process group, so that a timeout kills whatever the plugin started too.
             .process_group(0);
         if self.exec.chroot.is_some() || self.exec.die_with_parent {
-            let root = match &self.exec.chroot {
-                Some(r) => Some(
-                    std::ffi::CString::new(r.as_os_str().as_encoded_bytes())
-                        .map_err(|_| CniError::invalid_config("chrootDir holds a NUL byte"))?,
-                ),
-                None => None,
-            };
+            let root = self.exec.chroot.as_deref().map(root_path).transpose()?;
             let die = self.exec.die_with_parent;
             // SAFETY: between fork and exec only async-signal-safe calls (prctl, chroot, chdir) on memory
             // prepared before the fork.
@@ -153,7 +147,7 @@ impl ExternalPlugin {
                         return Err(std::io::Error::last_os_error());
                     }
                     if let Some(root) = &root {
-                        if libc_chroot(root) != 0 || libc_chdir_root() != 0 {
+                        if !enter_root(root) {
                             return Err(std::io::Error::last_os_error());
                         }
                     }
@@ -248,14 +242,17 @@ fn failure(name: &str, status: std::process::ExitStatus, stdout: &[u8], stderr: 
     CniError::new(ErrorCode::DelegateFailed, msg).with_details(snippet(stdout))
 }
 
-fn libc_chroot(root: &std::ffi::CStr) -> i32 {
-    // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::chroot(root.as_ptr()) }
+/// `chrootDir` as the path the `chroot` call takes.
+pub(super) fn root_path(root: &Path) -> Result<std::ffi::CString, CniError> {
+    std::ffi::CString::new(root.as_os_str().as_encoded_bytes())
+        .map_err(|_| CniError::invalid_config("chrootDir holds a NUL byte"))
 }
 
-fn libc_chdir_root() -> i32 {
-    // SAFETY: a constant NUL-terminated path.
-    unsafe { libc::chdir(c"/".as_ptr()) }
+/// Makes `root` the calling thread's root and working directory (`chroot`, `chdir /`); false on a failure
+/// (then in `errno`). Async-signal-safe: also called between fork and exec.
+pub(super) fn enter_root(root: &std::ffi::CStr) -> bool {
+    // SAFETY: a valid NUL-terminated path and a constant one.
+    unsafe { libc::chroot(root.as_ptr()) == 0 && libc::chdir(c"/".as_ptr()) == 0 }
 }
 
 /// A printable start of some bytes, for error details.
