@@ -46,9 +46,7 @@ pub async fn add(
     let mut prev: Option<CniResult> = None;
     for plugin in net.plugins() {
         let conf = invocation(net, plugin, runtime_config, prev.as_ref())?;
-        let delegate =
-            ctx.registry
-                .resolve_for(plugin.plugin_type(), Some(&conf), &ctx.cni_path)?;
+        let delegate = ctx.registry.resolve_for(&conf, &ctx.cni_path)?;
         tracing::debug!(delegate = %delegate.describe(), ifname = %ctx.ifname, "ADD");
         warn_unimplemented_keys(ctx, &conf, delegate.as_ref());
         let r = delegate
@@ -74,9 +72,7 @@ pub async fn del(
     for plugin in net.plugins().into_iter().rev() {
         let res = async {
             let conf = invocation(net, plugin, runtime_config, prev)?;
-            let delegate =
-                ctx.registry
-                    .resolve_for(plugin.plugin_type(), Some(&conf), &ctx.cni_path)?;
+            let delegate = ctx.registry.resolve_for(&conf, &ctx.cni_path)?;
             tracing::debug!(delegate = %delegate.describe(), ifname = %ctx.ifname, "DEL");
             delegate.del(ctx, &conf).await
         }
@@ -113,9 +109,7 @@ pub async fn check(
     }
     for plugin in net.plugins() {
         let conf = invocation(net, plugin, runtime_config, Some(prev))?;
-        let delegate =
-            ctx.registry
-                .resolve_for(plugin.plugin_type(), Some(&conf), &ctx.cni_path)?;
+        let delegate = ctx.registry.resolve_for(&conf, &ctx.cni_path)?;
         delegate
             .check(ctx, &conf)
             .await
@@ -137,9 +131,7 @@ pub async fn status(ctx: &Context, net: &NetworkConfig) -> Result<(), CniError> 
     }
     for plugin in net.plugins() {
         let conf = invocation(net, plugin, &Map::new(), None)?;
-        let delegate =
-            ctx.registry
-                .resolve_for(plugin.plugin_type(), Some(&conf), &ctx.cni_path)?;
+        let delegate = ctx.registry.resolve_for(&conf, &ctx.cni_path)?;
         delegate
             .status(ctx, &conf)
             .await
@@ -162,9 +154,7 @@ pub async fn gc(
         let res = async {
             let mut conf = invocation(net, plugin, &Map::new(), None)?;
             conf.set_valid_attachments(valid);
-            let delegate =
-                ctx.registry
-                    .resolve_for(plugin.plugin_type(), Some(&conf), &ctx.cni_path)?;
+            let delegate = ctx.registry.resolve_for(&conf, &ctx.cni_path)?;
             delegate.gc(ctx, &conf).await
         }
         .await;

@@ -166,13 +166,21 @@ impl Registry {
         plugin_type: &str,
         cni_path: &[PathBuf],
     ) -> Result<Arc<dyn Delegate>, CniError> {
-        self.resolve_for(plugin_type, None, cni_path)
+        self.resolve_with(plugin_type, None, cni_path)
     }
 
-    /// Resolves a `type` for one invocation config: as [`Registry::resolve`], except that a built-in that
+    /// Resolves the `type` of one invocation config: as [`Registry::resolve`], except that a built-in that
     /// [declines](Delegate::declines) `conf` gives way to the binary (an error saying why when there is
     /// none).
     pub fn resolve_for(
+        &self,
+        conf: &crate::cni::PluginConf,
+        cni_path: &[PathBuf],
+    ) -> Result<Arc<dyn Delegate>, CniError> {
+        self.resolve_with(conf.plugin_type(), Some(conf), cni_path)
+    }
+
+    fn resolve_with(
         &self,
         plugin_type: &str,
         conf: Option<&crate::cni::PluginConf>,

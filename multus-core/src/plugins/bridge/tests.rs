@@ -198,7 +198,11 @@ fn the_registry_runs_the_binary_for_a_declined_config() {
     let served = conf(json!({"cniVersion": "1.0.0", "name": "n", "isGateway": true}));
     let declined = conf(json!({"cniVersion": "1.0.0", "name": "n", "ipMasq": true}));
     let resolve = |c: Option<&PluginConf>, path: &[std::path::PathBuf]| {
-        r.resolve_for("bridge", c, path).map(|d| d.describe())
+        match c {
+            Some(c) => r.resolve_for(c, path),
+            None => r.resolve("bridge", path),
+        }
+        .map(|d| d.describe())
     };
     assert_eq!(resolve(Some(&served), &[]).unwrap(), "built-in bridge");
     assert_eq!(resolve(None, &[]).unwrap(), "built-in bridge");
