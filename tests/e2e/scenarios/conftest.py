@@ -150,6 +150,22 @@ def multus_plugin(conf):
     return conf["plugins"][0] if "plugins" in conf else conf
 
 
+def retiring_until_the_last_pod(old_ip, cache_before):
+    """With a retiring Multus config in place and the pod `made-before` holding `old_ip` on net1: a new pod
+    `made-after` gets the primary network alone although it names the NAD; `made-before`, deleted, is undone
+    from the cache (its address, cache entry and macvlan gone); the retiring config then removes itself."""
+    apply(guide_pod("made-after"))
+    wait_running("made-after")
+    links = exec_ip("made-after", "-o", "link")
+    assert "eth0" in links and "net1" not in links, links
+    assert list(reservations()) == [old_ip]
+    delete_pods("made-before")
+    assert reservations() == {}
+    assert cache_entries() == cache_before
+    assert macvlans_on_host() == []
+    eventually("the retiring config removed once nothing is cached", lambda: multus_conf() is None, 30)
+
+
 def wait_multus_installed():
     kubectl("rollout", "status", "-n", "kube-system", "daemonset/kube-multus-ds", f"--timeout={WAIT}", timeout=300)
 

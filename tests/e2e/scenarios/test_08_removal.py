@@ -8,9 +8,9 @@ upgrading in place:
 - re-install: the normal config is back and pods get net1 again;
 - upgrade in place (the DaemonSet's image changed) with a pod running: it keeps net1, is undone on delete, and
   new pods get net1 from the upgraded DaemonSet."""
-from conftest import (CONF_DIR, GUIDE_RANGE, apply, by_interface, cache_entries, delete_pods, eventually,
-                      exec_ip, guide_nad, guide_pod, install_multus, kubectl, multus_conf, multus_plugin,
-                      network_status, reservations, wait_multus_installed, wait_running)
+from conftest import (CONF_DIR, GUIDE_RANGE, apply, by_interface, cache_entries, delete_pods, eventually, exec_ip,
+                      guide_nad, guide_pod, install_multus, kubectl, multus_conf, multus_plugin, network_status,
+                      reservations, retiring_until_the_last_pod, wait_multus_installed, wait_running)
 
 
 def delete_daemonset():
@@ -34,18 +34,8 @@ def test_removal_then_reinstall(clean_node):
     assert "kubeconfig" not in plugin
     assert not (CONF_DIR / "multus.d" / "multus.kubeconfig").exists()
 
-    # a new pod: the primary network alone, although it names the NAD
-    apply(guide_pod("made-after"))
-    wait_running("made-after")
-    links = exec_ip("made-after", "-o", "link")
-    assert "eth0" in links and "net1" not in links, links
-    assert list(reservations()) == [old_ip]
-
-    # the pod made before: undone from the cache; the retiring config then steps aside by itself
-    delete_pods("made-before")
-    assert reservations() == {}
-    assert cache_entries() == cache_before
-    eventually("the retiring config removed once nothing is cached", lambda: multus_conf() is None, 30)
+    # a new pod: the primary network alone; the pod made before undone; the config steps aside
+    retiring_until_the_last_pod(old_ip, cache_before)
     delete_pods("made-after")
 
     install_multus()

@@ -30,9 +30,9 @@ import pytest
 import yaml
 
 from conftest import (CONF_DIR, GUIDE_RANGE, MULTUS_MANIFEST, REPO, STATE, apply, by_interface, cache_entries,
-                      delete_pods, eventually, events, exec_ip, guide_nad, guide_pod, kubectl, macvlans_on_host,
-                      multus_conf, multus_plugin, netns, network_status, reservations, wait_multus_installed,
-                      wait_running)
+                      delete_pods, events, eventually, exec_ip, guide_nad, guide_pod, kubectl, macvlans_on_host,
+                      multus_conf, multus_plugin, netns, network_status, reservations, retiring_until_the_last_pod,
+                      wait_multus_installed, wait_running)
 
 THICK_IMAGE_TAG = "e2e-thick"  # run.sh imports deploy/Dockerfile.thick's image under this tag
 BIN_DIR = STATE / "cni" / "bin"
@@ -195,19 +195,8 @@ def test_removing_the_thick_daemonset(thick, clean_node, thick_store):
     config_file = sorted(CONF_DIR.glob("00-multus.conf*"))[0]
     assert plugin["retiring"]["configFile"] == str(config_file), plugin["retiring"]
 
-    # a new pod: the primary network alone, although it names the NAD
-    apply(guide_pod("made-after"))
-    wait_running("made-after")
-    links = exec_ip("made-after", "-o", "link")
-    assert "eth0" in links and "net1" not in links, links
-    assert list(reservations()) == [old_ip]
-
-    # the pod made before: undone from the cache; the retiring config then removes itself
-    delete_pods("made-before")
-    assert reservations() == {}
-    assert cache_entries() == cache_before
-    assert macvlans_on_host() == []
-    eventually("the retiring config removed once nothing is cached", lambda: multus_conf() is None, 30)
+    # a new pod: the primary network alone; the pod made before undone; the config steps aside
+    retiring_until_the_last_pod(old_ip, cache_before)
 
     # the node keeps working on the primary network alone
     apply(guide_pod("after-removal"))
