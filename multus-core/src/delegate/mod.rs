@@ -151,14 +151,17 @@ pub trait Delegate: Send + Sync {
     /// DEL: detach; must succeed when there is nothing left to remove.
     async fn del(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError>;
 
-    /// STATUS: whether the plugin is ready for ADD.
-    async fn status(&self, _ctx: &Context, _conf: &PluginConf) -> Result<(), CniError> {
-        Ok(())
+    /// STATUS: whether the plugin is ready for ADD. The default is the reference main plugins': the
+    /// config's IPAM plugin answers when it has one ([`crate::plugins::ipam::status_or_gc`]), else ready.
+    async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        crate::plugins::ipam::status_or_gc(ctx, Command::Status, conf).await
     }
 
-    /// GC: release what belongs to attachments not in the config's `cni.dev/valid-attachments`.
-    async fn gc(&self, _ctx: &Context, _conf: &PluginConf) -> Result<(), CniError> {
-        Ok(())
+    /// GC: release what belongs to attachments not in the config's `cni.dev/valid-attachments`. The
+    /// default passes it to the config's IPAM plugin when it has one: a delegate whose only state outside
+    /// the pod is its IPAM's keeps it.
+    async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
+        crate::plugins::ipam::status_or_gc(ctx, Command::Gc, conf).await
     }
 
     /// The config keys this delegate implements, when it is a built-in one standing in for a node's plugin
@@ -174,5 +177,87 @@ pub trait Delegate: Send + Sync {
     /// it serves every config of its type. The reason names the key, for the error when there is no binary.
     fn declines(&self, _conf: &PluginConf) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cni::ErrorCode;
+    use std::sync::Mutex;
+
+    /// A delegate that keeps every trait default but the three verbs it must implement.
+    struct Defaults;
+
+    #[async_trait]
+    impl Delegate for Defaults {
+        fn describe(&self) -> String {
+            "defaults".into()
+        }
+        async fn add(&self, _: &Context, _: &PluginConf) -> Result<CniResult, CniError> {
+            Ok(CniResult::new("1.0.0"))
+        }
+        async fn check(&self, _: &Context, _: &PluginConf) -> Result<(), CniError> {
+            Ok(())
+        }
+        async fn del(&self, _: &Context, _: &PluginConf) -> Result<(), CniError> {
+            Ok(())
+        }
+    }
+
+    /// An IPAM that records the verbs it is run with and fails STATUS.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Command>>);
+
+    #[async_trait]
+    impl Delegate for Recorder {
+        fn describe(&self) -> String {
+            "recorder".into()
+        }
+        async fn add(&self, c: &Context, _: &PluginConf) -> Result<CniResult, CniError> {
+            self.0.lock().unwrap().push(c.command);
+            Ok(CniResult::new("1.0.0"))
+        }
+        async fn check(&self, c: &Context, _: &PluginConf) -> Result<(), CniError> {
+            self.0.lock().unwrap().push(c.command);
+            Ok(())
+        }
+        async fn del(&self, c: &Context, _: &PluginConf) -> Result<(), CniError> {
+            self.0.lock().unwrap().push(c.command);
+            Ok(())
+        }
+        async fn status(&self, c: &Context, _: &PluginConf) -> Result<(), CniError> {
+            self.0.lock().unwrap().push(c.command);
+            Err(CniError::new(
+                ErrorCode::PluginNotAvailable,
+                "no addresses left",
+            ))
+        }
+        async fn gc(&self, c: &Context, _: &PluginConf) -> Result<(), CniError> {
+            self.0.lock().unwrap().push(c.command);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn status_and_gc_default_to_the_configs_ipam() {
+        let rec = Arc::new(Recorder::default());
+        let mut reg = Registry::new();
+        reg.register("rec", rec.clone());
+        let ctx = Context::new(Command::Status, "c1", None, "net1", Arc::new(reg));
+        let with_ipam = PluginConf::from_slice(
+            br#"{"cniVersion":"1.1.0","name":"n","type":"x","ipam":{"type":"rec"}}"#,
+        )
+        .unwrap();
+        let err = Defaults.status(&ctx, &with_ipam).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::PluginNotAvailable, "the IPAM's answer");
+        Defaults.gc(&ctx, &with_ipam).await.unwrap();
+        assert_eq!(*rec.0.lock().unwrap(), [Command::Status, Command::Gc]);
+
+        let without =
+            PluginConf::from_slice(br#"{"cniVersion":"1.1.0","name":"n","type":"x"}"#).unwrap();
+        Defaults.status(&ctx, &without).await.unwrap();
+        Defaults.gc(&ctx, &without).await.unwrap();
+        assert_eq!(rec.0.lock().unwrap().len(), 2, "no IPAM, nothing run");
     }
 }

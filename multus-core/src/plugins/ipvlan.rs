@@ -3,12 +3,11 @@
 //! and `ipam` or, when chained after another plugin without an `ipam` section, the IPs of `prevResult`
 //! (whose single interface is then also the default master).
 
-use super::ipam;
 use super::ipam_type;
 use super::sublink::{self, IpSource, SubLinkSpec};
 use crate::cni::keys::{self, Keys};
 use crate::cni::names;
-use crate::cni::{CniError, CniResult, Command, Dns, PluginConf};
+use crate::cni::{CniError, CniResult, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
 use async_trait::async_trait;
@@ -179,14 +178,6 @@ impl Delegate for Ipvlan {
 
     async fn del(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
         sublink::del(ctx, conf, ipam_type(conf).is_some()).await
-    }
-
-    async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        ipam::status_or_gc(ctx, Command::Status, conf).await
-    }
-
-    async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        ipam::status_or_gc(ctx, Command::Gc, conf).await
     }
 }
 

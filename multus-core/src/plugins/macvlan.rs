@@ -4,11 +4,10 @@
 //! `CNI_ARGS` `MAC=` and then by `runtimeConfig.mac`), `linkInContainer` (the master is in the container's
 //! namespace) and an optional `ipam` (without it the link is layer 2 only, just brought up).
 
-use super::ipam;
 use super::ipam_type;
 use super::sublink::{self, IpSource, SubLinkSpec};
 use crate::cni::keys::{self, Keys};
-use crate::cni::{CniArgs, CniError, CniResult, Command, Dns, PluginConf};
+use crate::cni::{CniArgs, CniError, CniResult, Dns, PluginConf};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::link::SubKind;
 use crate::netlink::MacAddr;
@@ -179,14 +178,6 @@ impl Delegate for Macvlan {
     async fn del(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
         // Only the IPAM section matters: DEL must work whatever became of the master.
         sublink::del(ctx, conf, ipam_type(conf).is_some()).await
-    }
-
-    async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        ipam::status_or_gc(ctx, Command::Status, conf).await
-    }
-
-    async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        ipam::status_or_gc(ctx, Command::Gc, conf).await
     }
 }
 

@@ -13,9 +13,9 @@
 
 mod add;
 
-use super::{ipam, ipam_type, sublink};
+use super::{ipam_type, sublink};
 use crate::cni::keys::{self, Keys};
-use crate::cni::{CniArgs, CniError, CniResult, Command, Dns, PluginConf, Route};
+use crate::cni::{CniArgs, CniError, CniResult, Dns, PluginConf, Route};
 use crate::delegate::known_keys::{self, KnownKeys};
 use crate::delegate::{Context, Delegate};
 use crate::netlink::MacAddr;
@@ -234,14 +234,6 @@ impl Delegate for Bridge {
         // The IPAM's release and the container interface's deletion (its host end goes with it); a missing
         // netns or interface is success.
         sublink::del(ctx, conf, ipam_type(conf).is_some()).await
-    }
-
-    async fn status(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        ipam::status_or_gc(ctx, Command::Status, conf).await
-    }
-
-    async fn gc(&self, ctx: &Context, conf: &PluginConf) -> Result<(), CniError> {
-        ipam::status_or_gc(ctx, Command::Gc, conf).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Unit tests of the bridge's config parsing, what it declines, and the gateways of its result.
 
 use super::*;
+use crate::cni::Command;
 use serde_json::json;
 
 fn conf(mut v: serde_json::Value) -> PluginConf {
