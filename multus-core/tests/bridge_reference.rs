@@ -248,15 +248,7 @@ async fn differential(tag: &str, case: Value, before: Before) -> Option<(CniErro
         }
         _ => panic!("{tag}: only one ADD failed: {errors:?} (results {results:?})"),
     }
-    assert_eq!(results[0], results[1], "{tag}: results (ours, reference)");
-    assert_eq!(
-        states[0], states[2],
-        "{tag}: kernel state after ADD (ours, reference)"
-    );
-    assert_eq!(
-        states[1], states[3],
-        "{tag}: state after DEL (ours, reference)"
-    );
+    assert_same_as_reference(tag, &results, &states);
     None
 }
 

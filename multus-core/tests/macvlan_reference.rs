@@ -159,15 +159,7 @@ async fn differential(tag: &str, case: Value, v6_disabled_by_default: bool, ref_
             "after_del_reserved": reserved(side.data.path(), case["name"].as_str().unwrap()),
         }));
     }
-    assert_eq!(results[0], results[1], "{tag}: results (ours, reference)");
-    assert_eq!(
-        states[0], states[2],
-        "{tag}: kernel state after ADD (ours, reference)"
-    );
-    assert_eq!(
-        states[1], states[3],
-        "{tag}: state after DEL (ours, reference)"
-    );
+    assert_same_as_reference(tag, &results, &states);
     println!("{tag}: {}\n{}", results[0], states[0]);
 }
 

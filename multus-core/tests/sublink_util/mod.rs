@@ -158,3 +158,17 @@ pub fn global_addrs(v: &Value) -> Value {
         .collect();
     Value::Array(infos)
 }
+
+/// The differential tests' verdict: `results` are (ours, reference) and `states` (ours after ADD, ours after
+/// DEL, reference after ADD, reference after DEL); ours must equal the reference's at each point.
+pub fn assert_same_as_reference(tag: &str, results: &[Value], states: &[Value]) {
+    assert_eq!(results[0], results[1], "{tag}: results (ours, reference)");
+    assert_eq!(
+        states[0], states[2],
+        "{tag}: kernel state after ADD (ours, reference)"
+    );
+    assert_eq!(
+        states[1], states[3],
+        "{tag}: state after DEL (ours, reference)"
+    );
+}
