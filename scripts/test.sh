@@ -38,6 +38,13 @@ if [ ${#py_need[@]} -gt 0 ]; then
     python3 -m pip install -q --disable-pip-version-check pytest jsonschema pyyaml kubernetes-validate 2>&1 | grep -v -i "warning" || true
 fi
 
+# A full run writes about 8 GiB (the workspace's target ~3 GiB, our release image, the VM, interop and e2e
+# caches): say so up front when the disk has less, rather than failing later with a compiler's I/O error.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kib:-0}" -lt $(( 10 * 1024 * 1024 )) ]; then
+    say "WARNING: only $(( free_kib / 1024 )) MiB free on $(df -P . | awk 'NR == 2 { print $6 }'); a full run needs ~8 GiB"
+fi
+
 start=$(date +%s)
 say "cargo fmt --check"
 cargo fmt --all -- --check
