@@ -158,7 +158,7 @@ async fn stop(d: &Arc<Daemon>, code: i32) -> i32 {
                 cni_conf_dir: d.cfg.cni_config_dir.clone(),
                 cni_conf_dir_host: d.cfg.cni_config_dir_host.clone(),
                 multus_conf_file: d.cfg.multus_config_file.clone(),
-                multus_cni_dir_in_container: None,
+                multus_cni_dir_in_container: Some(cache_dir(&d.cfg)),
             },
         };
         if multus_cni::install::uninstall(&opts) != 0 {
@@ -169,6 +169,23 @@ async fn stop(d: &Arc<Daemon>, code: i32) -> i32 {
         }
     }
     code
+}
+
+/// Where this daemon keeps the attachments' cache, as it sees it: the `cniDir` of the requests it serves
+/// (the daemon config's, laid over every request; else, for a `multusConfigFile` of the user's, that
+/// file's; else the default). The uninstall code is told so: a directory that does not exist here means
+/// this daemon never cached an attachment, and the config is removed rather than left retiring.
+fn cache_dir(cfg: &DaemonConfig) -> PathBuf {
+    let own = cfg.raw.get("cniDir").and_then(|v| v.as_str());
+    if let Some(dir) = own.filter(|d| !d.is_empty()) {
+        return dir.into();
+    }
+    let users = (!cfg.is_auto())
+        .then(|| std::fs::read(&cfg.multus_config_file).ok())
+        .flatten();
+    users
+        .and_then(|b| multus_cni::install::retire::cni_dir_of(&b))
+        .unwrap_or_else(|| multus_cni::meta::conf::DEFAULT_CNI_DIR.into())
 }
 
 /// What the command line asks.

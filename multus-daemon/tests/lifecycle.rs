@@ -139,6 +139,26 @@ fn sigterm_drains_then_takes_the_config_off() {
     assert_eq!(node.multus_conf()["type"], "multus-shim");
 }
 
+/// SIGTERM with cleanupConfigOnExit on a node where this daemon never cached an attachment (its `cniDir` was
+/// never made): the config is removed, not left retiring; the daemon's own view of its `cniDir` is what
+/// tells, not a guess at where the host's might be mounted.
+#[test]
+fn sigterm_removes_the_config_when_nothing_was_ever_cached() {
+    let mut node = Node::new();
+    let never_made = node.path("never-made/multus");
+    node.daemon_config["cniDir"] = json!(never_made);
+    node.start_daemon();
+    let conf_file = node.path("net.d/00-multus.conf");
+    assert_eq!(node.multus_conf()["type"], "multus-shim");
+    assert_eq!(node.stop_daemon(), 0);
+    assert!(!never_made.exists());
+    assert!(
+        !conf_file.exists(),
+        "removed: {:?}",
+        std::fs::read_to_string(&conf_file)
+    );
+}
+
 /// 50 pods added at once through the shim, with `connectionLimit` 8: all attached with distinct addresses,
 /// then all deleted.
 #[test]
