@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use vm_common::{
     clean_command, igb_pf, link_name, multus_bin, plugin_link, read_attr, require_vm, run, run_cni,
-    run_ok, show, wait_for, Cni, Netns, NumVfs, CNI_PATH,
+    run_ok, show, vfinfo, wait_for, Cni, Netns, NumVfs, CNI_PATH,
 };
 
 /// VF 0 of the igb PF, with 2 VFs enabled, its netdev renamed to `name` and up (so that DEL has a name, a MAC and
@@ -356,36 +356,6 @@ fn vm_dpdk_failures_leave_the_vf_on_igbvf() {
     vf.assert_on_vfio();
     cni(&multus, "DEL", "c3", &ns, &conf, false).ok("DEL");
     vf.assert_back();
-}
-
-/// VF `vf`'s entry in `ip -j -d link show <pf>` (vfinfo_list): MAC, VLAN, spoofchk, trust.
-fn vfinfo(pf: &str, vf: u64) -> (String, u64, bool, bool) {
-    let link = vm_common::ip_json(&["-d", "link", "show", pf]);
-    let e = link[0]["vfinfo_list"]
-        .as_array()
-        .and_then(|l| l.iter().find(|e| e["vf"].as_u64() == Some(vf)))
-        .unwrap_or_else(|| panic!("VF {vf} not in vfinfo_list: {link}"))
-        .clone();
-    let mac = e["address"]
-        .as_str()
-        .or(e["mac"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let vlan = e["vlan_list"][0]["vlan"]
-        .as_u64()
-        .or(e["vlan"].as_u64())
-        .unwrap_or(0);
-    let v = (
-        mac,
-        vlan,
-        e["spoofchk"].as_bool().unwrap_or(true),
-        e["trust"].as_bool().unwrap_or(false),
-    );
-    println!(
-        "{pf} vf {vf}: mac {} vlan {} spoofchk {} trust {}",
-        v.0, v.1, v.2, v.3
-    );
-    v
 }
 
 #[test]

@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use multus_core::netlink::Netlink;
-use multus_sriov::config::{LinkState, VlanConf, VlanProto};
+use multus_sriov::config::{VlanConf, VlanProto};
 use multus_sriov::vf_netlink::{read_vf_state, VfSettings};
 use serde_json::{json, Value};
 use vm_common::{
-    addrs_in, clean_command, igb_pf, ip_json, link_exists, link_in, multus_bin, plugin_link,
+    addrs_in, clean_command, igb_pf, ip_json, ip_vf, link_exists, link_in, multus_bin, plugin_link,
     read_attr, require_vm, reserved_ips, run_cni, run_ok, show, wait_for, Netns, NumVfs, CNI_PATH,
 };
 
@@ -84,53 +84,6 @@ fn netdevs(pci: &str) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// VF `vf`'s settings as `ip -j -d link show <pf>` prints them, independent of the code under test.
-fn ip_vf(pf: &str, vf: u64) -> VfSettings {
-    let link = ip_json(&["-d", "link", "show", pf]);
-    let list = link[0]["vfinfo_list"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no vfinfo_list for {pf}: {link}"));
-    let e = list
-        .iter()
-        .find(|e| e["vf"].as_u64() == Some(vf))
-        .unwrap_or_else(|| panic!("VF {vf} not in vfinfo_list: {link}"));
-    let mac = e["address"]
-        .as_str()
-        .or(e["mac"].as_str())
-        .unwrap_or_else(|| panic!("no address in {e}"))
-        .parse()
-        .expect("MAC");
-    let vl: &Value = match e["vlan_list"].as_array() {
-        Some(l) if !l.is_empty() => &l[0],
-        _ => e,
-    };
-    let proto = match vl["protocol"].as_str() {
-        None | Some("802.1Q") => VlanProto::Dot1Q,
-        Some("802.1ad") => VlanProto::Dot1Ad,
-        Some(p) => panic!("unknown VLAN protocol {p} in {e}"),
-    };
-    let link_state = match e["link_state"].as_str() {
-        None | Some("auto") => LinkState::Auto,
-        Some("enable") => LinkState::Enable,
-        Some("disable") => LinkState::Disable,
-        Some(s) => panic!("unknown link_state {s} in {e}"),
-    };
-    let rate = |k: &str| e["rate"][k].as_u64().unwrap_or(0) as u32;
-    VfSettings {
-        mac,
-        vlan: VlanConf {
-            id: vl["vlan"].as_u64().unwrap_or(0) as u16,
-            qos: vl["qos"].as_u64().unwrap_or(0) as u8,
-            proto,
-        },
-        spoofchk: e["spoofchk"].as_bool().expect("spoofchk"),
-        trust: e["trust"].as_bool().expect("trust"),
-        link_state,
-        min_tx_rate: rate("min_tx"),
-        max_tx_rate: rate("max_tx"),
-    }
 }
 
 fn netlink_vf(pf_index: u32, vf: u32) -> VfSettings {

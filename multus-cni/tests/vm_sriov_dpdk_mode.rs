@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vm_common::{
     clean_command, igb_pf, link_name, multus_bin, require_vm, reserved_ips, run_cni, run_ok, show,
-    wait_for, Cni, Netns, NumVfs, CNI_PATH,
+    vfinfo, wait_for, Cni, Netns, NumVfs, CNI_PATH,
 };
 
 /// The netdev of a PCI function (its `net/` entry), waiting up to `timeout`.
@@ -61,36 +61,6 @@ fn cni(exe: &Path, command: &str, cid: &str, ns: &Netns, conf: &Value) -> Cni {
     let mut cmd = clean_command(exe);
     cmd.env("MULTUS_LOG_LEVEL", "info");
     run_cni(cmd, command, cid, ns.path(), "net1", conf)
-}
-
-/// VF `vf`'s entry in `ip -j -d link show <pf>` (vfinfo_list): MAC, VLAN, spoofchk, trust.
-fn vfinfo(pf: &str, vf: u64) -> (String, u64, bool, bool) {
-    let link = vm_common::ip_json(&["-d", "link", "show", pf]);
-    let e = link[0]["vfinfo_list"]
-        .as_array()
-        .and_then(|l| l.iter().find(|e| e["vf"].as_u64() == Some(vf)))
-        .unwrap_or_else(|| panic!("VF {vf} not in vfinfo_list: {link}"))
-        .clone();
-    let mac = e["address"]
-        .as_str()
-        .or(e["mac"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let vlan = e["vlan_list"][0]["vlan"]
-        .as_u64()
-        .or(e["vlan"].as_u64())
-        .unwrap_or(0);
-    let v = (
-        mac,
-        vlan,
-        e["spoofchk"].as_bool().unwrap_or(true),
-        e["trust"].as_bool().unwrap_or(false),
-    );
-    println!(
-        "{pf} vf {vf}: mac {} vlan {} spoofchk {} trust {}",
-        v.0, v.1, v.2, v.3
-    );
-    v
 }
 
 /// Only `lo` in the pod: no netdev entered it.

@@ -14,57 +14,8 @@ use multus_core::cni::PluginConf;
 use multus_core::netlink::Netlink;
 use multus_sriov::config::{plan_changes, LinkState, SriovConf, VfChange, VlanConf, VlanProto};
 use multus_sriov::vf_netlink::{apply_changes, read_vf_state, VfSettings};
-use serde_json::{json, Value};
-use vm_common::{igb_pf, ip_json, read_attr, require_vm, show, wait_for, NumVfs};
-
-/// VF `vf`'s settings as `ip -j -d link show <pf>` prints them (vfinfo_list), independent of the code under test.
-fn ip_vf(pf: &str, vf: u64) -> VfSettings {
-    let link = ip_json(&["-d", "link", "show", pf]);
-    let list = link[0]["vfinfo_list"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no vfinfo_list for {pf}: {link}"));
-    let e = list
-        .iter()
-        .find(|e| e["vf"].as_u64() == Some(vf))
-        .unwrap_or_else(|| panic!("VF {vf} not in vfinfo_list: {link}"));
-    println!("ip vfinfo_list[vf {vf}] = {e}");
-    let mac = e["address"]
-        .as_str()
-        .or(e["mac"].as_str())
-        .unwrap_or_else(|| panic!("no address in {e}"))
-        .parse()
-        .expect("MAC");
-    let (vl, vlan_obj): (&Value, &Value) = match e["vlan_list"].as_array() {
-        Some(l) if !l.is_empty() => (&l[0], &l[0]),
-        _ => (e, e),
-    };
-    let proto = match vlan_obj["protocol"].as_str() {
-        None | Some("802.1Q") => VlanProto::Dot1Q,
-        Some("802.1ad") => VlanProto::Dot1Ad,
-        Some(p) => panic!("unknown VLAN protocol {p} in {e}"),
-    };
-    let link_state = match e["link_state"].as_str() {
-        None | Some("auto") => LinkState::Auto,
-        Some("enable") => LinkState::Enable,
-        Some("disable") => LinkState::Disable,
-        Some(s) => panic!("unknown link_state {s} in {e}"),
-    };
-    // iproute2 prints `"rate": {"max_tx": .., "min_tx": ..}`.
-    let rate = |k: &str| e["rate"][k].as_u64().unwrap_or(0) as u32;
-    VfSettings {
-        mac,
-        vlan: VlanConf {
-            id: vl["vlan"].as_u64().unwrap_or(0) as u16,
-            qos: vl["qos"].as_u64().unwrap_or(0) as u8,
-            proto,
-        },
-        spoofchk: e["spoofchk"].as_bool().expect("spoofchk"),
-        trust: e["trust"].as_bool().expect("trust"),
-        link_state,
-        min_tx_rate: rate("min_tx"),
-        max_tx_rate: rate("max_tx"),
-    }
-}
+use serde_json::json;
+use vm_common::{igb_pf, ip_vf, read_attr, require_vm, show, wait_for, NumVfs};
 
 #[test]
 fn vm_sriov_vf_settings_apply_and_restore() {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use multus_sriov::config::{LinkState, VlanConf, VlanProto};
+use multus_sriov::vf_netlink::VfSettings;
 use serde_json::Value;
 
 /// Where the reference CNI plugins (delegates) live, on the host and so in the guest.
@@ -409,4 +411,79 @@ pub fn reserved_ips(data_dir: &Path, network: &str) -> Vec<String> {
         .collect();
     ips.sort();
     ips
+}
+
+/// VF `vf`'s entry in `ip -j -d link show <pf>` (its `vfinfo_list`).
+pub fn vf_entry(pf: &str, vf: u64) -> Value {
+    let link = ip_json(&["-d", "link", "show", pf]);
+    let e = link[0]["vfinfo_list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vfinfo_list for {pf}: {link}"))
+        .iter()
+        .find(|e| e["vf"].as_u64() == Some(vf))
+        .unwrap_or_else(|| panic!("VF {vf} not in vfinfo_list: {link}"))
+        .clone();
+    println!("ip vfinfo_list[vf {vf}] of {pf} = {e}");
+    e
+}
+
+/// VF `vf`'s settings as `ip -j -d link show <pf>` prints them, independent of the code under test.
+pub fn ip_vf(pf: &str, vf: u64) -> VfSettings {
+    let e = &vf_entry(pf, vf);
+    let mac = e["address"]
+        .as_str()
+        .or(e["mac"].as_str())
+        .unwrap_or_else(|| panic!("no address in {e}"))
+        .parse()
+        .expect("MAC");
+    let vl: &Value = match e["vlan_list"].as_array() {
+        Some(l) if !l.is_empty() => &l[0],
+        _ => e,
+    };
+    let proto = match vl["protocol"].as_str() {
+        None | Some("802.1Q") => VlanProto::Dot1Q,
+        Some("802.1ad") => VlanProto::Dot1Ad,
+        Some(p) => panic!("unknown VLAN protocol {p} in {e}"),
+    };
+    let link_state = match e["link_state"].as_str() {
+        None | Some("auto") => LinkState::Auto,
+        Some("enable") => LinkState::Enable,
+        Some("disable") => LinkState::Disable,
+        Some(s) => panic!("unknown link_state {s} in {e}"),
+    };
+    // iproute2 prints `"rate": {"max_tx": .., "min_tx": ..}`.
+    let rate = |k: &str| e["rate"][k].as_u64().unwrap_or(0) as u32;
+    VfSettings {
+        mac,
+        vlan: VlanConf {
+            id: vl["vlan"].as_u64().unwrap_or(0) as u16,
+            qos: vl["qos"].as_u64().unwrap_or(0) as u8,
+            proto,
+        },
+        spoofchk: e["spoofchk"].as_bool().expect("spoofchk"),
+        trust: e["trust"].as_bool().expect("trust"),
+        link_state,
+        min_tx_rate: rate("min_tx"),
+        max_tx_rate: rate("max_tx"),
+    }
+}
+
+/// The part of VF `vf`'s entry the DPDK tests compare: MAC, VLAN, spoofchk, trust (with the kernel's
+/// defaults where `ip` prints none).
+pub fn vfinfo(pf: &str, vf: u64) -> (String, u64, bool, bool) {
+    let e = vf_entry(pf, vf);
+    let mac = e["address"]
+        .as_str()
+        .or(e["mac"].as_str())
+        .unwrap_or_default();
+    let vlan = e["vlan_list"][0]["vlan"]
+        .as_u64()
+        .or(e["vlan"].as_u64())
+        .unwrap_or(0);
+    (
+        mac.to_string(),
+        vlan,
+        e["spoofchk"].as_bool().unwrap_or(true),
+        e["trust"].as_bool().unwrap_or(false),
+    )
 }
