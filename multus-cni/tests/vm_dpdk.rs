@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vm_common::{
-    clean_command, igb_pf, link_name, multus_bin, plugin_link, read_attr, require_vm, run, run_cni,
-    run_ok, show, vfinfo, wait_for, Cni, Netns, NumVfs, CNI_PATH,
+    clean_command, igb_pf, link_name, multus_bin, netdev_of, plugin_link, read_attr, require_vm,
+    run, run_cni, run_ok, show, vfinfo, Cni, Netns, NumVfs, CNI_PATH,
 };
 
 /// VF 0 of the igb PF, with 2 VFs enabled, its netdev renamed to `name` and up (so that DEL has a name, a MAC and
@@ -132,21 +132,6 @@ impl Vf {
         );
         show(&["link", "show", &n]);
     }
-}
-
-/// The netdev of a PCI function (its `net/` entry), waiting up to `timeout`.
-fn netdev_of(pci: &str, timeout: Duration) -> Option<String> {
-    let dir = PathBuf::from("/sys/bus/pci/devices").join(pci).join("net");
-    let mut found = None;
-    wait_for(timeout, || {
-        found = fs::read_dir(&dir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned());
-        found.is_some()
-    });
-    found
 }
 
 /// The binary started as `dpdk` (a symlink in `dir`), as a runtime would run a standalone plugin.

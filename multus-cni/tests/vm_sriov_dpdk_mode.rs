@@ -14,24 +14,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use vm_common::{
-    clean_command, igb_pf, link_name, multus_bin, require_vm, reserved_ips, run_cni, run_ok, show,
-    vfinfo, wait_for, Cni, Netns, NumVfs, CNI_PATH,
+    clean_command, igb_pf, link_name, multus_bin, netdev_of, require_vm, reserved_ips, run_cni,
+    run_ok, show, vfinfo, wait_for, Cni, Netns, NumVfs, CNI_PATH,
 };
-
-/// The netdev of a PCI function (its `net/` entry), waiting up to `timeout`.
-fn netdev_of(pci: &str, timeout: Duration) -> Option<String> {
-    let dir = PathBuf::from("/sys/bus/pci/devices").join(pci).join("net");
-    let mut found = None;
-    wait_for(timeout, || {
-        found = fs::read_dir(&dir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned());
-        found.is_some()
-    });
-    found
-}
 
 fn driver(pci: &str) -> Option<String> {
     link_name(format!("/sys/bus/pci/devices/{pci}/driver"))

@@ -487,3 +487,18 @@ pub fn vfinfo(pf: &str, vf: u64) -> (String, u64, bool, bool) {
         e["trust"].as_bool().unwrap_or(false),
     )
 }
+
+/// The netdev of a PCI function (its `net/` entry), waiting up to `timeout`.
+pub fn netdev_of(pci: &str, timeout: Duration) -> Option<String> {
+    let dir = PathBuf::from("/sys/bus/pci/devices").join(pci).join("net");
+    let mut found = None;
+    wait_for(timeout, || {
+        found = fs::read_dir(&dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned());
+        found.is_some()
+    });
+    found
+}

@@ -71,13 +71,15 @@ pub fn warn_unimplemented(delegate: &dyn Delegate, conf: &PluginConf) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::cni::{CniError, CniResult};
     use crate::delegate::Context;
     use async_trait::async_trait;
 
-    struct Fake(Option<KnownKeys>);
+    /// A delegate that implements the three required verbs (doing nothing) and keeps every default but
+    /// `known_keys`; `Fake(None)` keeps them all.
+    pub(in crate::delegate) struct Fake(pub Option<KnownKeys>);
 
     #[async_trait]
     impl Delegate for Fake {

@@ -182,28 +182,10 @@ pub trait Delegate: Send + Sync {
 
 #[cfg(test)]
 mod tests {
+    use super::known_keys::tests::Fake;
     use super::*;
     use crate::cni::ErrorCode;
     use std::sync::Mutex;
-
-    /// A delegate that keeps every trait default but the three verbs it must implement.
-    struct Defaults;
-
-    #[async_trait]
-    impl Delegate for Defaults {
-        fn describe(&self) -> String {
-            "defaults".into()
-        }
-        async fn add(&self, _: &Context, _: &PluginConf) -> Result<CniResult, CniError> {
-            Ok(CniResult::new("1.0.0"))
-        }
-        async fn check(&self, _: &Context, _: &PluginConf) -> Result<(), CniError> {
-            Ok(())
-        }
-        async fn del(&self, _: &Context, _: &PluginConf) -> Result<(), CniError> {
-            Ok(())
-        }
-    }
 
     /// An IPAM that records the verbs it is run with and fails STATUS.
     #[derive(Default)]
@@ -249,15 +231,15 @@ mod tests {
             br#"{"cniVersion":"1.1.0","name":"n","type":"x","ipam":{"type":"rec"}}"#,
         )
         .unwrap();
-        let err = Defaults.status(&ctx, &with_ipam).await.unwrap_err();
+        let err = Fake(None).status(&ctx, &with_ipam).await.unwrap_err();
         assert_eq!(err.code, ErrorCode::PluginNotAvailable, "the IPAM's answer");
-        Defaults.gc(&ctx, &with_ipam).await.unwrap();
+        Fake(None).gc(&ctx, &with_ipam).await.unwrap();
         assert_eq!(*rec.0.lock().unwrap(), [Command::Status, Command::Gc]);
 
         let without =
             PluginConf::from_slice(br#"{"cniVersion":"1.1.0","name":"n","type":"x"}"#).unwrap();
-        Defaults.status(&ctx, &without).await.unwrap();
-        Defaults.gc(&ctx, &without).await.unwrap();
+        Fake(None).status(&ctx, &without).await.unwrap();
+        Fake(None).gc(&ctx, &without).await.unwrap();
         assert_eq!(rec.0.lock().unwrap().len(), 2, "no IPAM, nothing run");
     }
 }
