@@ -1,7 +1,8 @@
 //! Benchmark of the meta-plugin's Kubernetes mode (run as root):
 //!
-//! A pod with `eth0` (reference bridge, an external binary) + `net1` + `net2` (two NADs, built-in macvlan,
-//! host-local IPAM), ADD then DEL, interleaved over the same number of runs in three rows:
+//! A pod with `eth0` (the reference bridge binary: `preferNodeBinary`, so that the rows stay comparable with
+//! the figures recorded before the built-in bridge) + `net1` + `net2` (two NADs, built-in macvlan, host-local
+//! IPAM), ADD then DEL, interleaved over the same number of runs in three rows:
 //!
 //! 1. `multus` in Kubernetes mode against the loopback HTTPS API server stand-in (pod GET, 2 NAD GETs, pod
 //!    GET + status PUT, over one TLS connection; cache; network-status);
@@ -58,6 +59,7 @@ fn run(bin: &Path, vars: &[(&str, &str)], stdin: &str) -> Duration {
     d
 }
 
+/// One row of the table: its ADD and DEL times.
 struct Row {
     name: &'static str,
     add: Vec<Duration>,
@@ -75,153 +77,155 @@ fn stats(v: &mut [Duration]) -> (f64, f64, f64) {
     )
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let multus = PathBuf::from(
-        args.next()
-            .expect("usage: k8s_meta_bench MULTUS_BIN [runs]"),
-    )
-    .canonicalize()
-    .unwrap();
-    let runs: usize = args.next().map(|s| s.parse().unwrap()).unwrap_or(50);
-    assert!(nix_root(), "run as root");
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    // The built-in macvlan standalone: multus started under the name `macvlan`.
-    let mvdir = w.join("bin");
-    std::fs::create_dir_all(&mvdir).unwrap();
-    std::os::unix::fs::symlink(&multus, mvdir.join("macvlan")).unwrap();
-    let macvlan_alone = mvdir.join("macvlan");
+const MASTER: &str = "kbm0";
+const NETNS: [&str; 3] = ["kb-k8s", "kb-less", "kb-alone"];
+const POD_ARGS: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench-pod;K8S_POD_UID=uid-bench;K8S_POD_INFRA_CONTAINER_ID=benchc";
 
-    let master = "kbm0";
-    quiet(&["ip", "link", "del", master]);
-    sh(&[
-        "ip", "link", "add", master, "type", "veth", "peer", "name", "kbm0p",
-    ]);
-    sh(&["ip", "link", "set", master, "up"]);
-    sh(&["ip", "link", "set", "kbm0p", "up"]);
-    let nets = ["kb-k8s", "kb-less", "kb-alone"];
-    for (i, n) in nets.iter().enumerate() {
-        quiet(&["ip", "netns", "del", n]);
-        sh(&["ip", "netns", "add", n]);
-        sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
-        quiet(&["ip", "link", "del", &format!("kbbr{i}")]);
-    }
-    let bridge = |i: usize| {
-        json!({"cniVersion":"1.0.0","name":"podnet","type":"bridge","bridge":format!("kbbr{i}"),"isGateway":true,
-               "ipam":{"type":"host-local","subnet":format!("10.77.{i}.0/24"),"routes":[{"dst":"0.0.0.0/0"}],
-                       "dataDir":w.join(format!("ipam{i}"))}})
-    };
-    let mv = |i: usize, k: usize| {
-        json!({"cniVersion":"1.0.0","name":format!("mv{k}"),"type":"macvlan","master":master,"mode":"bridge",
-               "ipam":{"type":"host-local","subnet":format!("10.78.{}.0/24", i * 10 + k),"dataDir":w.join(format!("ipam{i}"))}})
-    };
+/// The node the three rows run on: the master link, a netns and a bridge per row, the API stand-in with the
+/// pod and its NADs, and each row's config. Dropping it removes the links and namespaces.
+struct Bench {
+    multus: PathBuf,
+    macvlan_alone: PathBuf,
+    api: TestApiServer,
+    k8s_conf: Value,
+    less_conf: Value,
+    alone_nets: [Value; 3],
+    _work: tempfile::TempDir,
+}
 
-    // Row 1: Kubernetes mode.
-    let api = TestApiServer::start().unwrap();
-    let kc = api
-        .write_kubeconfig(&w.join("kube"), KubeconfigAuth::Token)
+fn bridge_net(w: &Path, i: usize) -> Value {
+    json!({"cniVersion":"1.0.0","name":"podnet","type":"bridge","bridge":format!("kbbr{i}"),"isGateway":true,
+           "ipam":{"type":"host-local","subnet":format!("10.77.{i}.0/24"),"routes":[{"dst":"0.0.0.0/0"}],
+                   "dataDir":w.join(format!("ipam{i}"))}})
+}
+
+fn macvlan_net(w: &Path, i: usize, k: usize) -> Value {
+    json!({"cniVersion":"1.0.0","name":format!("mv{k}"),"type":"macvlan","master":MASTER,"mode":"bridge",
+           "ipam":{"type":"host-local","subnet":format!("10.78.{}.0/24", i * 10 + k),"dataDir":w.join(format!("ipam{i}"))}})
+}
+
+impl Bench {
+    fn new(multus: PathBuf) -> Bench {
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        // The built-in macvlan standalone: multus started under the name `macvlan`.
+        let mvdir = w.join("bin");
+        std::fs::create_dir_all(&mvdir).unwrap();
+        std::os::unix::fs::symlink(&multus, mvdir.join("macvlan")).unwrap();
+        quiet(&["ip", "link", "del", MASTER]);
+        sh(&[
+            "ip", "link", "add", MASTER, "type", "veth", "peer", "name", "kbm0p",
+        ]);
+        sh(&["ip", "link", "set", MASTER, "up"]);
+        sh(&["ip", "link", "set", "kbm0p", "up"]);
+        for (i, n) in NETNS.iter().enumerate() {
+            quiet(&["ip", "netns", "del", n]);
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+            quiet(&["ip", "link", "del", &format!("kbbr{i}")]);
+        }
+        // Row 1: Kubernetes mode.
+        let api = TestApiServer::start().unwrap();
+        let kc = api
+            .write_kubeconfig(&w.join("kube"), KubeconfigAuth::Token)
+            .unwrap();
+        let conf_dir = w.join("net.d");
+        std::fs::create_dir_all(&conf_dir).unwrap();
+        std::fs::write(
+            conf_dir.join("10-podnet.conf"),
+            bridge_net(w, 0).to_string(),
+        )
         .unwrap();
-    let conf_dir = w.join("net.d");
-    std::fs::create_dir_all(&conf_dir).unwrap();
-    std::fs::write(conf_dir.join("10-podnet.conf"), bridge(0).to_string()).unwrap();
-    for k in 1..=2 {
-        let mut c = mv(0, k);
-        c.as_object_mut().unwrap().remove("name");
-        api.add_nad("default", &format!("mv{k}"), &c.to_string(), &[]);
+        for k in 1..=2 {
+            let mut c = macvlan_net(w, 0, k);
+            c.as_object_mut().unwrap().remove("name");
+            api.add_nad("default", &format!("mv{k}"), &c.to_string(), &[]);
+        }
+        let annotations = [("k8s.v1.cni.cncf.io/networks", "mv1,mv2")];
+        api.add_pod("default", "bench-pod", "uid-bench", &annotations);
+        let k8s_conf = json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus","kubeconfig":kc,
+            "clusterNetwork":"podnet","confDir":conf_dir,"binDir":"/usr/lib/cni","cniDir":w.join("cache0"),
+            "preferNodeBinary":["bridge"]});
+        // Row 2: kubeconfig-less, same networks.
+        let delegates = [bridge_net(w, 1), macvlan_net(w, 1, 1), macvlan_net(w, 1, 2)];
+        let less_conf = json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus",
+            "binDir":"/usr/lib/cni","cniDir":w.join("cache1"),"delegates":delegates,"preferNodeBinary":["bridge"]});
+        Bench {
+            multus,
+            macvlan_alone: mvdir.join("macvlan"),
+            api,
+            k8s_conf,
+            less_conf,
+            alone_nets: [bridge_net(w, 2), macvlan_net(w, 2, 1), macvlan_net(w, 2, 2)],
+            _work: work,
+        }
     }
-    api.add_pod(
-        "default",
-        "bench-pod",
-        "uid-bench",
-        &[("k8s.v1.cni.cncf.io/networks", "mv1,mv2")],
-    );
-    let k8s_conf = json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus","kubeconfig":kc,
-        "clusterNetwork":"podnet","confDir":conf_dir,"binDir":"/usr/lib/cni","cniDir":w.join("cache0")});
-    // Row 2: kubeconfig-less, same networks.
-    let less_conf = json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus",
-        "binDir":"/usr/lib/cni","cniDir":w.join("cache1"),"delegates":[bridge(1), mv(1, 1), mv(1, 2)]});
 
-    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench-pod;K8S_POD_UID=uid-bench;K8S_POD_INFRA_CONTAINER_ID=benchc";
-    let vars = |cmd: &'static str, ns: &str, ifname: &'static str| -> Vec<(&'static str, String)> {
-        vec![
-            ("CNI_COMMAND", cmd.into()),
-            ("CNI_CONTAINERID", "benchc".into()),
-            ("CNI_NETNS", format!("/var/run/netns/{ns}")),
-            ("CNI_IFNAME", ifname.into()),
-            ("CNI_PATH", "/usr/lib/cni".into()),
-            ("CNI_ARGS", args.into()),
-        ]
-    };
-    let go = |bin: &Path, v: &[(&'static str, String)], stdin: &Value| {
-        let v: Vec<(&str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
-        run(bin, &v, &stdin.to_string())
-    };
-    let mut rows = [
-        Row {
-            name: "multus, Kubernetes mode (loopback API server)",
-            add: vec![],
-            del: vec![],
-        },
-        Row {
-            name: "multus, kubeconfig-less (same delegates)",
-            add: vec![],
-            del: vec![],
-        },
-        Row {
-            name: "the delegates alone (bridge + macvlan x2)",
-            add: vec![],
-            del: vec![],
-        },
-    ];
-    let bridge_bin = Path::new("/usr/lib/cni/bridge");
-    let alone_nets = [bridge(2), mv(2, 1), mv(2, 2)];
-    for i in 0..runs + 3 {
-        let warm = i < 3;
-        // 1
-        let a = go(&multus, &vars("ADD", nets[0], "eth0"), &k8s_conf);
-        let d = go(&multus, &vars("DEL", nets[0], "eth0"), &k8s_conf);
-        if !warm {
-            rows[0].add.push(a);
-            rows[0].del.push(d);
-        }
-        // 2
-        let a = go(&multus, &vars("ADD", nets[1], "eth0"), &less_conf);
-        let d = go(&multus, &vars("DEL", nets[1], "eth0"), &less_conf);
-        if !warm {
-            rows[1].add.push(a);
-            rows[1].del.push(d);
-        }
-        // 3
+    /// Runs `bin` for `cmd` on interface `ifname` of the pod in netns `ns`; its time.
+    fn call(&self, bin: &Path, cmd: &str, ns: &str, ifname: &str, stdin: &Value) -> Duration {
+        let netns = format!("/var/run/netns/{ns}");
+        let vars = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "benchc"),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", ifname),
+            ("CNI_PATH", "/usr/lib/cni"),
+            ("CNI_ARGS", POD_ARGS),
+        ];
+        run(bin, &vars, &stdin.to_string())
+    }
+
+    /// Row 1 does the whole job: after its ADD, the pod's network-status names its three networks (DEL
+    /// clears it again).
+    fn check_network_status(&self) {
+        self.call(&self.multus, "ADD", NETNS[0], "eth0", &self.k8s_conf);
+        let st = self.api.network_status("default", "bench-pod");
+        let st = st.unwrap_or_default();
+        assert_eq!(st.as_array().map(Vec::len), Some(3), "network-status: {st}");
+        self.call(&self.multus, "DEL", NETNS[0], "eth0", &self.k8s_conf);
+    }
+
+    /// One ADD and one DEL of each row: (ADD, DEL) per row.
+    fn round(&self) -> [(Duration, Duration); 3] {
+        let m = &self.multus;
+        let k8s = (
+            self.call(m, "ADD", NETNS[0], "eth0", &self.k8s_conf),
+            self.call(m, "DEL", NETNS[0], "eth0", &self.k8s_conf),
+        );
+        let less = (
+            self.call(m, "ADD", NETNS[1], "eth0", &self.less_conf),
+            self.call(m, "DEL", NETNS[1], "eth0", &self.less_conf),
+        );
+        // Row 3: the delegates one by one, as a runtime would; DEL in reverse.
         let ifs = ["eth0", "net1", "net2"];
-        let mut a = Duration::ZERO;
-        for (k, net) in alone_nets.iter().enumerate() {
-            let bin = if k == 0 {
-                bridge_bin
-            } else {
-                macvlan_alone.as_path()
-            };
-            a += go(bin, &vars("ADD", nets[2], ifs[k]), net);
-        }
-        let mut d = Duration::ZERO;
-        for (k, net) in alone_nets.iter().enumerate().rev() {
-            let bin = if k == 0 {
-                bridge_bin
-            } else {
-                macvlan_alone.as_path()
-            };
-            d += go(bin, &vars("DEL", nets[2], ifs[k]), net);
-        }
-        if !warm {
-            rows[2].add.push(a);
-            rows[2].del.push(d);
-        }
+        let bin = |k: usize| match k {
+            0 => Path::new("/usr/lib/cni/bridge"),
+            _ => self.macvlan_alone.as_path(),
+        };
+        let nets = self.alone_nets.iter().enumerate();
+        let add = nets
+            .clone()
+            .map(|(k, n)| self.call(bin(k), "ADD", NETNS[2], ifs[k], n));
+        let add: Duration = add.sum();
+        let del = nets
+            .rev()
+            .map(|(k, n)| self.call(bin(k), "DEL", NETNS[2], ifs[k], n));
+        [k8s, less, (add, del.sum())]
     }
-    let st = api
-        .network_status("default", "bench-pod")
-        .unwrap_or_default();
-    assert_eq!(st.as_array().map(Vec::len), Some(3), "network-status: {st}");
+}
 
+impl Drop for Bench {
+    fn drop(&mut self) {
+        for (i, n) in NETNS.iter().enumerate() {
+            quiet(&["ip", "netns", "del", n]);
+            quiet(&["ip", "link", "del", &format!("kbbr{i}")]);
+        }
+        quiet(&["ip", "link", "del", MASTER]);
+    }
+}
+
+/// The table, and the Kubernetes layer's cost (row 1 against rows 2 and 3).
+fn report(rows: &mut [Row; 3], runs: usize) {
     println!("| row | ADD median | ADD mean | ADD p90 | DEL median | DEL mean | DEL p90 |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mut med = Vec::new();
@@ -241,14 +245,36 @@ fn main() {
         med[0].0 - med[2].0,
         med[0].1 - med[2].1
     );
-
-    for (i, n) in nets.iter().enumerate() {
-        quiet(&["ip", "netns", "del", n]);
-        quiet(&["ip", "link", "del", &format!("kbbr{i}")]);
-    }
-    quiet(&["ip", "link", "del", master]);
 }
 
-fn nix_root() -> bool {
-    nix::unistd::geteuid().is_root()
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: k8s_meta_bench MULTUS_BIN [runs]";
+    let multus = PathBuf::from(args.next().expect(usage))
+        .canonicalize()
+        .unwrap();
+    let runs: usize = args.next().map(|s| s.parse().expect(usage)).unwrap_or(50);
+    assert!(nix::unistd::geteuid().is_root(), "run as root");
+    let bench = Bench::new(multus);
+    let row = |name| Row {
+        name,
+        add: vec![],
+        del: vec![],
+    };
+    let mut rows = [
+        row("multus, Kubernetes mode (loopback API server)"),
+        row("multus, kubeconfig-less (same delegates)"),
+        row("the delegates alone (bridge + macvlan x2)"),
+    ];
+    bench.check_network_status();
+    for i in 0..runs + 3 {
+        let times = bench.round();
+        if i >= 3 {
+            for (r, (add, del)) in rows.iter_mut().zip(times) {
+                r.add.push(add);
+                r.del.push(del);
+            }
+        }
+    }
+    report(&mut rows, runs);
 }
