@@ -2,7 +2,7 @@
 # The one-machine demo: no cluster, no API server. Installs what it needs (Debian's reference CNI plugins,
 # iproute2), builds `multus`, and runs `multus demo`: the user guide's example (deploy/examples/: the
 # macvlan-conf NAD and sample-pod) attached through the meta-plugin's own code to a network namespace
-# standing for the pod (eth0 from the reference bridge plugin, net1 macvlan on a veth the demo makes as
+# standing for the pod (eth0 from the bridge plugin, built in, net1 macvlan on a veth the demo makes as
 # master), the network-status annotation as `kubectl describe pod` shows it, `ip a show dev net1` inside,
 # CHECK, DEL, and a look that nothing is left.
 #   scripts/demo.sh           run and clean up

@@ -2,8 +2,9 @@
 //!
 //! The pod and NetworkAttachmentDefinition manifests are read from files (built-in copies of
 //! `deploy/examples/` by default) into a [`FileSource`]; a network namespace stands for the pod; `eth0`
-//! comes from the built-in primary network (the reference `bridge` plugin with host-local) and `net1` from
-//! the NAD (macvlan on a veth the demo makes as master). ADD, CHECK and DEL go through the meta-plugin's
+//! comes from the demo's primary network (`bridge` with host-local, both run in-process by the built-in
+//! delegates, as the meta-plugin runs them on a node) and `net1` from the NAD (macvlan on a veth the demo
+//! makes as master). ADD, CHECK and DEL go through the meta-plugin's
 //! own Kubernetes-mode code ([`crate::meta::Meta`] with the manifests as its
 //! [`crate::meta::PodSource`]: plan, attachment cache, pipeline, network-status), with the files in
 //! place of the API server. Then everything is taken down and checked gone, unless `--keep`.
@@ -86,7 +87,8 @@ fn state(p: &str) -> PathBuf {
     Path::new(STATE_DIR).join(p)
 }
 
-/// The primary network (eth0): the reference bridge plugin with host-local. `isGateway` is false and there
+/// The primary network (eth0): `bridge` with host-local (the built-in delegates; a key they do not implement
+/// would run the reference binaries in [`REFERENCE_DIR`]). `isGateway` is false and there
 /// are no routes: the user's NAD gives net1 the pod's default route (via 192.168.1.1), and a second default
 /// route from eth0 would compete with it (in a cluster the primary CNI's eth0 holds the default route and
 /// a NAD asking for another is resolved with the `default-route` selection element).
