@@ -451,39 +451,58 @@ fn attach_show_detach(
     Ok(())
 }
 
+/// Why the demo cannot start (other than `--clean`), with its exit status: not root, a bad `--master`, no
+/// reference plugins, or a demo still set up.
+fn refusal(opts: &DemoOpts) -> Option<(i32, String)> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some((
+            1,
+            "needs root (it makes a network namespace and links): run it as root, e.g. `sudo bash \
+             scripts/demo.sh`"
+                .into(),
+        ));
+    }
+    if opts.clean {
+        return None;
+    }
+    let master = opts.master.as_str();
+    if master.is_empty() || master.len() > 14 || master.contains(['/', ' ']) {
+        return Some((
+            2,
+            format!("--master {master:?}: give a link name of 1 to 14 characters (its veth peer is <name>p)"),
+        ));
+    }
+    if !Path::new(REFERENCE_DIR).join("bridge").exists() {
+        return Some((
+            1,
+            format!(
+                "the reference CNI plugins are not in {REFERENCE_DIR}: apt-get install \
+                 containernetworking-plugins (scripts/demo.sh does)"
+            ),
+        ));
+    }
+    if netns_path().exists() || Path::new(STATE_DIR).exists() || link_exists(master) {
+        return Some((
+            1,
+            format!(
+                "a demo is still set up (netns {NETNS}, {STATE_DIR} or link {master} exists; kept with \
+                 --keep?): run `multus demo --clean` first"
+            ),
+        ));
+    }
+    None
+}
+
 /// `multus demo`; returns the exit status.
 pub fn run(opts: &DemoOpts) -> i32 {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "multus demo: needs root (it makes a network namespace and links): run it as root, e.g. \
-             `sudo bash scripts/demo.sh`"
-        );
-        return 1;
+    if let Some((code, why)) = refusal(opts) {
+        eprintln!("multus demo: {why}");
+        return code;
     }
     if opts.clean {
         return clean(opts);
     }
     let master = opts.master.as_str();
-    if master.is_empty() || master.len() > 14 || master.contains(['/', ' ']) {
-        eprintln!(
-            "multus demo: --master {master:?}: give a link name of 1 to 14 characters (its veth peer is <name>p)"
-        );
-        return 2;
-    }
-    if !Path::new(REFERENCE_DIR).join("bridge").exists() {
-        eprintln!(
-            "multus demo: the reference CNI plugins are not in {REFERENCE_DIR}: apt-get install \
-             containernetworking-plugins (scripts/demo.sh does)"
-        );
-        return 1;
-    }
-    if netns_path().exists() || Path::new(STATE_DIR).exists() || link_exists(master) {
-        eprintln!(
-            "multus demo: a demo is still set up (netns {NETNS}, {STATE_DIR} or link {master} exists; kept \
-             with --keep?): run `multus demo --clean` first"
-        );
-        return 1;
-    }
     say("the user guide's example, on this machine");
     let (src, pod) = match manifests(opts) {
         Ok(x) => x,
