@@ -16,6 +16,30 @@
 //! Start to stop ([`run()`]): the readiness indicator file, the API client, the reflectors, the socket, the
 //! config file, then serving; SIGTERM or SIGINT: not ready, no new connection, the requests in flight
 //! finish (within `drainTimeout`), the config is taken off the node when `cleanupConfigOnExit` asks.
+//!
+//! An embedder checks a `daemon-config.json` and sees the config the shim will get, without running
+//! anything:
+//!
+//! ```
+//! use multus_daemon::{autoconf, config::DaemonConfig};
+//! use std::path::Path;
+//!
+//! let cfg = DaemonConfig::parse(br#"{"chrootDir": "/hostroot", "metricsPort": 9091, "cniDir": "/var/lib/cni/multus"}"#)?;
+//! assert_eq!(cfg.chroot_dir.as_deref(), Some(Path::new("/hostroot")));
+//! let primary = br#"{"cniVersion": "0.3.1", "name": "podnet", "type": "bridge"}"#;
+//! let shim = autoconf::generate(&cfg, Path::new("/etc/cni/net.d/10-podnet.conf"), primary)?;
+//! assert_eq!(shim["type"], "multus-shim");
+//! assert_eq!(shim["clusterNetwork"], "/etc/cni/net.d/10-podnet.conf");
+//! assert_eq!(shim["cniDir"], "/var/lib/cni/multus");
+//! # Ok::<(), String>(())
+//! ```
+//!
+//! and runs the daemon as `multus-daemon -config FILE` does, until SIGTERM:
+//!
+//! ```no_run
+//! let status = multus_daemon::run(std::path::Path::new("/etc/cni/net.d/multus.d/daemon-config.json"));
+//! std::process::exit(status);
+//! ```
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
