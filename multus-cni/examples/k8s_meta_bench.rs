@@ -1,16 +1,18 @@
 //! Benchmark of the meta-plugin's Kubernetes mode (run as root):
 //!
-//! A pod with `eth0` (the reference bridge binary: `preferNodeBinary`, so that the rows stay comparable with
-//! the figures recorded before the built-in bridge) + `net1` + `net2` (two NADs, built-in macvlan, host-local
-//! IPAM), ADD then DEL, interleaved over the same number of runs in three rows:
+//! A pod with `eth0` (`bridge`: the reference binary, by `preferNodeBinary`, as in the figures recorded before
+//! the built-in bridge; with `--builtin-bridge` the built-in one) + `net1` + `net2` (two NADs, built-in
+//! macvlan, host-local IPAM), ADD then DEL, interleaved over the same number of runs in three rows:
 //!
 //! 1. `multus` in Kubernetes mode against the loopback HTTPS API server stand-in (pod GET, 2 NAD GETs, pod
 //!    GET + status PUT, over one TLS connection; cache; network-status);
 //! 2. `multus` in kubeconfig-less mode with the same three networks as `delegates` (no API);
-//! 3. the same delegates alone, as a runtime would run them: `/usr/lib/cni/bridge`, then `multus` started as
-//!    `macvlan` (the built-in delegate standalone) twice; DEL in reverse.
+//! 3. the same delegates alone, as a runtime would run them: `/usr/lib/cni/bridge` (with `--builtin-bridge`,
+//!    `multus` started as `bridge`), then `multus` started as `macvlan` (the built-in delegate standalone)
+//!    twice; DEL in reverse.
 //!
-//! Usage: `cargo run --release -p multus-cni --example k8s_meta_bench -- path/to/release/multus [runs]`
+//! Usage: `cargo run --release -p multus-cni --example k8s_meta_bench -- path/to/release/multus [runs]
+//! [--builtin-bridge]`
 
 use multus_testsupport::api_server::{KubeconfigAuth, TestApiServer};
 use serde_json::{json, Value};
@@ -86,6 +88,7 @@ const POD_ARGS: &str = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=b
 struct Bench {
     multus: PathBuf,
     macvlan_alone: PathBuf,
+    bridge_alone: PathBuf,
     api: TestApiServer,
     k8s_conf: Value,
     less_conf: Value,
@@ -105,13 +108,15 @@ fn macvlan_net(w: &Path, i: usize, k: usize) -> Value {
 }
 
 impl Bench {
-    fn new(multus: PathBuf) -> Bench {
+    fn new(multus: PathBuf, builtin_bridge: bool) -> Bench {
         let work = tempfile::tempdir().unwrap();
         let w = work.path();
         // The built-in macvlan standalone: multus started under the name `macvlan`.
         let mvdir = w.join("bin");
         std::fs::create_dir_all(&mvdir).unwrap();
         std::os::unix::fs::symlink(&multus, mvdir.join("macvlan")).unwrap();
+        std::os::unix::fs::symlink(&multus, mvdir.join("bridge")).unwrap();
+        let prefer: &[&str] = if builtin_bridge { &[] } else { &["bridge"] };
         quiet(&["ip", "link", "del", MASTER]);
         sh(&[
             "ip", "link", "add", MASTER, "type", "veth", "peer", "name", "kbm0p",
@@ -145,14 +150,18 @@ impl Bench {
         api.add_pod("default", "bench-pod", "uid-bench", &annotations);
         let k8s_conf = json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus","kubeconfig":kc,
             "clusterNetwork":"podnet","confDir":conf_dir,"binDir":"/usr/lib/cni","cniDir":w.join("cache0"),
-            "preferNodeBinary":["bridge"]});
+            "preferNodeBinary":prefer});
         // Row 2: kubeconfig-less, same networks.
         let delegates = [bridge_net(w, 1), macvlan_net(w, 1, 1), macvlan_net(w, 1, 2)];
         let less_conf = json!({"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus",
-            "binDir":"/usr/lib/cni","cniDir":w.join("cache1"),"delegates":delegates,"preferNodeBinary":["bridge"]});
+            "binDir":"/usr/lib/cni","cniDir":w.join("cache1"),"delegates":delegates,"preferNodeBinary":prefer});
         Bench {
             multus,
             macvlan_alone: mvdir.join("macvlan"),
+            bridge_alone: match builtin_bridge {
+                true => mvdir.join("bridge"),
+                false => PathBuf::from("/usr/lib/cni/bridge"),
+            },
             api,
             k8s_conf,
             less_conf,
@@ -199,7 +208,7 @@ impl Bench {
         // Row 3: the delegates one by one, as a runtime would; DEL in reverse.
         let ifs = ["eth0", "net1", "net2"];
         let bin = |k: usize| match k {
-            0 => Path::new("/usr/lib/cni/bridge"),
+            0 => self.bridge_alone.as_path(),
             _ => self.macvlan_alone.as_path(),
         };
         let nets = self.alone_nets.iter().enumerate();
@@ -248,14 +257,16 @@ fn report(rows: &mut [Row; 3], runs: usize) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let usage = "usage: k8s_meta_bench MULTUS_BIN [runs]";
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let builtin_bridge = all.iter().any(|a| a == "--builtin-bridge");
+    let mut args = all.into_iter().filter(|a| a != "--builtin-bridge");
+    let usage = "usage: k8s_meta_bench MULTUS_BIN [runs] [--builtin-bridge]";
     let multus = PathBuf::from(args.next().expect(usage))
         .canonicalize()
         .unwrap();
     let runs: usize = args.next().map(|s| s.parse().expect(usage)).unwrap_or(50);
     assert!(nix::unistd::geteuid().is_root(), "run as root");
-    let bench = Bench::new(multus);
+    let bench = Bench::new(multus, builtin_bridge);
     let row = |name| Row {
         name,
         add: vec![],
