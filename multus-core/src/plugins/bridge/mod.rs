@@ -215,9 +215,10 @@ impl Delegate for Bridge {
     }
 
     async fn add(&self, ctx: &Context, conf: &PluginConf) -> Result<CniResult, CniError> {
-        // Run directly (standalone, or a registry that did not ask): never lose what it cannot do.
+        // Run directly (standalone, or a registry that did not ask): never lose what it cannot do. The
+        // spec's code 2, "unsupported field", with the key and its value in the message.
         if let Some(why) = refusal(conf) {
-            return Err(CniError::invalid_config(format!(
+            return Err(CniError::unsupported_field(format!(
                 "{why}; the node's bridge plugin must run this config"
             )));
         }

@@ -134,8 +134,8 @@ async fn a_declined_config_run_directly_is_refused() {
     let ctx = Context::new(Command::Add, "c1", None, "eth0", reg);
     let c = conf(json!({"cniVersion": "1.0.0", "name": "n", "type": "bridge", "vlan": 7}));
     let e = Bridge.add(&ctx, &c).await.unwrap_err();
-    assert_eq!(e.code.code(), 7);
-    assert!(e.msg.contains("\"vlan\""), "{e}");
+    assert_eq!(e.code.code(), 2, "unsupported field");
+    assert!(e.msg.contains("\"vlan\": 7"), "the key and its value: {e}");
 }
 
 fn result(v: serde_json::Value) -> CniResult {
