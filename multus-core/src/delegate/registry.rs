@@ -187,14 +187,14 @@ impl Registry {
         cni_path: &[PathBuf],
     ) -> Result<Arc<dyn Delegate>, CniError> {
         validate_plugin_type(plugin_type)?;
-        let declined = |d: &Arc<dyn Delegate>| conf.and_then(|c| d.declines(c));
-        let d: Arc<dyn Delegate> = match self.builtins.get(plugin_type) {
-            Some(d) if declined(d).is_none() => match &self.exec.chroot {
+        let builtin = self.builtins.get(plugin_type);
+        let why = builtin.zip(conf).and_then(|(d, c)| d.declines(c));
+        let d: Arc<dyn Delegate> = match (builtin, why) {
+            (Some(d), None) => match &self.exec.chroot {
                 None => d.clone(),
                 Some(root) => Arc::new(Chrooted::new(d.clone(), root)?),
             },
-            builtin => {
-                let why = builtin.and_then(declined);
+            (_, why) => {
                 let path = self
                     .find_binary(plugin_type, cni_path)
                     .map_err(|e| match &why {
