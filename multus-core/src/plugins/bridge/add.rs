@@ -43,6 +43,15 @@ fn try_set(key: String, value: &str) -> SysctlOp {
     }
 }
 
+/// `accept_ra` 0 on a host link of ours (the bridge, the host veth): router advertisements must not give it
+/// routes or addresses (best effort, as the reference).
+fn no_router_advertisements(name: &str) -> Result<(), CniError> {
+    sysctl::apply_in(
+        None,
+        vec![try_set(format!("net/ipv6/conf/{name}/accept_ra"), "0")],
+    )
+}
+
 /// ADD: see the module documentation. The result is the reference's: interfaces bridge, host veth,
 /// container interface; the IPs for interface 2.
 pub(super) async fn add(
@@ -129,10 +138,7 @@ async fn ensure_bridge(host: &Netlink, c: &BridgeConf) -> Result<LinkInfo, CniEr
             "{name:?} already exists but is not a bridge"
         )));
     }
-    sysctl::apply_in(
-        None,
-        vec![try_set(format!("net/ipv6/conf/{name}/accept_ra"), "0")],
-    )?;
+    no_router_advertisements(name)?;
     let change = LinkChange::new().up();
     let change = if c.promisc {
         change.promisc(true)
@@ -213,10 +219,7 @@ impl Attach<'_> {
     /// there is no IPAM.
     async fn attach_port(&self) -> Result<(), CniError> {
         let name = &self.port.name;
-        sysctl::apply_in(
-            None,
-            vec![try_set(format!("net/ipv6/conf/{name}/accept_ra"), "0")],
-        )?;
+        no_router_advertisements(name)?;
         let attach = LinkChange::new().controller(self.bridge.index).up();
         let attached = link::set_queued(&self.host, self.port.index, &attach);
         // With IPAM the container end comes up once its sysctls are set (`accept_dad` 0 before its
