@@ -7,7 +7,8 @@
 #[allow(dead_code)]
 mod vm_common;
 
-use serde_json::{json, Map, Value};
+use multus_testsupport::pick;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use vm_common::{
     clean_command, igb_pf, ip_json, link_exists, plugin_link, require_vm, reserved_ips, run_cni,
@@ -51,13 +52,10 @@ const LINK_KEYS: &[&str] = &[
 
 /// The kernel state of eth0 in `ns` that both plugins must produce alike.
 fn state(ns: &Netns) -> Value {
-    let l = &ip_json(&["-n", &ns.name, "-d", "link", "show", "eth0"])[0];
-    let mut link = Map::new();
-    for k in LINK_KEYS {
-        if let Some(v) = l.get(*k) {
-            link.insert(k.to_string(), v.clone());
-        }
-    }
+    let link = pick(
+        &ip_json(&["-n", &ns.name, "-d", "link", "show", "eth0"])[0],
+        LINK_KEYS,
+    );
     let addrs: Vec<Value> = ip_json(&["-n", &ns.name, "addr", "show", "eth0"])[0]["addr_info"]
         .as_array()
         .cloned()

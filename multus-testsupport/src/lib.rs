@@ -78,3 +78,35 @@ pub fn ip_json(args: &[&str]) -> serde_json::Value {
     }
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{full:?}: {e}: {out}"))
 }
+
+/// The `keys` of a JSON object (those it has).
+pub fn pick(v: &serde_json::Value, keys: &[&str]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for k in keys {
+        if let Some(x) = v.get(*k) {
+            out.insert(k.to_string(), x.clone());
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// The addresses of `ip -j addr show dev X` but IPv6 link-local ones, without lifetimes and label (the
+/// interface's name).
+pub fn global_addrs(v: &serde_json::Value) -> serde_json::Value {
+    let infos: Vec<serde_json::Value> = v[0]["addr_info"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| !(a["family"] == "inet6" && a["scope"] == "link"))
+        .map(|mut a| {
+            if let Some(o) = a.as_object_mut() {
+                for k in ["valid_life_time", "preferred_life_time", "label"] {
+                    o.remove(k);
+                }
+            }
+            a
+        })
+        .collect();
+    serde_json::Value::Array(infos)
+}

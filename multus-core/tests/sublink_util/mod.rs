@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use multus_testsupport::{
-    host_link, host_links_on, ip_json, require_root, sh, sh_quiet, HostLink, Netns,
+    global_addrs, host_link, host_links_on, ip_json, pick, require_root, sh, sh_quiet, HostLink,
+    Netns,
 };
 
 /// Where Debian's containernetworking-plugins are.
@@ -126,38 +127,6 @@ pub const LINK_KEYS: &[&str] = &[
     "gso_max_size",
     "gso_max_segs",
 ];
-
-/// The `keys` of a JSON object (those it has).
-pub fn pick(v: &Value, keys: &[&str]) -> Value {
-    let mut out = serde_json::Map::new();
-    for k in keys {
-        if let Some(x) = v.get(*k) {
-            out.insert(k.to_string(), x.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-/// The addresses of `ip -j addr show dev X` but IPv6 link-local ones, without lifetimes and label (the
-/// interface's name).
-pub fn global_addrs(v: &Value) -> Value {
-    let infos: Vec<Value> = v[0]["addr_info"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| !(a["family"] == "inet6" && a["scope"] == "link"))
-        .map(|mut a| {
-            if let Some(o) = a.as_object_mut() {
-                for k in ["valid_life_time", "preferred_life_time", "label"] {
-                    o.remove(k);
-                }
-            }
-            a
-        })
-        .collect();
-    Value::Array(infos)
-}
 
 /// The differential tests' verdict: `results` are (ours, reference) and `states` (ours after ADD, ours after
 /// DEL, reference after ADD, reference after DEL); ours must equal the reference's at each point.
