@@ -120,9 +120,7 @@ fn upstream_shim_to_our_daemon_add_check_del() {
     node.start_daemon();
     let conf = node.multus_conf();
     let pod = TestPod::new(&node, Some("macvlan-conf"));
-    node.wait_for("the pod in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
-    });
+    node.wait_pods_cached(1);
 
     let r = run_shim(&go_shim, "ADD", &pod, &conf);
     let result = r.ok();

@@ -172,9 +172,7 @@ fn fifty_pods_at_once() {
     node.start_daemon();
     let conf = node.multus_conf();
     let pods: Vec<TestPod> = (0..50).map(|_| TestPod::new(&node, Some("big"))).collect();
-    node.wait_for("50 pods in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 50.0
-    });
+    node.wait_pods_cached(50);
     node.shim_bin();
     let results: Vec<Run> = std::thread::scope(|s| {
         let hs: Vec<_> = pods

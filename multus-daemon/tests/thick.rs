@@ -25,9 +25,7 @@ fn seed_pod_through_the_shim() {
     assert_eq!(conf["type"], "multus-shim");
     assert_eq!(conf["name"], "multus-cni-network");
     let pod = TestPod::new(&node, Some("macvlan-conf"));
-    node.wait_for("the pod in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
-    });
+    node.wait_pods_cached(1);
     node.api.clear_log();
     let r = node.shim("ADD", &pod, &conf).ok();
     assert!(
@@ -103,9 +101,7 @@ fn builtins_work_with_the_hosts_files_through_chroot_dir() {
     node.start_daemon();
     let conf = node.multus_conf();
     let pod = TestPod::new(&node, Some("macvlan-chroot"));
-    node.wait_for("the pod in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
-    });
+    node.wait_pods_cached(1);
     node.shim("ADD", &pod, &conf).ok();
     let status = node.api.network_status(&pod.namespace, &pod.name).unwrap();
     assert_eq!(status[1]["ips"][0], "192.168.1.230", "{status}");

@@ -33,9 +33,7 @@ fn a_pod_not_in_the_cache_costs_one_get() {
     node.shim("DEL", &pod, &conf).ok();
     // The runtime asks for a UID the cache (and the API) do not have: one GET, then "try again later".
     let old = TestPod::new(&node, Some("macvlan-conf"));
-    node.wait_for("the pod in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
-    });
+    node.wait_pods_cached(1);
     let newer = TestPod {
         uid: "a-new-pod-of-that-name".into(),
         name: old.name.clone(),
@@ -62,7 +60,7 @@ fn nad_changes_reach_the_next_add() {
     let pod = TestPod::new(&node, Some("macvlan-conf"));
     node.wait_for("the NAD change and the pod", || {
         let s = node.socket_get("/readyz").map(|x| x.0).unwrap_or_default();
-        s == 200 && node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
+        s == 200 && node.cached_pods() >= 1.0
     });
     // The watch delivers in order: once the pod (added after the NAD change) is in, so is the change.
     node.api.clear_log();
@@ -102,9 +100,7 @@ fn gone_relists_and_bookmarks_move_the_resume_point() {
     node.api.expire_watches();
     let pod = TestPod::new(&node, Some("macvlan-conf"));
     node.wait_for("a relist after 410", || relists(&node) >= 1.0);
-    node.wait_for("the pod in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
-    });
+    node.wait_pods_cached(1);
     node.api.clear_log();
     node.shim("ADD", &pod, &conf).ok();
     assert!(gets(&node).is_empty(), "{:?}", gets(&node));
@@ -128,9 +124,7 @@ fn api_down_and_back() {
     };
     let listed = lists(&node);
     let pod = TestPod::new(&node, Some("macvlan-conf"));
-    node.wait_for("the pod in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 1.0
-    });
+    node.wait_pods_cached(1);
     node.api.set_down(true);
     let e = node.shim("ADD", &pod, &conf).err();
     assert_eq!(e["code"], 11, "{e}");
@@ -140,9 +134,7 @@ fn api_down_and_back() {
     });
     let late = TestPod::new(&node, Some("macvlan-conf"));
     node.api.set_down(false);
-    node.wait_for("the late pod in the cache", || {
-        node.metric("multus_watch_cache_objects{resource=\"pods\"}") >= 2.0
-    });
+    node.wait_pods_cached(2);
     assert_eq!(lists(&node), listed, "resumed, not listed again");
     node.api.clear_log();
     node.shim("ADD", &late, &conf).ok();

@@ -312,6 +312,18 @@ impl Node {
             .unwrap_or(0.0)
     }
 
+    /// The pods in the daemon's watch cache (its `multus_watch_cache_objects` gauge).
+    pub fn cached_pods(&self) -> f64 {
+        self.metric("multus_watch_cache_objects{resource=\"pods\"}")
+    }
+
+    /// Waits (bounded) until at least `n` pods are in the daemon's watch cache.
+    pub fn wait_pods_cached(&self, n: u32) {
+        self.wait_for(&format!("{n} pod(s) in the cache"), || {
+            self.cached_pods() >= f64::from(n)
+        });
+    }
+
     /// Waits until `f` holds (bounded).
     pub fn wait_for(&self, what: &str, f: impl Fn() -> bool) {
         let t = Instant::now();
