@@ -173,12 +173,10 @@ fn a_conflist_primary_is_released_at_del() {
     // A DEL that fails is an error at the runtime (here: the cache entry unreadable and the pod gone).
     let pod = TestPod::new(&node, Some("macvlan-conf"));
     node.shim("ADD", &pod, &shim_conf).ok();
-    let entry = std::fs::read_dir(node.path("cache"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    // The pod's record by its name (the directory also holds the store's `lock`, which `read_dir` may list
+    // first: writing there left the record intact and the DEL succeeded, in one CI run).
+    let entry = node.path("cache").join(format!("{}@eth0.json", pod.cid));
+    assert!(entry.is_file(), "the ADD's record {}", entry.display());
     std::fs::write(&entry, "not json").unwrap();
     node.api.delete_pod(&pod.namespace, &pod.name);
     let e = node.shim("DEL", &pod, &shim_conf).err();
